@@ -1,0 +1,130 @@
+/* Portable primitives for threadloom's native core: C11 atomics, a mutex and
+ * a condition variable (pthreads, or SRW locks on Windows), a monotonic clock
+ * and a CPU pause for bounded spinning. */
+#ifndef TL_ATOMIC_H
+#define TL_ATOMIC_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdatomic.h>
+
+#ifdef _WIN32
+#  define WIN32_LEAN_AND_MEAN
+#  include <windows.h>
+typedef SRWLOCK tl_mutex;
+typedef CONDITION_VARIABLE tl_cond;
+static inline void tl_mutex_init(tl_mutex *m) { InitializeSRWLock(m); }
+static inline void tl_mutex_destroy(tl_mutex *m) { (void)m; }
+static inline void tl_mutex_lock(tl_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline void tl_mutex_unlock(tl_mutex *m) { ReleaseSRWLockExclusive(m); }
+static inline void tl_cond_init(tl_cond *c) { InitializeConditionVariable(c); }
+static inline void tl_cond_destroy(tl_cond *c) { (void)c; }
+static inline void tl_cond_signal(tl_cond *c) { WakeConditionVariable(c); }
+static inline void tl_cond_broadcast(tl_cond *c) { WakeAllConditionVariable(c); }
+static inline void tl_cond_wait(tl_cond *c, tl_mutex *m) { SleepConditionVariableSRW(c, m, INFINITE, 0); }
+/* Returns 1 if woken, 0 on timeout (the caller re-checks its predicate anyway). */
+static inline int tl_cond_timedwait_ns(tl_cond *c, tl_mutex *m, uint64_t rel_ns) {
+    DWORD ms = (DWORD)(rel_ns / 1000000u);
+    return SleepConditionVariableSRW(c, m, ms ? ms : 1, 0) ? 1 : 0;
+}
+static inline uint64_t tl_now_ns(void) {
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER now;
+    if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&now);
+    return (uint64_t)((double)now.QuadPart * 1e9 / (double)freq.QuadPart);
+}
+static inline void tl_cpu_relax(void) { YieldProcessor(); }
+static inline void tl_yield(void) { SwitchToThread(); }
+#else
+#  include <pthread.h>
+#  include <sched.h>
+#  include <time.h>
+#  include <errno.h>
+typedef pthread_mutex_t tl_mutex;
+typedef pthread_cond_t tl_cond;
+static inline void tl_mutex_init(tl_mutex *m) { pthread_mutex_init(m, NULL); }
+static inline void tl_mutex_destroy(tl_mutex *m) { pthread_mutex_destroy(m); }
+static inline void tl_mutex_lock(tl_mutex *m) { pthread_mutex_lock(m); }
+static inline void tl_mutex_unlock(tl_mutex *m) { pthread_mutex_unlock(m); }
+static inline void tl_cond_init(tl_cond *c) {
+#  if defined(__APPLE__)
+    pthread_cond_init(c, NULL);
+#  else
+    /* Timed waits measure the monotonic clock, immune to wall-clock jumps. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &attr);
+    pthread_condattr_destroy(&attr);
+#  endif
+}
+static inline void tl_cond_destroy(tl_cond *c) { pthread_cond_destroy(c); }
+static inline void tl_cond_signal(tl_cond *c) { pthread_cond_signal(c); }
+static inline void tl_cond_broadcast(tl_cond *c) { pthread_cond_broadcast(c); }
+static inline void tl_cond_wait(tl_cond *c, tl_mutex *m) { pthread_cond_wait(c, m); }
+static inline uint64_t tl_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+static inline int tl_cond_timedwait_ns(tl_cond *c, tl_mutex *m, uint64_t rel_ns) {
+    struct timespec ts;
+#  if defined(__APPLE__)
+    ts.tv_sec = (time_t)(rel_ns / 1000000000u);
+    ts.tv_nsec = (long)(rel_ns % 1000000000u);
+    return pthread_cond_timedwait_relative_np(c, m, &ts) == ETIMEDOUT ? 0 : 1;
+#  else
+    uint64_t deadline = tl_now_ns() + rel_ns;
+    ts.tv_sec = (time_t)(deadline / 1000000000u);
+    ts.tv_nsec = (long)(deadline % 1000000000u);
+    return pthread_cond_timedwait(c, m, &ts) == ETIMEDOUT ? 0 : 1;
+#  endif
+}
+static inline void tl_cpu_relax(void) {
+#  if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#  elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#  endif
+}
+static inline void tl_yield(void) { sched_yield(); }
+#endif
+
+/* Counters: monotonic uint64 event counts.  Relaxed ordering is enough: a
+ * reader wants each value, not an ordering between them. */
+#define TL_COUNTERS 8
+typedef struct {
+    _Atomic uint64_t values[TL_COUNTERS];
+} tl_counters;
+
+static inline void tl_counter_add(tl_counters *c, int index, uint64_t n) {
+    atomic_fetch_add_explicit(&c->values[index], n, memory_order_relaxed);
+}
+static inline uint64_t tl_counter_get(tl_counters *c, int index) {
+    return atomic_load_explicit(&c->values[index], memory_order_relaxed);
+}
+
+/* A ring of recent durations in nanoseconds, written by any worker. */
+#define TL_SAMPLES 4096
+typedef struct {
+    _Atomic uint64_t next;
+    _Atomic uint64_t values[TL_SAMPLES];
+} tl_samples;
+
+static inline void tl_samples_add(tl_samples *s, uint64_t value) {
+    uint64_t i = atomic_fetch_add_explicit(&s->next, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->values[i % TL_SAMPLES], value, memory_order_relaxed);
+}
+
+/* Worker gauges: threads holding a slot, threads running a task. */
+/* They take plain int64_t* because Cython cannot declare _Atomic fields. */
+static inline int64_t tl_load64(int64_t *p) { return atomic_load((_Atomic int64_t *)p); }
+static inline int64_t tl_add64(int64_t *p, int64_t n) {
+    return atomic_fetch_add((_Atomic int64_t *)p, n) + n;
+}
+static inline int tl_cas64(int64_t *p, int64_t expected, int64_t desired) {
+    return atomic_compare_exchange_strong((_Atomic int64_t *)p, &expected, desired);
+}
+
+#endif

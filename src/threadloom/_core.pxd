@@ -1,0 +1,89 @@
+# cython: language_level=3
+# Declarations of the C layer (csrc/) shared by the native core.
+
+from libc.stdint cimport int64_t, uint64_t
+
+
+cdef extern from "tl_atomic.h" nogil:
+    ctypedef struct tl_counters:
+        pass
+    ctypedef struct tl_samples:
+        pass
+    int TL_COUNTERS
+    int TL_SAMPLES
+    void tl_counter_add(tl_counters *c, int index, uint64_t n)
+    uint64_t tl_counter_get(tl_counters *c, int index)
+    void tl_samples_add(tl_samples *s, uint64_t value)
+    uint64_t tl_now_ns()
+    void tl_yield()
+    int64_t tl_load64(int64_t *p)
+    int64_t tl_add64(int64_t *p, int64_t n)
+    bint tl_cas64(int64_t *p, int64_t expected, int64_t desired)
+
+
+cdef extern from "tl_queue.h" nogil:
+    ctypedef struct tl_entry:
+        int64_t priority
+        uint64_t seq
+        void *fn
+        void *args
+        void *kwargs
+        void *future
+        uint64_t enqueued_ns
+
+    ctypedef struct tl_stripe:
+        size_t len
+        tl_entry *heap
+
+    ctypedef struct tl_queue:
+        tl_stripe *stripes
+        int nstripes
+        int64_t size
+        int closed
+
+    int tl_queue_init(tl_queue *q, int nstripes)
+    void tl_queue_after_fork(tl_queue *q)
+    int tl_queue_push(tl_queue *q, tl_entry *e)
+    int tl_queue_try_pop(tl_queue *q, tl_entry *out)
+    int tl_queue_pop_wait(tl_queue *q, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns)
+    void tl_queue_close(tl_queue *q)
+    void tl_queue_reopen(tl_queue *q)
+    size_t tl_stripe_take_all(tl_queue *q, int i, tl_entry **out)
+    int tl_stripe_put_back(tl_queue *q, int i, tl_entry *entries, size_t n)
+    void tl_queue_free(tl_queue *q)
+    int64_t tl_queue_size(tl_queue *q)
+    bint tl_queue_closed(tl_queue *q)
+    void tl_stripe_lock(tl_queue *q, int i)
+    void tl_stripe_unlock(tl_queue *q, int i)
+
+
+cdef class Counters:
+    cdef tl_counters *c
+
+
+cdef class TaskQueue:
+    cdef tl_queue q
+    cdef bint initialised
+    cdef uint64_t cancelled_skipped
+    cdef Counters counters_sink
+    cdef uint64_t _push(self, int64_t priority, object fn, object args, object kwargs, object future) except? 0
+    cdef int _pop_live(self, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns) except -2
+    cdef object _entry_tuple(self, tl_entry *e)
+
+
+cdef class Dispatcher:
+    cdef readonly TaskQueue queue
+    cdef readonly Counters counters
+    cdef public object spawn
+    cdef int64_t _threads
+    cdef int64_t _busy
+    cdef int64_t _max_workers
+    cdef int64_t _min_workers
+    cdef int64_t _idle_timeout_ns
+    cdef uint64_t _spin_ns
+    cdef tl_samples *_wait
+    cdef tl_samples *_run
+    cdef _start_worker(self)
+    cdef bint _reserve(self, bint only_if_needed) noexcept
+    cdef bint _retire(self, bint idle) noexcept
+    cdef int _run_entry(self, tl_entry *e, object run_coroutine) except -1

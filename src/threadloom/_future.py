@@ -1,0 +1,98 @@
+"""The future returned by threadloom: a real ``concurrent.futures.Future``.
+
+The stdlib future builds a ``threading.Condition`` (a lock, a list, bound
+methods) in its constructor, which is most of what a task costs.  This subclass
+creates its condition, waiter list and callback list only when something needs
+them: a thread that blocks in ``result()``, ``wait()``/``as_completed()``
+(which use ``_condition`` and ``_waiters`` directly), or a done callback.  The
+state machine lives in the core (``future_*`` functions), where each transition
+is atomic; the ordering argument is written there.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future as _StdFuture
+from concurrent.futures._base import (
+    _STATE_TO_DESCRIPTION_MAP,
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    PENDING,
+    RUNNING,
+)
+from typing import Any, Generic, TypeVar
+
+from ._impl import core
+
+__all__ = ["Future"]
+
+_T = TypeVar("_T")
+
+
+class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
+    """A ``concurrent.futures.Future`` whose synchronisation is made on demand.
+
+    It behaves exactly like the stdlib future and is accepted everywhere one is
+    (``wait``, ``as_completed``, ``asyncio.wrap_future``).
+    """
+
+    _state: str = PENDING
+    _result: Any = None
+    _exception: BaseException | None = None
+    _tl_condition: threading.Condition | None = None
+    _tl_waiters: list[Any] | None = None
+    _tl_callbacks: list[Callable[[Any], object]] | None = None
+
+    def __init__(self) -> None:
+        # Deliberately not calling the stdlib constructor: see the module docstring.
+        pass
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        return core.future_condition(self)
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        core.future_condition(self)
+        waiters = self._tl_waiters
+        assert waiters is not None
+        return waiters
+
+    @property
+    def _done_callbacks(self) -> list[Callable[[Any], object]]:  # type: ignore[override]
+        callbacks = self._tl_callbacks
+        return list(callbacks) if callbacks is not None else []
+
+    # The state machine: plain functions of the core, bound here as methods.
+    result = core.future_result
+    exception = core.future_exception
+    set_result = core.future_set_result
+    set_exception = core.future_set_exception
+    set_running_or_notify_cancel = core.future_set_running_or_notify_cancel
+    cancel = core.future_cancel
+    add_done_callback = core.future_add_done_callback
+
+    def cancelled(self) -> bool:
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
+
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    def done(self) -> bool:
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
+
+    def __repr__(self) -> str:
+        state = self._state
+        description = _STATE_TO_DESCRIPTION_MAP[state]
+        name = self.__class__.__name__
+        if state == FINISHED:
+            exception = self._exception
+            if exception:
+                return f"<{name} at {id(self):#x} state={description} raised {type(exception).__name__}>"
+            return f"<{name} at {id(self):#x} state={description} returned {type(self._result).__name__}>"
+        return f"<{name} at {id(self):#x} state={description}>"
+
+
+core.set_future_type(Future)

@@ -1,0 +1,441 @@
+"""The pure graph logic of the task manager: no threads, no pool.
+
+:class:`DependencyGraph` is the registry's graph, kept acyclic: a dependency on
+an unknown task, or one that would close a cycle, is rejected when it is
+declared.  :func:`closure_in_order` and :func:`inherit_priorities` plan one
+execution, and :class:`GraphRun` is its bookkeeping: a count of unfinished
+upstreams per task (Kahn's algorithm, as ``graphlib`` does it), so that a whole
+run costs time linear in nodes + edges.  The caller serialises calls to a
+``GraphRun``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+
+from ._types import TaskStatus
+
+__all__ = [
+    "DependencyCycleError",
+    "DependencyGraph",
+    "GraphRun",
+    "TaskDependencyError",
+    "TriggerRule",
+    "UnknownDependencyError",
+    "closure_in_order",
+    "inherit_priorities",
+]
+
+
+class TaskDependencyError(ValueError):
+    """A dependency declaration is invalid."""
+
+
+class UnknownDependencyError(TaskDependencyError):
+    """A task depends on a task that is not registered.
+
+    Attributes:
+        task: The name of the declaring task.
+        missing: The references that name no registered task.
+    """
+
+    def __init__(self, task: str, missing: Sequence[str]) -> None:
+        self.task = task
+        self.missing = tuple(missing)
+        super().__init__(
+            f"task {task!r} depends on unknown task(s): {', '.join(map(repr, self.missing))}"
+        )
+
+
+class DependencyCycleError(TaskDependencyError):
+    """Declared dependencies would form a cycle.
+
+    Attributes:
+        cycle: The names of the tasks on the cycle, first repeated last
+            (``("a", "b", "a")``: a depends on b, which depends on a).
+    """
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = tuple(cycle)
+        super().__init__(f"dependency cycle: {' -> '.join(self.cycle)}")
+
+
+class TriggerRule(str, enum.Enum):
+    """When a task runs, given how its dependencies ended.
+
+    A dependency *succeeded* if it COMPLETED, was *skipped* if SKIPPED, and
+    *failed* in every other terminal state (FAILED, TIMED_OUT, CANCELLED,
+    UPSTREAM_FAILED).  A task whose rule can no longer be met ends
+    UPSTREAM_FAILED if a dependency failed, else SKIPPED.
+    """
+
+    #: Every dependency succeeded (the default).
+    ALL_SUCCESS = "all_success"
+    #: Every dependency ended, however it ended.
+    ALL_DONE = "all_done"
+    #: Runs as soon as one dependency succeeds, without waiting for the others.
+    ONE_SUCCESS = "one_success"
+    #: Runs as soon as one dependency fails, without waiting for the others.
+    ONE_FAILED = "one_failed"
+    #: Every dependency ended and none failed (skipped ones are allowed).
+    NONE_FAILED = "none_failed"
+
+
+#: The verdicts of :func:`judge` besides a terminal status.
+RUN = TaskStatus.QUEUED
+WAIT = TaskStatus.PENDING
+
+
+def judge(rule: TriggerRule, total: int, succeeded: int, failed: int, skipped: int) -> TaskStatus:
+    """Decide a task's fate from its dependencies' outcomes so far.
+
+    Args:
+        rule: The task's trigger rule.
+        total: How many dependencies it has.
+        succeeded: How many of them have succeeded so far; likewise *failed*, *skipped*.
+
+    Returns:
+        ``RUN`` (QUEUED: hand it out to run), ``WAIT`` (PENDING: not decidable
+        yet), SKIPPED or UPSTREAM_FAILED.
+    """
+    if rule is TriggerRule.ONE_SUCCESS and succeeded:
+        return RUN
+    if rule is TriggerRule.ONE_FAILED and failed:
+        return RUN
+    if succeeded + failed + skipped < total:
+        return WAIT
+    if rule is TriggerRule.ALL_DONE or total == 0:
+        return RUN
+    if rule is TriggerRule.ONE_FAILED:
+        return TaskStatus.SKIPPED
+    if failed:
+        return TaskStatus.UPSTREAM_FAILED
+    if rule is TriggerRule.NONE_FAILED or (rule is TriggerRule.ALL_SUCCESS and not skipped):
+        return RUN
+    return TaskStatus.SKIPPED
+
+
+class DependencyGraph:
+    """The registry's dependency graph, acyclic by construction.
+
+    Args:
+        describe: Turns a node into the name used in error messages.
+    """
+
+    def __init__(self, describe: Callable[[str], str] = str) -> None:
+        self._describe = describe
+        self._dependencies: dict[str, tuple[str, ...]] = {}
+        self._dependents: dict[str, set[str]] = {}
+
+    def __contains__(self, node: object) -> bool:
+        return node in self._dependencies
+
+    def __len__(self) -> int:
+        return len(self._dependencies)
+
+    def dependencies(self, node: str) -> tuple[str, ...]:
+        """Return what *node* depends on, in declaration order."""
+        return self._dependencies[node]
+
+    def dependents(self, node: str) -> frozenset[str]:
+        """Return the nodes that depend directly on *node*."""
+        return frozenset(self._dependents[node])
+
+    @property
+    def dependency_map(self) -> Mapping[str, tuple[str, ...]]:
+        """The live node -> dependencies mapping (read it under the caller's lock)."""
+        return self._dependencies
+
+    def add(self, node: str, dependencies: Iterable[str]) -> None:
+        """Add a new *node*.
+
+        Raises:
+            ValueError: *node* is already in the graph.
+            UnknownDependencyError: A dependency is not in the graph (a new node
+                cannot close a cycle, as nothing can depend on it yet).
+        """
+        if node in self._dependencies:
+            raise ValueError(f"task {self._describe(node)!r} is already in the graph")
+        deps = self._checked(node, dependencies)
+        if node in deps:
+            raise DependencyCycleError([self._describe(node)] * 2)
+        self._dependencies[node] = deps
+        self._dependents[node] = set()
+        for dep in deps:
+            self._dependents[dep].add(node)
+
+    def set_dependencies(self, node: str, dependencies: Iterable[str]) -> None:
+        """Replace *node*'s dependencies.
+
+        Raises:
+            KeyError: *node* is not in the graph.
+            UnknownDependencyError: A dependency is not in the graph.
+            DependencyCycleError: The new dependencies would close a cycle; the
+                graph is left unchanged.
+        """
+        old = self._dependencies[node]
+        deps = self._checked(node, dependencies)
+        cycle = self._path_to(node, deps)
+        if cycle is not None:
+            raise DependencyCycleError([self._describe(n) for n in [node, *cycle]])
+        for dep in old:
+            self._dependents[dep].discard(node)
+        for dep in deps:
+            self._dependents[dep].add(node)
+        self._dependencies[node] = deps
+
+    def remove(self, node: str) -> None:
+        """Remove *node*.
+
+        Raises:
+            KeyError: *node* is not in the graph.
+            TaskDependencyError: Other nodes still depend on *node*.
+        """
+        dependents = self._dependents[node]
+        if dependents:
+            names = sorted(self._describe(d) for d in dependents)
+            raise TaskDependencyError(
+                f"task {self._describe(node)!r} is a dependency of {', '.join(map(repr, names))};"
+                " remove or update those first"
+            )
+        for dep in self._dependencies.pop(node):
+            self._dependents[dep].discard(node)
+        del self._dependents[node]
+
+    def _checked(self, node: str, dependencies: Iterable[str]) -> tuple[str, ...]:
+        deps = tuple(dict.fromkeys(dependencies))
+        missing = [d for d in deps if d not in self._dependencies and d != node]
+        if missing:
+            raise UnknownDependencyError(self._describe(node), missing)
+        return deps
+
+    def _path_to(self, target: str, starts: Iterable[str]) -> list[str] | None:
+        """Return a dependency path from one of *starts* to *target*, or None."""
+        parent: dict[str, str | None] = {}
+        stack: list[str] = []
+        for start in starts:
+            if start not in parent:
+                parent[start] = None
+                stack.append(start)
+        while stack:
+            node = stack.pop()
+            if node == target:
+                path = [node]
+                step = parent[node]
+                while step is not None:
+                    path.append(step)
+                    step = parent[step]
+                # Built from target back to a start; a cycle reads start -> ... -> target.
+                return path[::-1]
+            for dep in self._dependencies[node]:
+                if dep not in parent:
+                    parent[dep] = node
+                    stack.append(dep)
+        return None
+
+
+def closure_in_order(
+    dependencies: Mapping[str, Sequence[str]], targets: Iterable[str]
+) -> list[str]:
+    """Return *targets* and everything they depend on, dependencies first.
+
+    Each node appears once.  *dependencies* must be acyclic (a
+    :class:`DependencyGraph` is).  Time is linear in the closure's nodes + edges;
+    no recursion, so chains of any depth are fine.
+
+    Raises:
+        KeyError: A target or dependency is not in *dependencies*.
+    """
+    order: list[str] = []
+    seen: set[str] = set()
+    for target in targets:
+        if target in seen:
+            continue
+        seen.add(target)
+        stack = [(target, iter(dependencies[target]))]
+        while stack:
+            node, pending = stack[-1]
+            for dep in pending:
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, iter(dependencies[dep])))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def inherit_priorities(
+    order: Sequence[str],
+    dependencies: Mapping[str, Sequence[str]],
+    priority: Mapping[str, int],
+) -> dict[str, int]:
+    """Raise each node's priority to the highest of the nodes that wait on it.
+
+    Args:
+        order: Nodes with dependencies first (as from :func:`closure_in_order`).
+        dependencies: node -> its dependencies.
+        priority: node -> its own priority.
+
+    Returns:
+        node -> effective priority: the maximum of its own and every direct or
+        transitive dependent's in *order*.
+    """
+    effective = {node: priority[node] for node in order}
+    # Dependents come after their dependencies in *order*, so walking it backwards
+    # finalises a node's priority before it is pushed down to its dependencies.
+    for node in reversed(order):
+        level = effective[node]
+        for dep in dependencies[node]:
+            if effective[dep] < level:
+                effective[dep] = level
+    return effective
+
+
+class _Node:
+    __slots__ = ("dependents", "failed", "rule", "skipped", "state", "succeeded", "total")
+
+    def __init__(self, rule: TriggerRule, total: int) -> None:
+        self.rule = rule
+        self.total = total
+        self.succeeded = 0
+        self.failed = 0
+        self.skipped = 0
+        # None: undecided; RUN: handed out to run; otherwise terminal.
+        self.state: TaskStatus | None = None
+        self.dependents: list[str] = []
+
+
+class GraphRun:
+    """The state of one execution of a dependency closure.
+
+    Call :meth:`start` once, then :meth:`finish` for each node handed out to run
+    as it ends.  Not thread-safe: the caller serialises calls.
+
+    Args:
+        order: The nodes, dependencies first (see :func:`closure_in_order`).
+        dependencies: node -> its dependencies (all within *order*).
+        rules: node -> its trigger rule.
+    """
+
+    def __init__(
+        self,
+        order: Sequence[str],
+        dependencies: Mapping[str, Sequence[str]],
+        rules: Mapping[str, TriggerRule],
+    ) -> None:
+        nodes = self._nodes = {node: _Node(rules[node], len(dependencies[node])) for node in order}
+        for node in order:
+            for dep in dependencies[node]:
+                nodes[dep].dependents.append(node)
+        self._unfinished = len(order)
+
+    @property
+    def done(self) -> bool:
+        """True once every node is in a terminal state."""
+        return self._unfinished == 0
+
+    def status(self, node: str) -> TaskStatus | None:
+        """Return *node*'s terminal status, or None if it has not ended."""
+        state = self._nodes[node].state
+        return state if state is not None and state.is_terminal else None
+
+    def start(self) -> list[str]:
+        """Return the nodes that can run at once (those without dependencies)."""
+        ready = []
+        for name, node in self._nodes.items():
+            if node.total == 0:
+                node.state = RUN
+                ready.append(name)
+        return ready
+
+    def finish(
+        self, node: str, status: TaskStatus
+    ) -> tuple[list[str], list[tuple[str, TaskStatus]]]:
+        """Record that *node*, handed out to run, ended in *status*.
+
+        Returns:
+            The nodes that can now run, and the nodes that were decided without
+            running (SKIPPED or UPSTREAM_FAILED) with their status.
+
+        Raises:
+            ValueError: *status* is not terminal, or *node* was not running.
+        """
+        if not status.is_terminal:
+            raise ValueError(f"{status!r} is not a terminal status")
+        if self._nodes[node].state is not RUN:
+            raise ValueError(f"node {node!r} was not running (state {self._nodes[node].state!r})")
+        ready: list[str] = []
+        decided: list[tuple[str, TaskStatus]] = []
+        self._end(node, status, ready, decided)
+        return ready, decided
+
+    def cancel(
+        self, nodes: Collection[str] | None = None
+    ) -> tuple[list[str], list[str], list[tuple[str, TaskStatus]]]:
+        """Mark undecided nodes CANCELLED: all of them, or those in *nodes*.
+
+        Nodes handed out to run are not touched: the caller cancels them and
+        reports their end through :meth:`finish`.
+
+        Returns:
+            The nodes cancelled here, then (as from :meth:`finish`) the nodes
+            that can now run and the nodes decided without running.  Cancelling
+            every node decides every dependent, so then the last two are empty.
+        """
+        ready: list[str] = []
+        decided: list[tuple[str, TaskStatus]] = []
+        if nodes is None:
+            cancelled = [name for name, node in self._nodes.items() if node.state is None]
+            # Every undecided node ends here, so no dependent is left to judge.
+            for name in cancelled:
+                self._nodes[name].state = TaskStatus.CANCELLED
+            self._unfinished -= len(cancelled)
+            return cancelled, ready, decided
+        cancelled = []
+        for name in nodes:
+            if self._nodes[name].state is None:
+                cancelled.append(name)
+                self._end(name, TaskStatus.CANCELLED, ready, decided)
+        return cancelled, ready, decided
+
+    def _end(
+        self,
+        name: str,
+        status: TaskStatus,
+        ready: list[str],
+        decided: list[tuple[str, TaskStatus]],
+    ) -> None:
+        # A worklist, not recursion: a failure can cascade down a 100,000-deep chain.
+        work = [(name, status)]
+        nodes = self._nodes
+        while work:
+            name, status = work.pop()
+            node = nodes[name]
+            node.state = status
+            self._unfinished -= 1
+            for dependent_name in node.dependents:
+                dependent = nodes[dependent_name]
+                if dependent.state is not None:
+                    continue
+                if status is TaskStatus.COMPLETED:
+                    dependent.succeeded += 1
+                elif status is TaskStatus.SKIPPED:
+                    dependent.skipped += 1
+                else:
+                    dependent.failed += 1
+                verdict = judge(
+                    dependent.rule,
+                    dependent.total,
+                    dependent.succeeded,
+                    dependent.failed,
+                    dependent.skipped,
+                )
+                if verdict is RUN:
+                    dependent.state = RUN
+                    ready.append(dependent_name)
+                elif verdict is not WAIT:
+                    decided.append((dependent_name, verdict))
+                    work.append((dependent_name, verdict))

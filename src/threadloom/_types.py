@@ -1,0 +1,65 @@
+"""Enumerations shared by every layer."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["TaskPriority", "TaskStatus"]
+
+
+class TaskPriority(enum.IntEnum):
+    """Queueing priority: a higher value runs first.
+
+    Any ``int`` is accepted wherever a priority is; these names are the usual
+    steps.  Tasks of equal priority run in submission order.
+    """
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+class TaskStatus(str, enum.Enum):
+    """Where a task is in its life.  The last six are terminal except RETRYING."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    UPSTREAM_FAILED = "upstream_failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL = frozenset(
+    {
+        TaskStatus.COMPLETED,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.TIMED_OUT,
+        TaskStatus.SKIPPED,
+        TaskStatus.UPSTREAM_FAILED,
+    }
+)
+
+
+def check_priority(priority: object) -> int:
+    """Return *priority* as an int, or raise a TypeError naming the bad value."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(
+            f"priority must be an int or TaskPriority, not {type(priority).__name__} ({priority!r})"
+        )
+    if not -(2**31) <= priority < 2**31:
+        raise ValueError(f"priority {priority} is out of range (must fit in 32 bits)")
+    return int(priority)

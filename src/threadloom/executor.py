@@ -1,0 +1,569 @@
+"""``ThreadPoolExecutor``: a drop-in for the stdlib's, on threadloom's core.
+
+Everything the stdlib class does, this one does the same way: the constructor,
+``submit``, ``map``, ``shutdown``, the context manager, initializers and
+``BrokenThreadPool``, thread names, the default worker count, joining workers
+at interpreter exit.  On top of it: priorities (``options(priority=...)``),
+coroutine functions run on a per-worker event loop, ``statistics()``, and
+chunked ``map``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+import time
+import types
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor
+from concurrent.futures._base import LOGGER
+from concurrent.futures.thread import BrokenThreadPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._future import Future
+from ._impl import core
+from ._types import TaskPriority, check_priority
+
+if TYPE_CHECKING:
+    from ._task import SubmitOptions
+
+__all__ = [
+    "BrokenThreadPool",
+    "ExecutorStatistics",
+    "Percentiles",
+    "ThreadPoolExecutor",
+]
+
+_T = TypeVar("_T")
+
+_NORMAL = int(TaskPriority.NORMAL)
+
+# --------------------------------------------------------------------------
+# Process-wide state: interpreter exit and fork.
+# --------------------------------------------------------------------------
+
+_live_executors: weakref.WeakSet[ThreadPoolExecutor] = weakref.WeakSet()
+_global_lock = threading.Lock()
+_interpreter_shutdown = False
+
+
+def _python_exit() -> None:
+    """Close every pool and join its workers before the interpreter goes away.
+
+    Registered with ``threading._register_atexit`` as the stdlib does, so it
+    runs before non-daemon threads are joined and while they can still run.
+    """
+    global _interpreter_shutdown
+    with _global_lock:
+        _interpreter_shutdown = True
+        executors = list(_live_executors)
+    for executor in executors:
+        executor._dispatch.close()
+    for executor in executors:
+        for thread in list(executor._threads):
+            thread.join()
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+
+
+def _after_fork_in_child() -> None:
+    # Only the forking thread survives a fork: the workers are gone, and a
+    # lock one of them held would stay held.  Reset both; queued work stays
+    # and is run by workers the child starts on its next submit.
+    global _global_lock
+    _global_lock = threading.Lock()
+    for executor in list(_live_executors):
+        executor._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------
+# Coroutine functions: one event loop per worker thread, for its whole life.
+# --------------------------------------------------------------------------
+
+_worker_local = threading.local()
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    loop: asyncio.AbstractEventLoop | None = getattr(_worker_local, "loop", None)
+    if loop is None:
+        loop = asyncio.new_event_loop()
+        _worker_local.loop = loop
+    return loop.run_until_complete(coroutine)
+
+
+def _close_worker_loop() -> None:
+    loop: asyncio.AbstractEventLoop | None = getattr(_worker_local, "loop", None)
+    if loop is None:
+        return
+    _worker_local.loop = None
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
+def _worker_main(
+    executor_ref: weakref.ref[ThreadPoolExecutor],
+    dispatch: Any,
+    initializer: Callable[..., object] | None,
+    initargs: tuple[Any, ...],
+) -> None:
+    # The worker holds only a weak reference to its executor, so that an
+    # executor nobody references can be collected (its finalizer closes the
+    # queue and the workers drain it and exit), as in the stdlib.
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException:
+            LOGGER.critical("Exception in initializer:", exc_info=True)
+            dispatch.release_worker()
+            executor = executor_ref()
+            if executor is not None:
+                executor._initializer_failed()
+            return
+    try:
+        dispatch.run_worker(_run_coroutine)
+    finally:
+        _close_worker_loop()
+
+
+# --------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """Percentiles (seconds) over the most recent samples."""
+
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, samples: list[float]) -> Percentiles:
+        if not samples:
+            return cls(0, 0.0, 0.0, 0.0, 0.0)
+        ordered = sorted(samples)
+        last = len(ordered) - 1
+
+        def at(q: float) -> float:
+            return ordered[min(last, round(q * last))]
+
+        return cls(len(ordered), at(0.50), at(0.90), at(0.99), ordered[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorStatistics:
+    """A consistent-enough snapshot of a pool, taken without stopping it.
+
+    Counters only grow.  At any instant ``submitted == completed + failed +
+    cancelled + running + queued`` holds for the tasks of ``submit``/``map``
+    (a snapshot taken under load may be off by the tasks in flight between
+    two reads).
+    """
+
+    workers_total: int
+    workers_busy: int
+    workers_idle: int
+    max_workers: int
+    queue_depth: int
+    queue_depth_by_priority: Mapping[int, int]
+    submitted: int
+    started: int
+    completed: int
+    failed: int
+    cancelled: int
+    retried: int
+    timed_out: int
+    rejected: int
+    wait_time: Percentiles
+    run_time: Percentiles
+    native: bool
+
+
+# --------------------------------------------------------------------------
+# The executor
+# --------------------------------------------------------------------------
+
+
+def _default_max_workers() -> int:
+    from ._limits import usable_cpu_count
+
+    # The stdlib's rule, min(32, cpus + 4), with the container-aware CPU count.
+    return min(32, usable_cpu_count().count + 4)
+
+
+_EXECUTOR_COUNTER = itertools.count().__next__
+
+
+class ThreadPoolExecutor(Executor):
+    """A thread pool that is a drop-in replacement for the stdlib's.
+
+    Args:
+        max_workers: the most threads it runs at once.  Default: ``min(32,
+            usable CPUs + 4)``, where usable CPUs honours the CPU affinity, a
+            cgroup CPU quota and ``PYTHON_CPU_COUNT``.
+        thread_name_prefix: names the worker threads ``{prefix}_{n}``.
+        initializer: called with *initargs* at the start of each worker; if
+            it raises, the pool becomes broken (``BrokenThreadPool``).
+        initargs: arguments for *initializer*.
+
+    Raises:
+        ValueError: *max_workers* is not positive.
+        TypeError: *initializer* is not callable.
+    """
+
+    _counter = staticmethod(_EXECUTOR_COUNTER)
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
+        if max_workers is None:
+            max_workers = _default_max_workers()
+        if max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._max_workers = max_workers
+        self._thread_name_prefix = thread_name_prefix or f"ThreadPoolExecutor-{self._counter()}"
+        self._initializer = initializer
+        self._initargs = initargs
+        self._threads: set[threading.Thread] = set()
+        self._thread_index = 0
+        self._shutdown = False
+        self._broken: str | bool = False
+        self._shutdown_lock = threading.Lock()
+        self._dispatch = core.Dispatcher(max_workers)
+        self._dispatch.spawn = self._make_spawner()
+        dispatch = self._dispatch
+        # Closing the queue when the executor is collected lets its workers
+        # drain what is queued and exit.
+        self._finalizer = weakref.finalize(self, dispatch.close)
+        with _global_lock:
+            _live_executors.add(self)
+
+    def _make_spawner(self) -> Callable[[], None]:
+        # A closure over a weak reference: the dispatcher (held by the
+        # workers) must not keep the executor alive.
+        executor_ref = weakref.ref(self)
+
+        def spawn() -> None:
+            executor = executor_ref()
+            if executor is None:
+                return
+            executor._start_worker(executor_ref)
+
+        return spawn
+
+    def _start_worker(self, executor_ref: weakref.ref[ThreadPoolExecutor]) -> None:
+        # Called with a worker slot already reserved in the dispatcher.
+        with self._shutdown_lock:
+            index = self._thread_index
+            self._thread_index += 1
+            thread = threading.Thread(
+                name=f"{self._thread_name_prefix}_{index}",
+                target=_worker_main,
+                args=(executor_ref, self._dispatch, self._initializer, self._initargs),
+            )
+            try:
+                thread.start()
+            except BaseException:
+                self._dispatch.release_worker()
+                raise
+            self._threads = {t for t in self._threads if t.is_alive()}
+            self._threads.add(thread)
+
+    # -- submission -------------------------------------------------------
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        """Schedule ``fn(*args, **kwargs)``; return a future for its result.
+
+        Every keyword is passed to *fn*: threadloom's own options are reached
+        through :meth:`options`.
+
+        Raises:
+            RuntimeError: the pool was shut down (or the interpreter is exiting).
+            BrokenThreadPool: an initializer failed.
+        """
+        try:
+            return self._dispatch.submit(_NORMAL, fn, args, kwargs)  # type: ignore[no-any-return]
+        except core.QueueClosed:
+            raise self._rejection() from None
+
+    def options(
+        self,
+        *,
+        priority: int = TaskPriority.NORMAL,
+        name: str | None = None,
+        retry: Any = None,
+        timeout: float | None = None,
+    ) -> SubmitOptions:
+        """A view of this pool that submits with threadloom's options.
+
+        ``ex.options(priority=TaskPriority.HIGH).submit(fn, *args, **kwargs)``
+        queues *fn* ahead of lower priorities (FIFO within a priority); no
+        keyword of *fn*'s is taken for it.
+
+        Args:
+            priority: any int; higher runs first (``TaskPriority`` names steps).
+            name: a name for the task, seen by ``threadloom.current_task()``.
+            retry: a ``RetryPolicy`` for failed attempts.
+            timeout: seconds from submission after which the future fails with
+                ``TimeoutError`` (the thread itself cannot be killed; the task
+                is asked to stop through ``current_task().cancelled``).
+
+        Raises:
+            TypeError: *priority* is not an int.
+        """
+        from ._task import SubmitOptions
+
+        return SubmitOptions(self, check_priority(priority), name, retry, timeout)
+
+    def _rejection(self) -> BaseException:
+        self._dispatch.counters.add(core.COUNT_REJECTED)
+        if self._broken:
+            return BrokenThreadPool(self._broken)
+        if self._shutdown:
+            return RuntimeError("cannot schedule new futures after shutdown")
+        if _interpreter_shutdown:
+            return RuntimeError("cannot schedule new futures after interpreter shutdown")
+        return RuntimeError("cannot schedule new futures after shutdown")
+
+    # -- map --------------------------------------------------------------
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[_T]:
+        """``map(fn, *iterables)`` on the pool; results in order, lazily.
+
+        Items are submitted when ``map`` is called (all of them, or at most
+        *buffersize* ahead of the consumer, as in Python 3.14).  They are run
+        in chunks: *chunksize* items per task, or, with the default of 1, a
+        size chosen from the number of items and workers.  An item that raises
+        ends its chunk (later items of that chunk are not run) and its
+        exception is raised when the iterator reaches it.
+
+        Raises:
+            TimeoutError: from the iterator, if a result is not ready *timeout*
+                seconds after the call to ``map``.
+            ValueError: *chunksize* < 1 or *buffersize* < 1.
+            TypeError: *buffersize* is not an int.
+        """
+        if buffersize is not None and (
+            isinstance(buffersize, bool) or not isinstance(buffersize, int)
+        ):
+            raise TypeError("buffersize must be an integer or None")
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        end_time = None if timeout is None else timeout + time.monotonic()
+        star = len(iterables) != 1
+        source: Iterator[Any] = zip(*iterables) if star else iter(iterables[0])
+        dispatch = self._dispatch
+        workers = max(1, self._max_workers)
+
+        if buffersize is None:
+            items = list(source)
+            size = chunksize if chunksize > 1 else _auto_chunksize(len(items), workers)
+            chunks: deque[Future[Any]] = deque()
+            try:
+                for start in range(0, len(items), size):
+                    chunks.append(self._submit_chunk(fn, items, start, start + size, star))
+            except BaseException:
+                for chunk in chunks:
+                    chunk.cancel()
+                raise
+            return _map_results(chunks, end_time, None)
+
+        size = min(chunksize if chunksize > 1 else max(1, buffersize // (4 * workers)), buffersize)
+        in_flight = max(1, buffersize // size)
+        refill = _ChunkRefill(weakref.ref(self), fn, source, size, star)
+        chunks = deque()
+        for _ in range(in_flight):
+            chunk = refill.next_chunk()
+            if chunk is None:
+                break
+            chunks.append(chunk)
+        del dispatch
+        return _map_results(chunks, end_time, refill)
+
+    def _submit_chunk(
+        self, fn: Callable[..., Any], items: list[Any], start: int, stop: int, star: bool
+    ) -> Future[Any]:
+        try:
+            return self._dispatch.submit(  # type: ignore[no-any-return]
+                _NORMAL, core.run_chunk, (fn, items, start, stop, star, _run_coroutine), None
+            )
+        except core.QueueClosed:
+            raise self._rejection() from None
+
+    # -- shutdown ---------------------------------------------------------
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting work; by default wait for queued and running tasks.
+
+        Args:
+            wait: join the worker threads before returning.
+            cancel_futures: cancel every task that has not started.
+        """
+        with self._shutdown_lock:
+            self._shutdown = True
+            # Closing first means no submit can slip in after the drain below.
+            self._dispatch.close()
+            if cancel_futures:
+                self._cancel_queued()
+        if wait:
+            for thread in list(self._threads):
+                thread.join()
+
+    def _cancel_queued(self) -> int:
+        cancelled = 0
+        for entry in self._dispatch.queue.drain():
+            future = entry[5]
+            fn = entry[2]
+            if future is not None:
+                if future.cancel():
+                    core.future_set_running_or_notify_cancel_safe(future)
+                    cancelled += 1
+            else:
+                on_drain = getattr(fn, "cancel_from_queue", None)
+                if on_drain is not None:
+                    on_drain()
+        if cancelled:
+            self._dispatch.counters.add(core.COUNT_CANCELLED, cancelled)
+        return cancelled
+
+    def _initializer_failed(self) -> None:
+        with self._shutdown_lock:
+            self._broken = "A thread initializer failed, the thread pool is not usable anymore"
+            self._dispatch.close()
+            failed = 0
+            for entry in self._dispatch.queue.drain():
+                future = entry[5]
+                fn = entry[2]
+                if future is not None:
+                    try:
+                        future.set_exception(BrokenThreadPool(self._broken))
+                        failed += 1
+                    except Exception:  # already cancelled
+                        pass
+                else:
+                    on_drain = getattr(fn, "cancel_from_queue", None)
+                    if on_drain is not None:
+                        on_drain()
+            if failed:
+                self._dispatch.counters.add(core.COUNT_FAILED, failed)
+
+    def _after_fork_in_child(self) -> None:
+        self._shutdown_lock = threading.Lock()
+        self._threads = set()
+        self._dispatch._after_fork_in_child()
+
+    # -- introspection ----------------------------------------------------
+    def statistics(self) -> ExecutorStatistics:
+        """A frozen snapshot of workers, queue depth, counters and latencies."""
+        dispatch = self._dispatch
+        counters = dict(zip(core.COUNTER_NAMES, dispatch.counters.snapshot()))
+        total = dispatch.threads
+        busy = min(dispatch.busy, total)
+        depth = dispatch.queue.depth_by_priority()
+        return ExecutorStatistics(
+            workers_total=total,
+            workers_busy=busy,
+            workers_idle=total - busy,
+            max_workers=dispatch.max_workers,
+            queue_depth=sum(depth.values()),
+            queue_depth_by_priority=types.MappingProxyType(depth),
+            wait_time=Percentiles.of(dispatch.wait_samples()),
+            run_time=Percentiles.of(dispatch.run_samples()),
+            native=core.NATIVE,
+            **counters,
+        )
+
+
+def _auto_chunksize(n: int, workers: int) -> int:
+    # Four chunks per worker keeps the load balanced when items differ in
+    # cost; the cap keeps the first result from waiting on a huge chunk.
+    if n <= 0:
+        return 1
+    return max(1, min(1024, -(-n // (4 * workers))))
+
+
+class _ChunkRefill:
+    """Submits the next chunk of a ``map`` with a *buffersize* as results are taken."""
+
+    __slots__ = ("_executor_ref", "_fn", "_size", "_source", "_star")
+
+    def __init__(
+        self,
+        executor_ref: weakref.ref[ThreadPoolExecutor],
+        fn: Callable[..., Any],
+        source: Iterator[Any],
+        size: int,
+        star: bool,
+    ) -> None:
+        self._executor_ref = executor_ref
+        self._fn = fn
+        self._source = source
+        self._size = size
+        self._star = star
+
+    def next_chunk(self) -> Future[Any] | None:
+        executor = self._executor_ref()
+        if executor is None:
+            return None
+        items = list(itertools.islice(self._source, self._size))
+        if not items:
+            return None
+        return executor._submit_chunk(self._fn, items, 0, len(items), self._star)
+
+
+def _map_results(
+    chunks: deque[Future[Any]], end_time: float | None, refill: _ChunkRefill | None
+) -> Iterator[Any]:
+    # A generator function separate from map() so that map() submits eagerly.
+    try:
+        while chunks:
+            chunk = chunks.popleft()
+            if refill is not None:
+                following = refill.next_chunk()
+                if following is not None:
+                    chunks.append(following)
+            try:
+                if end_time is None:
+                    results, error = chunk.result()
+                else:
+                    results, error = chunk.result(end_time - time.monotonic())
+            except BaseException:
+                chunk.cancel()
+                raise
+            yield from results
+            if error is not None:
+                try:
+                    raise error
+                finally:
+                    error = None
+    finally:
+        for chunk in chunks:
+            chunk.cancel()
+
