@@ -407,6 +407,17 @@ def test_hysteresis_fires_once_per_crossing_and_recovers_below_the_margin() -> N
     )
 
 
+def test_margin_is_capped_at_half_a_low_threshold() -> None:
+    monitor, sampler = scripted_monitor(disk_threshold=4.0, hysteresis_margin=5.0)
+    recoveries = Recorder()
+    monitor.add_recovery_callback(recoveries)
+    sampler.samples = [sample(disk_percent=v) for v in (4.0, 2.0, 1.9)]
+    for _ in range(3):
+        monitor.sample_now()
+    # 4 - 5 would never clear; the clear level is 4 - 2 instead.
+    assert recoveries.calls == [("disk", 1.9, 4.0)]
+
+
 def test_each_resource_alerts_on_its_own_threshold() -> None:
     monitor, sampler = scripted_monitor(
         cpu_threshold=50.0, memory_threshold=60.0, disk_threshold=70.0, io_threshold=40.0

@@ -345,6 +345,8 @@ class TaskQueue:
         self._sequence = itertools.count()
         self._closed = False
         self._cancelled_skipped = 0
+        #: When set, skipped cancelled entries are counted there instead.
+        self.counters_sink: Counters | None = None
 
     @property
     def stripes(self) -> int:
@@ -418,8 +420,12 @@ class TaskQueue:
             if future is not None and future._state == CANCELLED:
                 # Lazy removal: CANCELLED never changes back, so this entry is dead.
                 future_set_running_or_notify_cancel_safe(future)
-                with self._mutex:
-                    self._cancelled_skipped += 1
+                sink = self.counters_sink
+                if sink is not None:
+                    sink.add(COUNT_CANCELLED)
+                else:
+                    with self._mutex:
+                        self._cancelled_skipped += 1
                 continue
             return entry
 
@@ -540,6 +546,7 @@ class Dispatcher:
     ) -> None:
         self.queue = TaskQueue(stripes)
         self.counters = Counters()
+        self.queue.counters_sink = self.counters
         self._gauge_lock = threading.Lock()
         self._threads = 0
         self._busy = 0
@@ -688,7 +695,6 @@ class Dispatcher:
     def run_worker(self, run_coroutine: Callable[[Any], Any] | None = None) -> None:
         """Run queued calls on this thread until closed and drained, or retired."""
         queue = self.queue
-        counters = self.counters
         try:
             while True:
                 timeout = self._idle_timeout
@@ -702,9 +708,6 @@ class Dispatcher:
                     if self._retire(idle=True):
                         return
                     continue
-                skipped = queue.take_cancelled_skipped()
-                if skipped:
-                    counters.add(COUNT_CANCELLED, skipped)
                 self._run_entry(entry, run_coroutine)
                 if self._threads > self._max_workers and self._retire(idle=False):
                     return

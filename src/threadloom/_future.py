@@ -51,11 +51,11 @@ class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
-        return core.future_condition(self)
+        return self._core.future_condition(self)  # type: ignore[no-any-return]
 
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
-        core.future_condition(self)
+        self._core.future_condition(self)
         waiters = self._tl_waiters
         assert waiters is not None
         return waiters
@@ -73,6 +73,7 @@ class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
     set_running_or_notify_cancel = core.future_set_running_or_notify_cancel
     cancel = core.future_cancel
     add_done_callback = core.future_add_done_callback
+    _core = core
 
     def cancelled(self) -> bool:
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
@@ -93,6 +94,21 @@ class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
                 return f"<{name} at {id(self):#x} state={description} raised {type(exception).__name__}>"
             return f"<{name} at {id(self):#x} state={description} returned {type(self._result).__name__}>"
         return f"<{name} at {id(self):#x} state={description}>"
+
+
+def future_class_for(core_module: Any) -> type[Future[Any]]:
+    """A Future subclass whose state machine is *core_module*'s (tests use it
+    to run the native core and its twin side by side)."""
+    if core_module is core:
+        return Future
+    namespace = {
+        name: getattr(core_module, "future_" + name)
+        for name in ("result", "exception", "set_result", "set_exception", "cancel")
+    }
+    namespace["set_running_or_notify_cancel"] = core_module.future_set_running_or_notify_cancel
+    namespace["add_done_callback"] = core_module.future_add_done_callback
+    namespace["_core"] = core_module
+    return type("Future", (Future,), namespace)
 
 
 core.set_future_type(Future)

@@ -327,7 +327,8 @@ class ResourceMonitor:
         io_threshold: ``io`` activity percentage that raises an alert.
         history_size: how many samples :meth:`get_history` keeps (oldest dropped).
         hysteresis_margin: percentage points a resource must fall below its
-            threshold before its alert clears and can fire again.
+            threshold before its alert clears and can fire again (at most half
+            the threshold, so that a low threshold can clear).
         disk_path: a path on the filesystem whose fullness is ``disk``.
         io_ceiling_bytes_per_s: disk bytes per second that count as 100% ``io``;
             None measures it as the peak seen (at least 100 MiB/s).
@@ -508,7 +509,9 @@ class ResourceMonitor:
                 alert = ResourceAlert(resource_type, value, threshold, sample.timestamp, False)
                 self._active_alerts[resource_type] = alert
                 events.append(alert)
-            elif active and value < threshold - self._margin:
+            # The margin is capped at half the threshold, so a low threshold's
+            # alert can still clear (a value never falls below zero).
+            elif active and value < threshold - min(self._margin, threshold / 2):
                 del self._active_alerts[resource_type]
                 events.append(
                     ResourceAlert(resource_type, value, threshold, sample.timestamp, True)

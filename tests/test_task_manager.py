@@ -1,0 +1,718 @@
+"""Tests of TaskManager (threadloom.task_manager) on a real pool and a real SQLite history."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from threadloom._context import TaskCancelled, current_task
+from threadloom.thread_pool_manager import ThreadPoolManager
+
+from threadloom import TaskPriority, TaskStatus
+from threadloom._clock import ManualClock
+from threadloom.history import TaskHistory
+from threadloom.scheduling import every
+from threadloom.task_manager import (
+    DependencyCycleError,
+    TaskDependencyError,
+    TaskManager,
+    TriggerRule,
+    UnknownDependencyError,
+    UnknownExecutionError,
+    UnknownTaskError,
+)
+
+WAIT = 20.0  # bound on every wait: a bug fails the test instead of hanging it
+
+COMPLETED = TaskStatus.COMPLETED
+FAILED = TaskStatus.FAILED
+CANCELLED = TaskStatus.CANCELLED
+SKIPPED = TaskStatus.SKIPPED
+UPSTREAM_FAILED = TaskStatus.UPSTREAM_FAILED
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolManager]:
+    pool = ThreadPoolManager(min_workers=4, max_workers=4)
+    pool.start()
+    yield pool
+    pool.stop(wait_for_tasks=False, timeout=WAIT)
+
+
+@pytest.fixture
+def manager(pool: ThreadPoolManager) -> Iterator[TaskManager]:
+    with TaskManager(thread_pool=pool) as manager:
+        yield manager
+
+
+class Log:
+    """A thread-safe record of which tasks ran, in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.entries: list[str] = []
+
+    def task(self, name: str, result: Any = None) -> Callable[[], Any]:
+        def run() -> Any:
+            with self._lock:
+                self.entries.append(name)
+            return name if result is None else result
+
+        return run
+
+    def before(self, first: str, second: str) -> bool:
+        return self.entries.index(first) < self.entries.index(second)
+
+
+def fail(message: str = "boom") -> Callable[[], Any]:
+    def run() -> Any:
+        raise RuntimeError(message)
+
+    return run
+
+
+def statuses(manager: TaskManager, execution_id: str) -> dict[str, TaskStatus]:
+    info = manager.get_execution_status(execution_id)
+    return {run.name: run.status for run in info.tasks.values()}
+
+
+def run_to_end(manager: TaskManager, *targets: str) -> str:
+    (execution_id,) = manager.execute_tasks(list(targets))
+    assert manager.wait_for_execution(execution_id, timeout=WAIT)
+    return execution_id
+
+
+# -- the seed's example --------------------------------------------------------------
+
+
+def test_seed_example_runs_dependencies_first_and_records_both(manager: TaskManager) -> None:
+    log = Log()
+    task1 = manager.register_task(name="Task 1", func=log.task("1"), priority=TaskPriority.HIGH)
+    task2 = manager.register_task(
+        name="Task 2", func=log.task("2"), dependencies=[task1], priority=TaskPriority.NORMAL
+    )
+    execution_ids = manager.execute_tasks([task2], wait=True)
+    assert log.entries == ["1", "2"]
+    history = manager.get_task_history()
+    assert sorted(r.task_name for r in history) == ["Task 1", "Task 2"]
+    assert {r.execution_id for r in history} == set(execution_ids)
+    assert manager.get_execution_status(execution_ids[0]).status is COMPLETED
+
+
+# -- graphs ----------------------------------------------------------------------------
+
+
+def test_diamond_runs_each_task_once_with_branches_in_parallel(manager: TaskManager) -> None:
+    log = Log()
+    # Both branches must be inside the barrier at once, or it breaks and they fail.
+    barrier = threading.Barrier(2, timeout=WAIT)
+
+    def branch(name: str) -> Callable[[], str]:
+        def run() -> str:
+            log.task(name)()
+            barrier.wait()
+            return name
+
+        return run
+
+    a = manager.register_task("a", log.task("a"))
+    b = manager.register_task("b", branch("b"), dependencies=[a])
+    c = manager.register_task("c", branch("c"), dependencies=[a])
+    d = manager.register_task("d", log.task("d"), dependencies=[b, c])
+    execution = run_to_end(manager, d)
+    assert statuses(manager, execution) == dict.fromkeys("abcd", COMPLETED)
+    assert sorted(log.entries) == ["a", "b", "c", "d"]
+    assert log.entries[0] == "a" and log.entries[-1] == "d"
+
+
+def test_wide_graph_fans_in_every_result(manager: TaskManager) -> None:
+    root = manager.register_task("root", lambda: 1)
+    leaves = [
+        manager.register_task(f"leaf{i}", lambda i=i: i, dependencies=[root]) for i in range(300)
+    ]
+    sink = manager.register_task(
+        "sink", lambda up: sorted(up.values()), dependencies=leaves, results_param="up"
+    )
+    execution = run_to_end(manager, sink)
+    info = manager.get_execution_status(execution)
+    assert info.status is COMPLETED
+    assert info.results["sink"] == list(range(300))
+    assert len(info.tasks) == 302
+
+
+def test_deep_chain_runs_in_order(manager: TaskManager) -> None:
+    log = Log()
+    previous: list[str] = []
+    for i in range(3000):
+        previous = [manager.register_task(f"n{i}", log.task(f"n{i}"), dependencies=previous)]
+    execution = run_to_end(manager, previous[0])
+    assert manager.get_execution_status(execution).status is COMPLETED
+    assert log.entries == [f"n{i}" for i in range(3000)]
+
+
+def test_only_the_dependency_closure_runs(manager: TaskManager) -> None:
+    log = Log()
+    a = manager.register_task("a", log.task("a"))
+    manager.register_task("unrelated", log.task("unrelated"))
+    manager.register_task("downstream", log.task("downstream"), dependencies=[a])
+    execution = run_to_end(manager, a)
+    assert log.entries == ["a"]
+    assert set(statuses(manager, execution)) == {"a"}
+
+
+def test_unknown_dependency_is_rejected_at_registration(manager: TaskManager) -> None:
+    manager.register_task("a", int)
+    with pytest.raises(UnknownDependencyError, match=r"'b' depends on unknown task.*'nope'"):
+        manager.register_task("b", int, dependencies=["a", "nope"])
+    assert [t.name for t in manager.list_tasks()] == ["a"]
+
+
+def test_cycle_is_rejected_at_update_naming_its_tasks(manager: TaskManager) -> None:
+    a = manager.register_task("a", int)
+    b = manager.register_task("b", int, dependencies=[a])
+    c = manager.register_task("c", int, dependencies=[b])
+    with pytest.raises(DependencyCycleError, match="a -> c -> b -> a") as error:
+        manager.update_task(a, dependencies=[c])
+    assert error.value.cycle == ("a", "c", "b", "a")
+    assert manager.get_task(a).dependencies == ()
+    with pytest.raises(DependencyCycleError, match="a -> a"):
+        manager.update_task("a", dependencies=["a"])
+
+
+def test_dependencies_can_be_named(manager: TaskManager) -> None:
+    log = Log()
+    manager.register_task("extract", log.task("extract"))
+    manager.register_task("load", log.task("load"), dependencies=["extract"])
+    execution = run_to_end(manager, "load")
+    assert log.entries == ["extract", "load"]
+    assert manager.get_execution_status(execution).status is COMPLETED
+
+
+# -- failures, retries, trigger rules -------------------------------------------------------
+
+
+def test_failure_after_retries_marks_dependents_upstream_failed(manager: TaskManager) -> None:
+    attempts: list[int] = []
+
+    def flaky() -> None:
+        attempts.append(current_task().attempt)
+        raise ValueError(f"attempt {len(attempts)} failed")
+
+    log = Log()
+    bad = manager.register_task("bad", flaky, max_retries=2, retry_delay=0.01)
+    mid = manager.register_task("mid", log.task("mid"), dependencies=[bad])
+    manager.register_task("end", log.task("end"), dependencies=[mid])
+    execution = run_to_end(manager, "end")
+    # wait_for_execution returned after the last attempt, not the first.
+    assert len(attempts) == 3
+    assert statuses(manager, execution) == {
+        "bad": FAILED,
+        "mid": UPSTREAM_FAILED,
+        "end": UPSTREAM_FAILED,
+    }
+    assert log.entries == []
+    info = manager.get_execution_status(execution)
+    assert info.status is FAILED
+    assert info.tasks[bad].attempts == 3
+    assert isinstance(info.tasks[bad].error, ValueError)
+    (record,) = manager.get_task_history("bad")
+    assert (record.status, record.attempts, record.error_type) == (FAILED, 3, "ValueError")
+    assert record.error_message == "attempt 3 failed"
+
+
+def test_a_retry_that_succeeds_lets_dependents_run(manager: TaskManager) -> None:
+    calls: list[int] = []
+
+    def second_time_lucky() -> str:
+        calls.append(1)
+        if len(calls) < 2:
+            raise OSError("transient")
+        return "ok"
+
+    flaky = manager.register_task("flaky", second_time_lucky, max_retries=3, retry_delay=0.01)
+    after = manager.register_task(
+        "after", lambda up: up["flaky"] * 2, dependencies=[flaky], results_param="up"
+    )
+    execution = run_to_end(manager, after)
+    info = manager.get_execution_status(execution)
+    assert info.results == {"flaky": "ok", "after": "okok"}
+    assert info.tasks[flaky].attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "upstream_outcomes", "expected"),
+    [
+        (TriggerRule.ALL_SUCCESS, ("ok", "ok"), COMPLETED),
+        (TriggerRule.ALL_SUCCESS, ("ok", "fail"), UPSTREAM_FAILED),
+        (TriggerRule.ALL_DONE, ("fail", "fail"), COMPLETED),
+        (TriggerRule.ONE_SUCCESS, ("ok", "fail"), COMPLETED),
+        (TriggerRule.ONE_SUCCESS, ("fail", "fail"), UPSTREAM_FAILED),
+        (TriggerRule.ONE_FAILED, ("ok", "fail"), COMPLETED),
+        (TriggerRule.ONE_FAILED, ("ok", "ok"), SKIPPED),
+        (TriggerRule.NONE_FAILED, ("ok", "ok"), COMPLETED),
+        (TriggerRule.NONE_FAILED, ("ok", "fail"), UPSTREAM_FAILED),
+    ],
+)
+def test_trigger_rules(
+    manager: TaskManager,
+    rule: TriggerRule,
+    upstream_outcomes: tuple[str, str],
+    expected: TaskStatus,
+) -> None:
+    ups = [
+        manager.register_task(f"up{i}", int if outcome == "ok" else fail())
+        for i, outcome in enumerate(upstream_outcomes)
+    ]
+    ran = threading.Event()
+    manager.register_task("down", ran.set, dependencies=ups, trigger_rule=rule.value)
+    execution = run_to_end(manager, "down")
+    assert statuses(manager, execution)["down"] is expected
+    assert ran.is_set() == (expected is COMPLETED)
+
+
+def test_none_failed_runs_past_a_skip_that_stops_all_success(manager: TaskManager) -> None:
+    start = manager.register_task("start", int)
+    gate = manager.register_task("on_failure", int, dependencies=[start], trigger_rule="one_failed")
+    manager.register_task("strict", int, dependencies=[gate])
+    manager.register_task("lenient", int, dependencies=[gate], trigger_rule="none_failed")
+    execution = run_to_end(manager, "strict", "lenient")
+    assert statuses(manager, execution) == {
+        "start": COMPLETED,
+        "on_failure": SKIPPED,
+        "strict": SKIPPED,
+        "lenient": COMPLETED,
+    }
+    assert manager.get_execution_status(execution).status is COMPLETED
+
+
+def test_a_disabled_dependency_is_skipped_and_a_disabled_target_refused(
+    manager: TaskManager,
+) -> None:
+    ran = threading.Event()
+    off = manager.register_task("off", ran.set, enabled=False)
+    manager.register_task("on", int, dependencies=[off])
+    execution = run_to_end(manager, "on")
+    assert statuses(manager, execution) == {"off": SKIPPED, "on": SKIPPED}
+    assert not ran.is_set()
+    with pytest.raises(ValueError, match="'off' are disabled"):
+        manager.execute_task(off)
+
+
+# -- results passing ---------------------------------------------------------------------
+
+
+def test_results_reach_dependents_and_a_shared_upstream_runs_once(manager: TaskManager) -> None:
+    calls: list[str] = []
+    source = manager.register_task("source", lambda: calls.append("source") or 21)
+    manager.register_task(
+        "double", lambda up: up["source"] * 2, dependencies=[source], results_param="up"
+    )
+    manager.register_task(
+        "context", lambda: dict(current_task().upstream_results), dependencies=[source]
+    )
+    manager.register_task(
+        "both",
+        lambda results: (results["double"], results["context"]),
+        dependencies=["double", "context"],
+        results_param="results",
+    )
+    execution = run_to_end(manager, "both")
+    assert manager.get_execution_status(execution).results["both"] == (42, {"source": 21})
+    assert calls == ["source"]
+
+
+def test_arguments_and_keywords_reach_the_function(manager: TaskManager) -> None:
+    def scale(value: int, *, factor: int, suffix: str) -> str:
+        return f"{value * factor}{suffix}"
+
+    task = manager.register_task("scale", scale, 4, factor=3, suffix="!")
+    execution = run_to_end(manager, task)
+    assert manager.get_execution_status(execution).results == {"scale": "12!"}
+
+
+# -- priority inheritance -------------------------------------------------------------------
+
+
+def test_upstreams_of_a_critical_task_overtake_queued_low_work() -> None:
+    pool = ThreadPoolManager(min_workers=1, max_workers=1)
+    pool.start()
+    try:
+        with TaskManager(thread_pool=pool) as manager:
+            log = Log()
+            gate = threading.Event()
+            started = threading.Event()
+
+            def blocker() -> None:
+                started.set()
+                assert gate.wait(WAIT)
+
+            manager.register_task("blocker", blocker, priority=TaskPriority.LOW)
+            for i in range(5):
+                manager.register_task(f"low{i}", log.task(f"low{i}"), priority=TaskPriority.LOW)
+            manager.register_task("fetch", log.task("fetch"), priority=TaskPriority.LOW)
+            manager.register_task(
+                "urgent",
+                log.task("urgent"),
+                dependencies=["fetch"],
+                priority=TaskPriority.CRITICAL,
+            )
+            blocked = manager.execute_task("blocker")
+            assert started.wait(WAIT)  # the only worker is now busy
+            lows = [manager.execute_task(f"low{i}") for i in range(5)]
+            urgent = manager.execute_task("urgent")
+            gate.set()
+            for execution in [blocked, *lows, urgent]:
+                assert manager.wait_for_execution(execution, timeout=WAIT)
+            assert log.entries[:2] == ["fetch", "urgent"]
+            assert (
+                manager.get_execution_status(urgent)
+                .tasks[manager.get_task("fetch").task_id]
+                .priority
+                == TaskPriority.CRITICAL
+            )
+    finally:
+        pool.stop(timeout=WAIT)
+
+
+# -- cancellation ----------------------------------------------------------------------------
+
+
+def test_cancel_execution_stops_the_running_task_and_nothing_else_starts(
+    manager: TaskManager,
+) -> None:
+    started = threading.Event()
+    released = threading.Event()
+    log = Log()
+
+    def cooperative() -> None:
+        started.set()
+        # Wait for the cancellation request, as a long job checking in would.
+        while not current_task().cancelled:
+            if released.wait(0.01):
+                break
+        current_task().check_cancelled()
+
+    slow = manager.register_task("slow", cooperative)
+    manager.register_task("next", log.task("next"), dependencies=[slow])
+    manager.register_task(
+        "cleanup", log.task("cleanup"), dependencies=["next"], trigger_rule="all_done"
+    )
+    (execution,) = manager.execute_tasks(["cleanup"])
+    assert started.wait(WAIT)
+    assert manager.get_task_status("slow") is TaskStatus.RUNNING
+    assert manager.cancel_execution(execution)
+    assert manager.wait_for_execution(execution, timeout=WAIT)
+    released.set()
+    assert statuses(manager, execution) == {
+        "slow": CANCELLED,
+        "next": CANCELLED,
+        "cleanup": CANCELLED,
+    }
+    assert log.entries == []
+    assert manager.get_execution_status(execution).status is CANCELLED
+    assert not manager.cancel_execution(execution)
+    recorded = {r.task_name: r.status for r in manager.get_task_history(execution_id=execution)}
+    assert recorded == {"slow": CANCELLED, "next": CANCELLED, "cleanup": CANCELLED}
+
+
+def test_cancel_one_task_fails_its_dependents_but_all_done_still_runs(
+    manager: TaskManager,
+) -> None:
+    gate = threading.Event()
+    log = Log()
+    first = manager.register_task("first", lambda: gate.wait(WAIT))
+    manager.register_task("second", log.task("second"), dependencies=[first])
+    manager.register_task("third", log.task("third"), dependencies=["second"])
+    manager.register_task(
+        "report", log.task("report"), dependencies=["second"], trigger_rule="all_done"
+    )
+    (execution,) = manager.execute_tasks(["third", "report"])
+    assert manager.cancel_task("second")
+    gate.set()
+    assert manager.wait_for_execution(execution, timeout=WAIT)
+    assert statuses(manager, execution) == {
+        "first": COMPLETED,
+        "second": CANCELLED,
+        "third": UPSTREAM_FAILED,
+        "report": COMPLETED,
+    }
+    assert log.entries == ["report"]
+    assert not manager.cancel_task("second")
+
+
+def test_stop_with_an_execution_in_flight_is_clean(pool: ThreadPoolManager) -> None:
+    started = threading.Event()
+    manager = TaskManager(thread_pool=pool)
+    manager.start()
+
+    def long_job() -> None:
+        started.set()
+        while not current_task().cancelled:
+            threading.Event().wait(0.01)
+        raise TaskCancelled("asked to stop")
+
+    manager.register_task("long", long_job)
+    manager.register_task("after", int, dependencies=["long"])
+    execution = manager.execute_task("after")
+    assert started.wait(WAIT)
+    manager.stop(wait_for_tasks=False, timeout=WAIT)
+    assert manager.wait_for_execution(execution, timeout=0)
+    assert statuses(manager, execution) == {"long": CANCELLED, "after": CANCELLED}
+    with pytest.raises(RuntimeError, match="stopped"):
+        manager.execute_task("after")
+    with pytest.raises(RuntimeError, match="cannot be started again"):
+        manager.start()
+
+
+def test_stop_waits_for_executions_by_default(pool: ThreadPoolManager, tmp_path: Path) -> None:
+    gate = threading.Event()
+    manager = TaskManager(thread_pool=pool, history=tmp_path / "h.db")
+    manager.start()
+    manager.register_task("job", lambda: gate.wait(WAIT) and "done")
+    execution = manager.execute_task("job")
+    stopper = threading.Thread(target=manager.stop)
+    stopper.start()
+    assert not manager.wait_for_execution(execution, timeout=0)
+    gate.set()
+    stopper.join(WAIT)
+    assert not stopper.is_alive()
+    assert manager.get_execution_status(execution).results == {"job": "done"}
+    rows = sqlite3.connect(tmp_path / "h.db").execute("SELECT status FROM task_runs").fetchall()
+    assert rows == [("completed",)]
+
+
+# -- concurrency ----------------------------------------------------------------------------
+
+
+def test_concurrent_executions_of_overlapping_graphs_are_independent(
+    manager: TaskManager,
+) -> None:
+    # Both executions' copies of "shared" must be running at once to pass the barrier.
+    barrier = threading.Barrier(2, timeout=WAIT)
+    counter = iter(range(100))
+    lock = threading.Lock()
+
+    def shared() -> int:
+        with lock:
+            value = next(counter)
+        barrier.wait()
+        return value
+
+    manager.register_task("shared", shared)
+    manager.register_task(
+        "left", lambda up: ("left", up["shared"]), dependencies=["shared"], results_param="up"
+    )
+    manager.register_task(
+        "right", lambda up: ("right", up["shared"]), dependencies=["shared"], results_param="up"
+    )
+    executions: list[str] = []
+    threads = [
+        threading.Thread(target=lambda t=t: executions.append(manager.execute_task(t)))
+        for t in ("left", "right")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(executions) == 2
+    for execution in executions:
+        assert manager.wait_for_execution(execution, timeout=WAIT)
+    results = [manager.get_execution_status(e).results for e in executions]
+    assert sorted(r["shared"] for r in results) == [0, 1]
+    for result in results:
+        (name,) = set(result) - {"shared"}
+        assert result[name] == (name, result["shared"])
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+def test_history_survives_a_restart(pool: ThreadPoolManager, tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    with TaskManager(thread_pool=pool, history=path) as first:
+        a = first.register_task("a", int, tags=("nightly",))
+        first.register_task("b", fail("broken"), dependencies=[a])
+        (execution,) = first.execute_tasks(["b"], wait=True)
+    with TaskManager(thread_pool=pool, history=str(path)) as second:
+        runs = second.get_task_history()
+        assert {(r.task_name, r.status) for r in runs} == {("a", COMPLETED), ("b", FAILED)}
+        assert second.get_task_history(a)[0].tags == ("nightly",)
+        assert [r.task_name for r in second.get_task_history(status="failed")] == ["b"]
+        info = second.get_execution_status(execution)
+        assert info.status is FAILED
+        assert {run.name: run.status for run in info.tasks.values()} == {
+            "a": COMPLETED,
+            "b": FAILED,
+        }
+        assert second.wait_for_execution(execution, timeout=0)
+        with pytest.raises(UnknownExecutionError):
+            second.get_execution_status("no-such-execution")
+
+
+def test_history_pages_and_filters_by_time(manager: TaskManager) -> None:
+    task = manager.register_task("tick", int)
+    for _ in range(5):
+        run_to_end(manager, task)
+    everything = manager.get_task_history(task, limit=None)
+    assert len(everything) == 5
+    first_page = manager.get_task_history(task, limit=2)
+    second_page = manager.get_task_history(task, limit=2, offset=2)
+    assert first_page + second_page == everything[:4]
+    oldest = everything[-1].finished_at
+    assert manager.get_task_history(task, until=oldest) == []
+    assert manager.get_task_history(task, since=oldest, limit=None) == everything
+
+
+def test_a_failing_history_never_fails_an_execution(
+    pool: ThreadPoolManager, tmp_path: Path
+) -> None:
+    path = tmp_path / "h.db"
+    history = TaskHistory(path, lock_timeout=0.01)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # every write fails while this is held
+    try:
+        with TaskManager(thread_pool=pool, history=history) as manager:
+            manager.register_task("a", lambda: "fine")
+            execution = run_to_end(manager, "a")
+            assert manager.get_execution_status(execution).results == {"a": "fine"}
+            assert history.flush(timeout=WAIT)
+            assert history.stats().dropped >= 2  # the run and the execution rows
+            assert history.stats().write_errors >= 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        history.close()
+
+
+# -- status and registry --------------------------------------------------------------------------
+
+
+def test_task_status_follows_its_runs(manager: TaskManager) -> None:
+    gate = threading.Event()
+    started = threading.Event()
+    task = manager.register_task("job", lambda: (started.set(), gate.wait(WAIT)))
+    assert manager.get_task_status(task) is TaskStatus.PENDING
+    execution = manager.execute_task(task)
+    assert started.wait(WAIT)
+    assert manager.get_task_status("job") is TaskStatus.RUNNING
+    assert manager.get_execution_status(execution).status is TaskStatus.RUNNING
+    gate.set()
+    assert manager.wait_for_execution(execution, timeout=WAIT)
+    assert manager.get_task_status(task) is COMPLETED
+
+
+def test_update_applies_to_later_executions(manager: TaskManager) -> None:
+    task = manager.register_task("job", lambda: "old", tags=("a",))
+    first = run_to_end(manager, task)
+    updated = manager.update_task(task, func=lambda: "new", name="renamed", priority=3)
+    assert (updated.name, updated.priority, updated.tags) == ("renamed", 3, ("a",))
+    second = run_to_end(manager, "renamed")
+    assert manager.get_execution_status(first).results == {"job": "old"}
+    assert manager.get_execution_status(second).results == {"renamed": "new"}
+    with pytest.raises(UnknownTaskError):
+        manager.get_task("job")
+
+
+def test_unregister(manager: TaskManager) -> None:
+    a = manager.register_task("a", int)
+    b = manager.register_task("b", int, dependencies=[a])
+    with pytest.raises(TaskDependencyError, match="'a' is a dependency of 'b'"):
+        manager.unregister_task(a)
+    manager.unregister_task(b)
+    manager.unregister_task("a")
+    assert manager.list_tasks() == []
+    with pytest.raises(UnknownTaskError, match="no task has id or name 'a'"):
+        manager.unregister_task("a")
+
+
+def test_list_tasks_by_tag(manager: TaskManager) -> None:
+    manager.register_task("a", int, tags=["etl"])
+    manager.register_task("b", int, tags="etl")
+    manager.register_task("c", int)
+    assert [t.name for t in manager.list_tasks(tag="etl")] == ["a", "b"]
+    assert [t.name for t in manager.list_tasks()] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"func": 3}, TypeError, "must be callable"),
+        ({"name": ""}, ValueError, "non-empty"),
+        ({"priority": "high"}, TypeError, "priority"),
+        ({"max_retries": -1}, ValueError, "max_retries"),
+        ({"retry_delay": -0.5}, ValueError, "retry_delay"),
+        ({"trigger_rule": "sometimes"}, ValueError, "unknown trigger_rule 'sometimes'"),
+        ({"results_param": "not a name"}, ValueError, "results_param"),
+        ({"tags": [1]}, TypeError, "tags"),
+        ({"schedule": "61 * * * *"}, ValueError, "minute"),
+    ],
+)
+def test_bad_registrations_raise_at_the_call(
+    manager: TaskManager, kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    arguments: dict[str, Any] = {"name": "t", "func": int, **kwargs}
+    with pytest.raises(error, match=message):
+        manager.register_task(**arguments)
+    assert manager.list_tasks() == []
+
+
+def test_duplicate_names_and_unknown_ids_are_refused(manager: TaskManager) -> None:
+    manager.register_task("a", int)
+    with pytest.raises(ValueError, match="already registered"):
+        manager.register_task("a", int)
+    with pytest.raises(UnknownTaskError):
+        manager.execute_task("missing")
+    with pytest.raises(UnknownTaskError):
+        manager.get_task_status("missing")
+    with pytest.raises(UnknownExecutionError):
+        manager.wait_for_execution("missing", timeout=0)
+    with pytest.raises(ValueError, match="no tasks"):
+        manager.execute_tasks([])
+    with pytest.raises(TypeError, match="cannot change"):
+        manager.update_task("a", color="red")
+
+
+def test_executing_before_start_is_refused(pool: ThreadPoolManager) -> None:
+    manager = TaskManager(thread_pool=pool)
+    manager.register_task("a", int)
+    with pytest.raises(RuntimeError, match="call start"):
+        manager.execute_task("a")
+    manager.stop()
+
+
+def test_the_manager_owns_the_pool_it_creates() -> None:
+    with TaskManager() as manager:
+        manager.register_task("a", lambda: "x")
+        execution = run_to_end(manager, "a")
+        assert manager.get_execution_status(execution).results == {"a": "x"}
+    with pytest.raises(RuntimeError):
+        manager.thread_pool.submit(int)
+
+
+# -- scheduling -------------------------------------------------------------------------------
+
+
+def test_failing_scheduled_runs_keep_the_schedule_alive(pool: ThreadPoolManager) -> None:
+    clock = ManualClock(datetime(2030, 1, 1, tzinfo=timezone.utc))
+    runs = threading.Semaphore(0)
+
+    def failing() -> None:
+        runs.release()
+        raise RuntimeError("scheduled failure")
+
+    with TaskManager(thread_pool=pool, clock=clock) as manager:
+        task = manager.register_task("every10", failing, schedule=every(10).seconds)
+        for _ in range(3):
+            assert clock.wait_for_sleepers(1, timeout=WAIT)
+            clock.advance(10)
+            assert runs.acquire(timeout=WAIT)
+        history = manager.get_task_history(task, limit=None)
+        # The third run may still be recording; the first two have ended.
+        assert len([r for r in history if r.status is FAILED]) >= 2
+        executions = manager.history.query_executions(limit=None)
+        assert all(e.trigger == "schedule" for e in executions)
