@@ -191,8 +191,8 @@ def test_this_machine_cgroup_path_resolves_to_a_real_directory() -> None:
     if found is not None:
         value, _, directory = found
         assert value > 0
-        assert directory.is_dir()
-        assert Path(_limits.DEFAULT_CGROUP_ROOT) in (directory, *directory.parents)
+        assert Path(directory).is_dir()
+        assert Path(_limits.DEFAULT_CGROUP_ROOT) in (Path(directory), *Path(directory).parents)
 
 
 # -- caching and import cost ------------------------------------------------------------

@@ -21,7 +21,6 @@ import functools
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = [
     "CpuLimit",
@@ -88,15 +87,16 @@ class _CgroupEntry:
     path: str
 
 
-def _read_text(path: Path) -> str | None:
+def _read_text(path: str) -> str | None:
     try:
-        return path.read_text(encoding="ascii").strip()
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip()
     except (OSError, UnicodeDecodeError):
         return None
 
 
 def _parse_proc_self_cgroup(proc_self_cgroup: str) -> list[_CgroupEntry]:
-    text = _read_text(Path(proc_self_cgroup))
+    text = _read_text(proc_self_cgroup)
     if not text:
         return []
     entries = []
@@ -110,7 +110,7 @@ def _parse_proc_self_cgroup(proc_self_cgroup: str) -> list[_CgroupEntry]:
     return entries
 
 
-def _chain(mount: Path, cgroup_path: str) -> list[Path]:
+def _chain(mount: str, cgroup_path: str) -> list[str]:
     """The cgroup directory for *cgroup_path* under *mount*, then each ancestor up to *mount*.
 
     Limits are hierarchical: a parent's limit binds its children, so the
@@ -120,35 +120,33 @@ def _chain(mount: Path, cgroup_path: str) -> list[Path]:
     path), the mount itself is the process's cgroup.
     """
     # normpath folds "/../.." that a cgroup namespace shows for an outside path.
-    relative = os.path.normpath("/" + cgroup_path).lstrip("/")
-    leaf = mount / relative if relative else mount
-    if not leaf.is_dir():
-        return [mount] if mount.is_dir() else []
-    chain = [leaf]
-    current = leaf
-    while current != mount and current.parent != current:
-        current = current.parent
-        chain.append(current)
-    return chain
+    relative = os.path.normpath("/" + cgroup_path).strip("/")
+    if not os.path.isdir(mount):
+        return []
+    if not relative or not os.path.isdir(os.path.join(mount, relative)):
+        return [mount]
+    parts = relative.split("/")
+    return [os.path.join(mount, *parts[:depth]) for depth in range(len(parts), -1, -1)]
 
 
-def _v2_mounts(cgroup_root: Path) -> list[Path]:
+def _v2_mounts(cgroup_root: str) -> list[str]:
     # Pure v2 mounts the unified hierarchy at the root; the hybrid layout of
     # systemd puts it under "unified" beside the v1 controllers.
     return [
         mount
-        for mount in (cgroup_root, cgroup_root / "unified")
-        if (mount / "cgroup.controllers").is_file()
+        for mount in (cgroup_root, os.path.join(cgroup_root, "unified"))
+        if os.path.isfile(os.path.join(mount, "cgroup.controllers"))
     ]
 
 
-def _v1_mounts(cgroup_root: Path, entry: _CgroupEntry, controller: str) -> list[Path]:
+def _v1_mounts(cgroup_root: str, entry: _CgroupEntry, controller: str) -> list[str]:
     # v1 controllers are often co-mounted ("cpu,cpuacct") with symlinks per name.
     names = [",".join(entry.controllers), controller]
-    return [cgroup_root / name for name in names if (cgroup_root / name).is_dir()][:1]
+    mounts = [os.path.join(cgroup_root, name) for name in names]
+    return [mount for mount in mounts if os.path.isdir(mount)][:1]
 
 
-def _v2_chains(cgroup_root: Path, entries: list[_CgroupEntry]) -> list[list[Path]]:
+def _v2_chains(cgroup_root: str, entries: list[_CgroupEntry]) -> list[list[str]]:
     return [
         _chain(mount, entry.path)
         for entry in entries
@@ -157,7 +155,7 @@ def _v2_chains(cgroup_root: Path, entries: list[_CgroupEntry]) -> list[list[Path
     ]
 
 
-def _v1_chains(cgroup_root: Path, entries: list[_CgroupEntry], controller: str) -> list[list[Path]]:
+def _v1_chains(cgroup_root: str, entries: list[_CgroupEntry], controller: str) -> list[list[str]]:
     return [
         _chain(mount, entry.path)
         for entry in entries
@@ -181,9 +179,9 @@ def _parse_cpu_max(text: str) -> float | None:
     return quota / period
 
 
-def _v1_cpu_quota(directory: Path) -> float | None:
-    quota_text = _read_text(directory / "cpu.cfs_quota_us")
-    period_text = _read_text(directory / "cpu.cfs_period_us")
+def _v1_cpu_quota(directory: str) -> float | None:
+    quota_text = _read_text(os.path.join(directory, "cpu.cfs_quota_us"))
+    period_text = _read_text(os.path.join(directory, "cpu.cfs_period_us"))
     if quota_text is None or period_text is None:
         return None
     try:
@@ -198,16 +196,15 @@ def _v1_cpu_quota(directory: Path) -> float | None:
 
 def _cgroup_cpu_quota(cgroup_root: str, proc_self_cgroup: str) -> tuple[float, str] | None:
     """The tightest CPU quota along the process's cgroups, as (CPUs, source)."""
-    root = Path(cgroup_root)
     entries = _parse_proc_self_cgroup(proc_self_cgroup)
     found: list[tuple[float, str]] = []
-    for chain in _v2_chains(root, entries):
+    for chain in _v2_chains(cgroup_root, entries):
         for directory in chain:
-            text = _read_text(directory / "cpu.max")
+            text = _read_text(os.path.join(directory, "cpu.max"))
             quota = _parse_cpu_max(text) if text is not None else None
             if quota is not None:
                 found.append((quota, SOURCE_V2_CPU))
-    for chain in _v1_chains(root, entries, "cpu"):
+    for chain in _v1_chains(cgroup_root, entries, "cpu"):
         for directory in chain:
             quota = _v1_cpu_quota(directory)
             if quota is not None:
@@ -320,21 +317,21 @@ def _parse_memory_value(text: str | None) -> int | None:
     return value if value > 0 else None
 
 
-def _cgroup_memory_limit(cgroup_root: str, proc_self_cgroup: str) -> tuple[int, str, Path] | None:
+def _cgroup_memory_limit(cgroup_root: str, proc_self_cgroup: str) -> tuple[int, str, str] | None:
     """The tightest memory limit along the process's cgroups: (bytes, source, directory)."""
-    root = Path(cgroup_root)
     entries = _parse_proc_self_cgroup(proc_self_cgroup)
-    found: list[tuple[int, str, Path]] = []
-    for chain in _v2_chains(root, entries):
+    found: list[tuple[int, str, str]] = []
+    for chain in _v2_chains(cgroup_root, entries):
         for directory in chain:
-            limit = _parse_memory_value(_read_text(directory / "memory.max"))
+            limit = _parse_memory_value(_read_text(os.path.join(directory, "memory.max")))
             if limit is not None:
                 found.append((limit, SOURCE_V2_MEMORY, directory))
-    for chain in _v1_chains(root, entries, "memory"):
+    for chain in _v1_chains(cgroup_root, entries, "memory"):
         for directory in chain:
             # v1 says "unlimited" with a huge page-aligned number; min() with
             # the host's memory below disposes of it.
-            limit = _parse_memory_value(_read_text(directory / "memory.limit_in_bytes"))
+            limit_file = os.path.join(directory, "memory.limit_in_bytes")
+            limit = _parse_memory_value(_read_text(limit_file))
             if limit is not None:
                 found.append((limit, SOURCE_V1_MEMORY, directory))
     return min(found, key=lambda item: item[0]) if found else None
@@ -415,11 +412,12 @@ def cgroup_memory_usage(
         return None
     _, source, directory = found
     if source == SOURCE_V2_MEMORY:
-        usage = _parse_memory_value(_read_text(directory / "memory.current"))
-        inactive = _stat_value(_read_text(directory / "memory.stat"), "inactive_file")
+        usage = _parse_memory_value(_read_text(os.path.join(directory, "memory.current")))
+        inactive_key = "inactive_file"
     else:
-        usage = _parse_memory_value(_read_text(directory / "memory.usage_in_bytes"))
-        inactive = _stat_value(_read_text(directory / "memory.stat"), "total_inactive_file")
+        usage = _parse_memory_value(_read_text(os.path.join(directory, "memory.usage_in_bytes")))
+        inactive_key = "total_inactive_file"
+    inactive = _stat_value(_read_text(os.path.join(directory, "memory.stat")), inactive_key)
     if usage is None:
         return None
     return max(0, usage - inactive)

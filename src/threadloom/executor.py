@@ -30,7 +30,8 @@ from ._impl import core
 from ._types import TaskPriority, check_priority
 
 if TYPE_CHECKING:
-    from ._task import SubmitOptions
+    from ._task import ManagedTask, SubmitOptions
+    from .retry import RetryPolicy
 
 __all__ = [
     "BrokenThreadPool",
@@ -250,6 +251,12 @@ class ThreadPoolExecutor(Executor):
         self._shutdown = False
         self._broken: str | bool = False
         self._shutdown_lock = threading.Lock()
+        # Managed tasks (options with a name, retry or timeout): those waiting
+        # for a retry, and queue entries of tasks cancelled while queued.
+        self._retry_lock = threading.Lock()
+        self._closing = False
+        self._retrying: weakref.WeakSet[ManagedTask] = weakref.WeakSet()
+        self._dead_entries: dict[int, int] = {}
         self._dispatch = core.Dispatcher(max_workers)
         self._dispatch.spawn = self._make_spawner()
         dispatch = self._dispatch
@@ -345,6 +352,52 @@ class ThreadPoolExecutor(Executor):
             return RuntimeError("cannot schedule new futures after interpreter shutdown")
         return RuntimeError("cannot schedule new futures after shutdown")
 
+    # -- managed tasks ----------------------------------------------------
+    def _submit_managed(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        on_done: Callable[[ManagedTask], None] | None = None,
+    ) -> ManagedTask:
+        from ._task import ManagedTask
+
+        task = ManagedTask(self, fn, args, kwargs, priority, name, retry, timeout, on_done)
+        task.start()
+        return task
+
+    def _enqueue_managed(self, task: ManagedTask) -> None:
+        try:
+            self._dispatch.submit_entry(task.priority, task, (), None, None)
+        except core.QueueClosed:
+            raise self._rejection() from None
+
+    def _accepting_retries(self, task: ManagedTask) -> bool:
+        # Called with the task's lock held.  Once shutdown has begun, a failed
+        # attempt is retried at once on its worker instead of after a delay:
+        # no timer may fire into a closed queue.
+        with self._retry_lock:
+            if self._closing:
+                return False
+            self._retrying.add(task)
+            return True
+
+    def _dead_entry_added(self, priority: int) -> None:
+        with self._retry_lock:
+            self._dead_entries[priority] = self._dead_entries.get(priority, 0) + 1
+
+    def _dead_entry_popped(self, priority: int) -> None:
+        with self._retry_lock:
+            left = self._dead_entries.get(priority, 0) - 1
+            if left > 0:
+                self._dead_entries[priority] = left
+            else:
+                self._dead_entries.pop(priority, None)
+
     # -- map --------------------------------------------------------------
     def map(  # type: ignore[override]
         self,
@@ -369,6 +422,20 @@ class ThreadPoolExecutor(Executor):
             ValueError: *chunksize* < 1 or *buffersize* < 1.
             TypeError: *buffersize* is not an int.
         """
+        return self._map_at(
+            _NORMAL, fn, iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize
+        )
+
+    def _map_at(
+        self,
+        priority: int,
+        fn: Callable[..., _T],
+        iterables: tuple[Iterable[Any], ...],
+        *,
+        timeout: float | None,
+        chunksize: int,
+        buffersize: int | None,
+    ) -> Iterator[_T]:
         if buffersize is not None and (
             isinstance(buffersize, bool) or not isinstance(buffersize, int)
         ):
@@ -389,7 +456,9 @@ class ThreadPoolExecutor(Executor):
             chunks: deque[Future[Any]] = deque()
             try:
                 for start in range(0, len(items), size):
-                    chunks.append(self._submit_chunk(fn, items, start, start + size, star))
+                    chunks.append(
+                        self._submit_chunk(priority, fn, items, start, start + size, star)
+                    )
             except BaseException:
                 for chunk in chunks:
                     chunk.cancel()
@@ -398,7 +467,7 @@ class ThreadPoolExecutor(Executor):
 
         size = min(chunksize if chunksize > 1 else max(1, buffersize // (4 * workers)), buffersize)
         in_flight = max(1, buffersize // size)
-        refill = _ChunkRefill(weakref.ref(self), fn, source, size, star)
+        refill = _ChunkRefill(weakref.ref(self), priority, fn, source, size, star)
         chunks = deque()
         for _ in range(in_flight):
             chunk = refill.next_chunk()
@@ -409,11 +478,17 @@ class ThreadPoolExecutor(Executor):
         return _map_results(chunks, end_time, refill)
 
     def _submit_chunk(
-        self, fn: Callable[..., Any], items: list[Any], start: int, stop: int, star: bool
+        self,
+        priority: int,
+        fn: Callable[..., Any],
+        items: list[Any],
+        start: int,
+        stop: int,
+        star: bool,
     ) -> Future[Any]:
         try:
             return self._dispatch.submit(  # type: ignore[no-any-return]
-                _NORMAL, core.run_chunk, (fn, items, start, stop, star, _run_coroutine), None
+                priority, core.run_chunk, (fn, items, start, stop, star, _run_coroutine), None
             )
         except core.QueueClosed:
             raise self._rejection() from None
@@ -428,7 +503,18 @@ class ThreadPoolExecutor(Executor):
         """
         with self._shutdown_lock:
             self._shutdown = True
-            # Closing first means no submit can slip in after the drain below.
+            with self._retry_lock:
+                self._closing = True
+                retrying = list(self._retrying)
+                self._retrying.clear()
+            # Tasks waiting out a retry delay: cancelled with the queue, or
+            # re-queued now so that they finish before the workers exit.
+            for task in retrying:
+                if cancel_futures:
+                    task.cancel()
+                else:
+                    task.fire_retry_now()
+            # Closing before draining means no submit can slip in after it.
             self._dispatch.close()
             if cancel_futures:
                 self._cancel_queued()
@@ -468,14 +554,15 @@ class ThreadPoolExecutor(Executor):
                     except Exception:  # already cancelled
                         pass
                 else:
-                    on_drain = getattr(fn, "cancel_from_queue", None)
-                    if on_drain is not None:
-                        on_drain()
+                    on_broken = getattr(fn, "fail_from_queue", None)
+                    if on_broken is not None:
+                        on_broken(BrokenThreadPool(self._broken))
             if failed:
                 self._dispatch.counters.add(core.COUNT_FAILED, failed)
 
     def _after_fork_in_child(self) -> None:
         self._shutdown_lock = threading.Lock()
+        self._retry_lock = threading.Lock()
         self._threads = set()
         self._dispatch._after_fork_in_child()
 
@@ -487,6 +574,13 @@ class ThreadPoolExecutor(Executor):
         total = dispatch.threads
         busy = min(dispatch.busy, total)
         depth = dispatch.queue.depth_by_priority()
+        with self._retry_lock:
+            for priority, dead in self._dead_entries.items():
+                left = depth.get(priority, 0) - dead
+                if left > 0:
+                    depth[priority] = left
+                else:
+                    depth.pop(priority, None)
         return ExecutorStatistics(
             workers_total=total,
             workers_busy=busy,
@@ -512,17 +606,19 @@ def _auto_chunksize(n: int, workers: int) -> int:
 class _ChunkRefill:
     """Submits the next chunk of a ``map`` with a *buffersize* as results are taken."""
 
-    __slots__ = ("_executor_ref", "_fn", "_size", "_source", "_star")
+    __slots__ = ("_executor_ref", "_fn", "_priority", "_size", "_source", "_star")
 
     def __init__(
         self,
         executor_ref: weakref.ref[ThreadPoolExecutor],
+        priority: int,
         fn: Callable[..., Any],
         source: Iterator[Any],
         size: int,
         star: bool,
     ) -> None:
         self._executor_ref = executor_ref
+        self._priority = priority
         self._fn = fn
         self._source = source
         self._size = size
@@ -535,7 +631,7 @@ class _ChunkRefill:
         items = list(itertools.islice(self._source, self._size))
         if not items:
             return None
-        return executor._submit_chunk(self._fn, items, 0, len(items), self._star)
+        return executor._submit_chunk(self._priority, self._fn, items, 0, len(items), self._star)
 
 
 def _map_results(
@@ -566,4 +662,3 @@ def _map_results(
     finally:
         for chunk in chunks:
             chunk.cancel()
-

@@ -15,6 +15,7 @@ it never raises into the code that recorded it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -297,11 +298,27 @@ class TaskHistory:
         """Queue *record* for writing.  Never waits for the database.
 
         A record queued after :meth:`close` is logged and counted as dropped.
+
+        Raises:
+            TypeError: *record* is not a TaskRunRecord with a TaskStatus and a
+                tuple of tags.
         """
+        if (
+            type(record) is not TaskRunRecord
+            or not isinstance(record.status, TaskStatus)
+            or type(record.tags) is not tuple
+        ):
+            raise TypeError(f"expected a TaskRunRecord (TaskStatus, tuple tags), not {record!r}")
         self._enqueue(record)
 
     def record_execution(self, record: ExecutionRecord) -> None:
-        """Queue *record* (replacing any earlier row of the same execution) for writing."""
+        """Queue *record* (replacing any earlier row of the same execution) for writing.
+
+        Raises:
+            TypeError: *record* is not an ExecutionRecord with a TaskStatus.
+        """
+        if type(record) is not ExecutionRecord or not isinstance(record.status, TaskStatus):
+            raise TypeError(f"expected an ExecutionRecord with a TaskStatus, not {record!r}")
         self._enqueue(record)
 
     def _enqueue(self, record: TaskRunRecord | ExecutionRecord) -> None:
@@ -591,13 +608,16 @@ def _page(sql: str, params: list[Any], limit: int | None, offset: int) -> tuple[
     return f"{sql} LIMIT ? OFFSET ?", [*params, -1 if limit is None else limit, offset]
 
 
+@functools.lru_cache(maxsize=4096)
+def _tags_json(tags: tuple[str, ...]) -> str:
+    # Cached: a task's runs all carry the same tags tuple, and json.dumps is
+    # most of the cost of turning a record into a row.
+    return json.dumps(list(tags))
+
+
 def _run_to_row(record: TaskRunRecord) -> tuple[Any, ...]:
-    return (
-        *record[:4],
-        TaskStatus(record.status).value,
-        *record[5:12],
-        json.dumps(list(record.tags)),
-    )
+    # A TaskStatus is a str subclass: sqlite3 binds its value as is.
+    return (*record[:12], _tags_json(record.tags))
 
 
 def _run_from_row(row: Sequence[Any]) -> TaskRunRecord:
@@ -624,8 +644,7 @@ def _execution_to_row(record: ExecutionRecord) -> tuple[Any, ...]:
     return (
         record.execution_id,
         json.dumps(list(record.targets)),
-        TaskStatus(record.status).value,
-        *record[3:],
+        *record[2:],
     )
 
 

@@ -384,9 +384,8 @@ class ResourceMonitor:
         self._sample_lock = threading.RLock()
         self._history: deque[ResourceSample] = deque(maxlen=history_size)
         self._latest: ResourceSample | None = None
-        self._latest_at = (
-            0.0  # time.monotonic() of _latest; a stopped monitor re-samples when stale
-        )
+        # time.monotonic() of _latest: a stopped monitor re-samples once it is stale.
+        self._latest_at = 0.0
         self._active_alerts: dict[str, ResourceAlert] = {}
         # Callback lists are replaced, never mutated, so delivery iterates a snapshot.
         self._callbacks: tuple[ResourceCallback, ...] = ()

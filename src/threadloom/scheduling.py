@@ -98,6 +98,12 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
 # How far past the last fire time a search goes before deciding that a schedule
 # has no more fire times; cronsim itself gives up after 50 years.
 _SEARCH_HORIZON = timedelta(days=366 * 50)
+# How many fire-time candidates in a row windows and blackouts may reject before
+# the search gives up.  Each rejection jumps to the next window opening or
+# blackout end, so a schedule that fires at all needs few: cron's day sets and
+# intervals meet a weekly window within a few weekday cycles (Feb 29 with a
+# Monday window: about 7 rejections per hit).  It bounds the "never fires" proof.
+_MAX_REJECTIONS = 1000
 
 Coalesce = Literal["latest", "earliest", "all"]
 OnMaxInstances = Literal["skip", "queue"]
@@ -272,11 +278,13 @@ class TimeWindow:
             day = local_day + timedelta(days=offset)
             if day.weekday() not in self.days:
                 continue
-            start = _wall_to_utc(datetime.combine(day, self.start), tz)
             end_day = day if self.end > self.start else day + timedelta(days=1)
             end = _wall_to_utc(datetime.combine(end_day, self.end), tz)
+            if end <= after:
+                continue
+            start = _wall_to_utc(datetime.combine(day, self.start), tz)
             # A window wholly inside a DST gap resolves to nothing (start == end).
-            if end > after and end > start:
+            if end > start:
                 return start, end
         return None
 
@@ -520,6 +528,10 @@ class Schedule(abc.ABC):
         self.blackout_policy = blackout_policy
         self._window_spans = tuple(self._bind_span(span) for span in self.windows)
         self._blackout_spans = tuple(self._bind_span(span) for span in self.blackouts)
+        self._check_can_fire()
+
+    def _check_can_fire(self) -> None:
+        """Raise ValueError if the schedule can never fire (subclasses that can tell)."""
 
     def _bind_span(self, span: TimeWindow | Period) -> TimeWindow | _BoundPeriod:
         return _BoundPeriod(span, self.tz) if isinstance(span, Period) else span
@@ -620,10 +632,11 @@ class Schedule(abc.ABC):
         """Ascending UTC fire times strictly after *after*, windows and blackouts applied."""
         last = after
         horizon = after + _SEARCH_HORIZON
+        rejections = 0
         raw = self._iter_raw(after)
         while True:
             moment = next(raw, None)
-            if moment is None or moment > horizon:
+            if moment is None or moment > horizon or rejections > _MAX_REJECTIONS:
                 return
             fire: datetime | None = moment
             resume_at: datetime | None = None  # restart the raw search at this instant
@@ -644,7 +657,10 @@ class Schedule(abc.ABC):
             if fire is not None and fire > last:
                 last = fire
                 horizon = fire + _SEARCH_HORIZON
+                rejections = 0
                 yield fire
+            elif fire is None:
+                rejections += 1
             if resume_at is not None:
                 raw = self._iter_raw(resume_at - _ONE_MICROSECOND)
 
@@ -690,16 +706,6 @@ class Schedule(abc.ABC):
         return self._in_windows(moment) and (
             not self._blackout_spans or self._blackout_end(moment) is None
         )
-
-    def _check_fires(self, description: str) -> None:
-        """Raise ValueError if the schedule can never fire (probed from 2000-01-01).
-
-        Only meaningful for periodic schedules; absolute periods are skipped.
-        """
-        if any(isinstance(span, Period) for span in self.windows + self.blackouts):
-            return
-        if next(self._iter_utc(datetime(2000, 1, 1, tzinfo=UTC)), None) is None:
-            raise ValueError(f"{description} can never fire")
 
     def _policy_repr(self) -> str:
         defaults = {
@@ -821,7 +827,17 @@ class CronSchedule(Schedule):
         self._cron = _validate_cron(expr)
         self.expr = expr
         super().__init__(_resolve_tz(tz), dict(policies))
-        self._check_fires(f"cron expression {expr!r} with these windows and blackouts")
+
+    def _check_can_fire(self) -> None:
+        # Cron and weekly windows repeat, so a probe from any moment tells;
+        # absolute periods do not, and are checked when the scheduler adds it.
+        if any(isinstance(span, Period) for span in self.windows + self.blackouts):
+            return
+        if next(self._iter_utc(datetime(2000, 1, 1, tzinfo=UTC)), None) is None:
+            raise ValueError(
+                f"cron expression {self.expr!r} can never fire inside these windows "
+                "and outside these blackouts"
+            )
 
     def _iter_raw(self, after: datetime) -> Iterator[datetime]:
         iterator = CronSim(self._cron, after.astimezone(self.tz))
