@@ -300,3 +300,13 @@ def test_after_close_records_are_counted_and_queries_refused(
     with pytest.raises(HistoryError, match="closed"):
         history.query_runs()
     assert history.close()
+
+
+def test_records_of_the_wrong_shape_are_refused_at_the_call(history: TaskHistory) -> None:
+    with pytest.raises(TypeError, match="TaskRunRecord"):
+        history.record_run(run(1)._replace(status="completed"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="TaskRunRecord"):
+        history.record_run(run(1)._replace(tags=["a"]))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ExecutionRecord"):
+        history.record_execution(("e1",))  # type: ignore[arg-type]
+    assert history.query_runs() == []

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from threadloom._context import TaskCancelled, current_task
+
 from threadloom.thread_pool_manager import ThreadPoolManager
 
-from threadloom import TaskPriority, TaskStatus
+from threadloom import TaskCancelled, TaskPriority, TaskStatus, current_task
 from threadloom._clock import ManualClock
 from threadloom.history import TaskHistory
 from threadloom.scheduling import every

@@ -10,6 +10,13 @@ from ._task import SubmitOptions, TaskCancelled, TaskContext, TaskFuture, curren
 from ._types import TaskPriority, TaskStatus
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
 from .retry import RetryPolicy
+from .thread_pool_manager import (
+    QueueFull,
+    TaskInfo,
+    TaskNotFinished,
+    ThreadPoolManager,
+    UnknownTaskError,
+)
 
 if TYPE_CHECKING:
     from .resource_monitor import ResourceMonitor
@@ -36,6 +43,11 @@ __all__ = [
     "ExecutorStatistics",
     "Future",
     "Percentiles",
+    "QueueFull",
+    "TaskInfo",
+    "TaskNotFinished",
+    "ThreadPoolManager",
+    "UnknownTaskError",
     "ResourceMonitor",
     "RetryPolicy",
     "SubmitOptions",

@@ -220,6 +220,7 @@ class ManagedTask:
         "kwargs",
         "name",
         "on_done",
+        "on_start",
         "priority",
         "retry",
         "started_at",
@@ -240,6 +241,7 @@ class ManagedTask:
         retry: RetryPolicy | None,
         timeout: float | None,
         on_done: Callable[[ManagedTask], None] | None = None,
+        on_start: Callable[[ManagedTask], None] | None = None,
     ) -> None:
         self._owner = owner
         self.fn = fn
@@ -250,6 +252,7 @@ class ManagedTask:
         self.retry = retry or NO_RETRY
         self.timeout = timeout
         self.on_done = on_done
+        self.on_start = on_start
         self.task_id = f"task-{next(_task_ids)}"
         self.attempts = 0
         self.status = TaskStatus.QUEUED
@@ -271,6 +274,16 @@ class ManagedTask:
         owner = self._owner
         owner._enqueue_managed(self)
         owner._dispatch.counters.add(core.COUNT_SUBMITTED)
+        self._arm_deadline()
+
+    def run_in_caller(self) -> None:
+        """Run the first attempt on the calling thread (backpressure policy
+        ``caller_runs``); retries, if any, go through the pool as usual."""
+        self._owner._dispatch.counters.add(core.COUNT_SUBMITTED)
+        self._arm_deadline()
+        self()
+
+    def _arm_deadline(self) -> None:
         if self.timeout is not None:
             self._deadline_timer = TIMERS.call_later(self.timeout, self._on_deadline)
 
@@ -293,6 +306,11 @@ class ManagedTask:
             if first:
                 self.future.set_running_or_notify_cancel()
                 counters.add(core.COUNT_STARTED)
+                if self.on_start is not None:
+                    try:
+                        self.on_start(self)
+                    except Exception:
+                        LOGGER.exception("task-start hook failed for %s", self.task_id)
             outcome, failed = self._run_attempt()
             retry_inline = False
             complete: Callable[[], None] | None = None

@@ -363,11 +363,24 @@ class ThreadPoolExecutor(Executor):
         retry: RetryPolicy | None,
         timeout: float | None,
         on_done: Callable[[ManagedTask], None] | None = None,
+        on_start: Callable[[ManagedTask], None] | None = None,
+        run_in_caller: bool = False,
+        on_created: Callable[[ManagedTask], object] | None = None,
     ) -> ManagedTask:
         from ._task import ManagedTask
 
-        task = ManagedTask(self, fn, args, kwargs, priority, name, retry, timeout, on_done)
-        task.start()
+        if self._shutdown or self._broken:
+            raise self._rejection()
+        task = ManagedTask(
+            self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start
+        )
+        if on_created is not None:
+            # Before the task can run: its owner must know it before it ends.
+            on_created(task)
+        if run_in_caller:
+            task.run_in_caller()
+        else:
+            task.start()
         return task
 
     def _enqueue_managed(self, task: ManagedTask) -> None:
@@ -565,6 +578,37 @@ class ThreadPoolExecutor(Executor):
         self._retry_lock = threading.Lock()
         self._threads = set()
         self._dispatch._after_fork_in_child()
+
+    # -- sizing -----------------------------------------------------------
+    def resize(self, max_workers: int, min_workers: int | None = None) -> None:
+        """Change how many workers may run (and how many are kept when idle).
+
+        Growing takes effect as work arrives; shrinking lets surplus workers
+        exit after their current task.  Not in the stdlib API.
+
+        Raises:
+            ValueError: *max_workers* < 1, or *min_workers* outside [0, max_workers].
+        """
+        self._dispatch.set_limits(max_workers, min_workers)
+        self._max_workers = max_workers
+        self._ensure_min_workers()
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds an idle worker above ``min_workers`` waits before exiting
+        (None: workers never exit while the pool is open, as in the stdlib)."""
+        return self._dispatch.idle_timeout  # type: ignore[no-any-return]
+
+    @idle_timeout.setter
+    def idle_timeout(self, value: float | None) -> None:
+        self._dispatch.idle_timeout = value
+
+    def _ensure_min_workers(self) -> None:
+        executor_ref = weakref.ref(self)
+        while self._dispatch.threads < self._dispatch.min_workers:
+            if self._shutdown or not self._dispatch.reserve_worker_unconditionally():
+                return
+            self._start_worker(executor_ref)
 
     # -- introspection ----------------------------------------------------
     def statistics(self) -> ExecutorStatistics:

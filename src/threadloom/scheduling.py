@@ -530,7 +530,7 @@ class Schedule(abc.ABC):
         self._blackout_spans = tuple(self._bind_span(span) for span in self.blackouts)
         self._check_can_fire()
 
-    def _check_can_fire(self) -> None:
+    def _check_can_fire(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Raise ValueError if the schedule can never fire (subclasses that can tell)."""
 
     def _bind_span(self, span: TimeWindow | Period) -> TimeWindow | _BoundPeriod:

@@ -46,7 +46,7 @@ from concurrent.futures import Future
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._context import TaskCancelled, current_task
+from ._task import current_task
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
@@ -308,14 +308,15 @@ class TaskManager:
             raise TypeError(f"keep_executions must be an int, not {keep_executions!r}")
         if keep_executions < 0:
             raise ValueError(f"keep_executions must be >= 0, not {keep_executions}")
-        self._owns_history = not isinstance(history, TaskHistory)
-        self._history = TaskHistory(history) if not isinstance(history, TaskHistory) else history
         self._owns_pool = thread_pool is None
         self._pool = (
             ThreadPoolManager(resource_monitor=resource_monitor)
             if thread_pool is None
             else thread_pool
         )
+        # Last: it starts the writer thread, and everything above may raise.
+        self._owns_history = not isinstance(history, TaskHistory)
+        self._history = TaskHistory(history) if not isinstance(history, TaskHistory) else history
         self._keep_executions = keep_executions
         # _lock guards the registry, the graph, the execution tables and the state.
         self._lock = threading.Lock()
@@ -860,15 +861,16 @@ class TaskManager:
         if not task.enabled:
             self._post(execution, _Finish(run, TaskStatus.SKIPPED))
             return
-        runs = execution.runs
-        # Dependencies' results were set before their _Finish ops were applied.
-        run.upstream_results = MappingProxyType(
-            {
-                runs[dep].task.name: runs[dep].result
-                for dep in task.dependencies
-                if runs[dep].status is TaskStatus.COMPLETED
-            }
-        )
+        if task.dependencies:
+            runs = execution.runs
+            # Dependencies' results were set before their _Finish ops were applied.
+            run.upstream_results = MappingProxyType(
+                {
+                    runs[dep].task.name: runs[dep].result
+                    for dep in task.dependencies
+                    if runs[dep].status is TaskStatus.COMPLETED
+                }
+            )
         try:
             pool_id = self._pool.submit_call(
                 self._call, args=(run,), priority=run.priority, retry=task.retry, name=task.name
@@ -914,7 +916,11 @@ class TaskManager:
                 status = TaskStatus.COMPLETED
             else:
                 run.error = error
-                status = _status_of(error)
+                # The pool's own verdict tells a deadline (TIMED_OUT) from a
+                # task that raised TimeoutError itself (FAILED).
+                status = getattr(future, "status", TaskStatus.FAILED)
+                if not isinstance(status, TaskStatus) or not status.is_terminal:
+                    status = TaskStatus.FAILED
         self._post(execution, _Finish(run, status))
 
     def _end_run(self, execution: _Execution, run: _Run, status: TaskStatus) -> None:
@@ -948,12 +954,12 @@ class TaskManager:
 
     @staticmethod
     def _final_status(execution: _Execution) -> TaskStatus:
-        if execution.cancel_requested:
+        statuses = {run.status for run in execution.runs.values()}
+        if execution.cancel_requested and TaskStatus.CANCELLED in statuses:
             return TaskStatus.CANCELLED
-        for run in execution.runs.values():
-            if run.status not in (TaskStatus.COMPLETED, TaskStatus.SKIPPED):
-                return TaskStatus.FAILED
-        return TaskStatus.COMPLETED
+        if statuses <= {TaskStatus.COMPLETED, TaskStatus.SKIPPED}:
+            return TaskStatus.COMPLETED
+        return TaskStatus.FAILED
 
     def _finish_execution(self, execution: _Execution) -> None:
         execution.finished_at = time.time()
@@ -1253,14 +1259,6 @@ class TaskManager:
         logger.warning(
             "scheduled run of task %r due %s was not run: %s", self._describe(job_id), due, reason
         )
-
-
-def _status_of(error: BaseException) -> TaskStatus:
-    if isinstance(error, TaskCancelled):
-        return TaskStatus.CANCELLED
-    if isinstance(error, TimeoutError):
-        return TaskStatus.TIMED_OUT
-    return TaskStatus.FAILED
 
 
 def _execution_record(execution: _Execution) -> ExecutionRecord:

@@ -1,0 +1,646 @@
+"""``ThreadPoolManager``: the seed's id-based pool API, as a thin layer over ``ThreadPoolExecutor``.
+
+One engine: tasks run on the executor's core; the counters are the core's.
+This layer adds task ids and records, backpressure, and the elastic sizing
+loop that follows queue wait times and the resource monitor's advice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._impl import core
+from ._task import ManagedTask, TaskFuture, current_task
+from ._types import TaskPriority, TaskStatus, check_priority
+from .executor import ThreadPoolExecutor
+from .retry import RetryPolicy, _check_seconds
+
+if TYPE_CHECKING:
+    from .resource_monitor import ResourceMonitor
+
+__all__ = [
+    "QueueFull",
+    "TaskInfo",
+    "TaskNotFinished",
+    "TaskPriority",
+    "TaskStatus",
+    "ThreadPoolManager",
+    "UnknownTaskError",
+    "current_task",
+]
+
+LOGGER = logging.getLogger("threadloom")
+
+QueueFullPolicy = Literal["block", "raise", "caller_runs"]
+_POLICIES = ("block", "raise", "caller_runs")
+
+
+class UnknownTaskError(KeyError):
+    """No task with this id (never submitted, or its record was pruned)."""
+
+    def __str__(self) -> str:
+        return f"unknown task id {self.args[0]!r} (never submitted, or pruned after finishing)"
+
+
+class TaskNotFinished(RuntimeError):
+    """The task has not finished yet, so it has no error to report."""
+
+
+class QueueFull(RuntimeError):
+    """The pool's queue is at ``max_queue_size`` and the policy refused to wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A snapshot of one task's record."""
+
+    task_id: str
+    name: str | None
+    status: TaskStatus
+    priority: int
+    attempts: int
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    error: BaseException | None
+
+
+class ThreadPoolManager:
+    """A priority thread pool addressed by task ids, with retries, deadlines,
+    cancellation, backpressure, metrics, and a worker count that follows load.
+
+    Args:
+        min_workers: workers kept alive even when idle.
+        max_workers: the most workers at once.
+        resource_monitor: a ``ResourceMonitor`` whose advice (optimal thread
+            count, memory pressure) bounds the worker count; tasks' CPU and
+            wall times are reported to it.
+        adjust_interval: seconds between sizing decisions.
+        idle_timeout: seconds an idle worker above *min_workers* lives.
+        max_queue_size: the most tasks waiting to start (None: unbounded).
+        queue_full_policy: when the queue is full, ``"block"`` (up to
+            *queue_full_timeout*, then :class:`QueueFull`), ``"raise"``
+            (:class:`QueueFull` at once) or ``"caller_runs"`` (run the task on
+            the submitting thread).
+        queue_full_timeout: seconds ``"block"`` waits (None: forever).
+        default_retry: the retry policy of tasks submitted without one.
+        keep_finished: how many finished task records are kept.
+        keep_finished_seconds: how long a finished record is kept.
+        thread_name_prefix: names of the worker threads.
+
+    Raises:
+        ValueError, TypeError: an argument is out of range; the message names it.
+    """
+
+    def __init__(
+        self,
+        min_workers: int = 2,
+        max_workers: int = 10,
+        resource_monitor: ResourceMonitor | None = None,
+        *,
+        adjust_interval: float = 1.0,
+        idle_timeout: float = 30.0,
+        max_queue_size: int | None = None,
+        queue_full_policy: QueueFullPolicy = "block",
+        queue_full_timeout: float | None = None,
+        default_retry: RetryPolicy | None = None,
+        keep_finished: int = 10_000,
+        keep_finished_seconds: float = 3600.0,
+        thread_name_prefix: str = "threadloom-pool",
+    ) -> None:
+        for label, value in (("min_workers", min_workers), ("max_workers", max_workers)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{label} must be an int, not {type(value).__name__}")
+        if max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, not {max_workers}")
+        if not 0 <= min_workers <= max_workers:
+            raise ValueError(
+                f"min_workers must be between 0 and max_workers ({max_workers}), not {min_workers}"
+            )
+        if max_queue_size is not None and (
+            isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1
+        ):
+            raise ValueError(f"max_queue_size must be a positive int or None, not {max_queue_size!r}")
+        if queue_full_policy not in _POLICIES:
+            raise ValueError(
+                f"queue_full_policy must be one of {', '.join(_POLICIES)}, not {queue_full_policy!r}"
+            )
+        if default_retry is not None and not isinstance(default_retry, RetryPolicy):
+            raise TypeError("default_retry must be a RetryPolicy or None")
+        if isinstance(keep_finished, bool) or not isinstance(keep_finished, int) or keep_finished < 0:
+            raise ValueError(f"keep_finished must be an int >= 0, not {keep_finished!r}")
+        self.min_workers = min_workers
+        self.max_workers = max_workers
+        self.resource_monitor = resource_monitor
+        self.adjust_interval = _check_seconds("adjust_interval", adjust_interval, allow_zero=False)
+        self.idle_timeout = _check_seconds("idle_timeout", idle_timeout, allow_zero=False)
+        if queue_full_timeout is not None:
+            queue_full_timeout = _check_seconds("queue_full_timeout", queue_full_timeout)
+        self.max_queue_size = max_queue_size
+        self.queue_full_policy: QueueFullPolicy = queue_full_policy
+        self.queue_full_timeout = queue_full_timeout
+        self.default_retry = default_retry
+        self.keep_finished = keep_finished
+        self.keep_finished_seconds = _check_seconds("keep_finished_seconds", keep_finished_seconds)
+        self.thread_name_prefix = thread_name_prefix
+
+        self._lock = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: dict[str, ManagedTask] = {}
+        self._finished: deque[tuple[float, str]] = deque()
+        self._unfinished = 0
+        self._all_done = threading.Condition(self._lock)
+        self._slots = threading.Semaphore(max_queue_size) if max_queue_size else None
+        self._holding_slot: set[str] = set()
+        self._run_time_total = 0.0
+        self._run_time_count = 0
+        self._run_time_max = 0.0
+        self._run_time_min = math.inf
+        self._started_at: float | None = None
+        self._target_workers = max_workers
+        self._adjuster: threading.Thread | None = None
+        self._stop_adjusting = threading.Event()
+        self._executors_seen: list[ThreadPoolExecutor] = []
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> ThreadPoolManager:
+        """Start the workers (``min_workers`` at once) and the sizing loop.
+
+        Calling it on a running pool does nothing; after ``stop()`` it starts
+        a fresh pool (old workers have exited or are finishing).
+        """
+        with self._lock:
+            if self._executor is not None:
+                return self
+            executor = ThreadPoolExecutor(
+                max_workers=self.max_workers, thread_name_prefix=self.thread_name_prefix
+            )
+            executor.idle_timeout = self.idle_timeout
+            executor.resize(self.max_workers, self.min_workers)
+            self._executor = executor
+            self._executors_seen.append(executor)
+            self._started_at = time.monotonic()
+            self._target_workers = self.max_workers
+            self._stop_adjusting = threading.Event()
+            self._adjuster = threading.Thread(
+                target=self._adjust_loop,
+                args=(executor, self._stop_adjusting),
+                name=f"{self.thread_name_prefix}-sizer",
+                daemon=True,
+            )
+            self._adjuster.start()
+        return self
+
+    def stop(self, wait_for_tasks: bool = True, timeout: float | None = None) -> bool:
+        """Stop accepting tasks and shut the workers down.
+
+        Args:
+            wait_for_tasks: let queued and running tasks finish (tasks waiting
+                for a retry are re-queued at once); if False, cancel queued
+                tasks and ask running ones to stop (cooperatively: a Python
+                thread cannot be killed).
+            timeout: seconds to wait for the workers (None: as long as it takes).
+
+        Returns:
+            True if every worker exited within *timeout*.
+        """
+        with self._lock:
+            executor = self._executor
+            self._executor = None
+            adjuster = self._adjuster
+            self._adjuster = None
+            self._stop_adjusting.set()
+        if executor is None:
+            return True
+        if not wait_for_tasks:
+            with self._lock:
+                running = [t for t in self._tasks.values() if t.status is TaskStatus.RUNNING]
+            for task in running:
+                task.cancel()
+        executor.shutdown(wait=False, cancel_futures=not wait_for_tasks)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        all_exited = True
+        for thread in list(executor._threads):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+            all_exited = all_exited and not thread.is_alive()
+        if adjuster is not None:
+            adjuster.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if not all_exited:
+            LOGGER.warning("ThreadPoolManager.stop(): workers still running after %s s", timeout)
+        return all_exited
+
+    def __enter__(self) -> ThreadPoolManager:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._executor is not None
+
+    # -- submission ---------------------------------------------------------
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        priority: int = TaskPriority.NORMAL,
+        max_retries: int = 0,
+        retry_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> str:
+        """Queue ``func(*args, **kwargs)``; return its task id.
+
+        ``priority``, ``max_retries`` and ``retry_delay`` are this method's own
+        (as in the seed API); use :meth:`submit_call` to pass keywords of those
+        names to *func*, or for a full ``RetryPolicy`` and a deadline.
+
+        Raises:
+            TypeError: *func* is not callable, or a bad priority.
+            RuntimeError: the pool is not started.
+            QueueFull: see ``queue_full_policy``.
+        """
+        if max_retries == 0 and self.default_retry is not None:
+            retry: RetryPolicy | None = self.default_retry
+        elif max_retries == 0:
+            retry = None
+        else:
+            retry = RetryPolicy(max_retries=max_retries, delay=retry_delay, backoff=1.0)
+        return self.submit_call(func, args, kwargs, priority=priority, retry=retry)
+
+    def submit_call(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: int = TaskPriority.NORMAL,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> str:
+        """Queue ``func(*args, **kwargs)`` with explicit options; return its task id.
+
+        Args:
+            priority: any int, higher first; FIFO within a priority.
+            retry: the retry policy (default: the pool's ``default_retry``).
+            timeout: a deadline in seconds from now: the task is then marked
+                TIMED_OUT, its future fails with ``TimeoutError`` and it is asked
+                to stop (``current_task().cancelled``).
+            name: a name for the task (seen by ``current_task().name``).
+        """
+        if not callable(func):
+            raise TypeError(f"func must be callable, not {type(func).__name__}")
+        priority = check_priority(priority)
+        call_args = tuple(args)
+        call_kwargs = dict(kwargs) if kwargs else {}
+        if retry is None:
+            retry = self.default_retry
+        executor = self._executor
+        if executor is None:
+            raise RuntimeError("ThreadPoolManager is not started: call start() first")
+        run_in_caller = False
+        if self._slots is not None:
+            run_in_caller = not self._take_slot(executor)
+        monitor = self.resource_monitor
+        if monitor is not None:
+            call_args = (func, call_args, call_kwargs, monitor)
+            func, call_kwargs = _observed_call, {}
+        holds_slot = self._slots is not None and not run_in_caller
+        created: list[ManagedTask] = []
+
+        def register(task: ManagedTask) -> None:
+            created.append(task)
+            with self._lock:
+                self._tasks[task.task_id] = task
+                self._unfinished += 1
+                if holds_slot:
+                    self._holding_slot.add(task.task_id)
+
+        try:
+            task = executor._submit_managed(
+                func,
+                call_args,
+                call_kwargs,
+                priority,
+                name,
+                retry,
+                timeout,
+                on_done=self._task_done,
+                on_start=self._task_started if self._slots is not None else None,
+                run_in_caller=run_in_caller,
+                on_created=register,
+            )
+        except BaseException:
+            # Refused (the pool was stopped meanwhile): forget the record.
+            with self._lock:
+                for refused in created:
+                    if self._tasks.pop(refused.task_id, None) is not None:
+                        self._unfinished -= 1
+                    self._holding_slot.discard(refused.task_id)
+                if self._unfinished == 0:
+                    self._all_done.notify_all()
+            if holds_slot and self._slots is not None:
+                self._slots.release()
+            raise
+        return task.task_id
+
+    def _take_slot(self, executor: ThreadPoolExecutor) -> bool:
+        """Wait for room in the queue per the policy; False means run in the caller."""
+        slots = self._slots
+        assert slots is not None
+        if slots.acquire(blocking=False):
+            return True
+        policy = self.queue_full_policy
+        if policy == "caller_runs":
+            return False
+        if policy == "block" and slots.acquire(timeout=self.queue_full_timeout):
+            return True
+        executor._dispatch.counters.add(core.COUNT_REJECTED)
+        raise QueueFull(
+            f"queue is full ({self.max_queue_size} tasks waiting to start)"
+            + (f" and stayed full for {self.queue_full_timeout} s" if policy == "block" else "")
+        )
+
+    def _task_started(self, task: ManagedTask) -> None:
+        if self._slots is not None:
+            with self._lock:
+                holding = task.task_id in self._holding_slot
+                self._holding_slot.discard(task.task_id)
+            if holding:
+                self._slots.release()
+
+    def _task_done(self, task: ManagedTask) -> None:
+        # Runs once per task, on whichever thread ended it.
+        with self._lock:
+            if task.started_at is not None and task.finished_at is not None:
+                elapsed = max(0.0, task.finished_at - task.started_at)
+                self._run_time_total += elapsed
+                self._run_time_count += 1
+                self._run_time_max = max(self._run_time_max, elapsed)
+                self._run_time_min = min(self._run_time_min, elapsed)
+            self._unfinished -= 1
+            holding = task.task_id in self._holding_slot
+            self._holding_slot.discard(task.task_id)
+            self._finished.append((time.monotonic(), task.task_id))
+            self._prune_locked()
+            if self._unfinished == 0:
+                self._all_done.notify_all()
+        if holding and self._slots is not None:
+            self._slots.release()
+
+    def _prune_locked(self) -> None:
+        finished = self._finished
+        horizon = time.monotonic() - self.keep_finished_seconds
+        while finished and (len(finished) > self.keep_finished or finished[0][0] < horizon):
+            _, task_id = finished.popleft()
+            self._tasks.pop(task_id, None)
+
+    # -- queries --------------------------------------------------------------
+    def _task(self, task_id: str) -> ManagedTask:
+        with self._lock:
+            task = self._tasks.get(task_id)
+        if task is None:
+            raise UnknownTaskError(task_id)
+        return task
+
+    def get_future(self, task_id: str) -> TaskFuture[Any]:
+        """The task's ``concurrent.futures.Future`` (resolves after the last attempt).
+
+        Raises:
+            UnknownTaskError: no such task.
+        """
+        return self._task(task_id).future
+
+    def get_task_status(self, task_id: str) -> TaskStatus:
+        """The task's status.
+
+        Raises:
+            UnknownTaskError: no such task.
+        """
+        return self._task(task_id).status
+
+    def get_task_info(self, task_id: str) -> TaskInfo:
+        """A snapshot of the task's record.
+
+        Raises:
+            UnknownTaskError: no such task.
+        """
+        task = self._task(task_id)
+        future = task.future
+        error = None
+        if future.done() and not future.cancelled():
+            error = future.exception(0)
+        return TaskInfo(
+            task_id=task.task_id,
+            name=task.name,
+            status=task.status,
+            priority=task.priority,
+            attempts=task.attempts,
+            submitted_at=task.submitted_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+            error=error,
+        )
+
+    def get_task_result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's result, waiting up to *timeout* seconds for it.
+
+        Raises:
+            UnknownTaskError: no such task.
+            TimeoutError: not finished within *timeout* (or the task's own
+                deadline passed: then ``get_task_status`` says TIMED_OUT).
+            concurrent.futures.CancelledError: the task was cancelled.
+            Exception: whatever the task raised on its last attempt.
+        """
+        return self._task(task_id).future.result(timeout)
+
+    def get_task_error(self, task_id: str) -> BaseException | None:
+        """The exception a finished task ended with, or None if it succeeded.
+
+        Raises:
+            UnknownTaskError: no such task.
+            TaskNotFinished: it is still queued, running or waiting to retry.
+        """
+        task = self._task(task_id)
+        future = task.future
+        if not future.done():
+            raise TaskNotFinished(f"task {task_id} is {task.status.value}")
+        if future.cancelled():
+            return CancelledError(f"task {task_id} was cancelled")
+        return future.exception(0)
+
+    def wait_for_task(self, task_id: str, timeout: float | None = None) -> bool:
+        """Wait until the task has finished (any terminal status); True if it has.
+
+        Raises:
+            UnknownTaskError: no such task.
+        """
+        future = self._task(task_id).future
+        try:
+            future.exception(timeout)
+        except CancelledError:
+            return True
+        except TimeoutError:
+            return future.done()
+        return True
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted task has finished; True if they all have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._unfinished > 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._all_done.wait(remaining)
+        return True
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Cancel a task: at once if queued or waiting to retry (True); if it is
+        running, ask it to stop cooperatively and return False.
+
+        Raises:
+            UnknownTaskError: no such task.
+        """
+        return self._task(task_id).cancel()
+
+    def list_tasks(self, status: TaskStatus | None = None) -> list[TaskInfo]:
+        """Snapshots of the known tasks, optionally only those with *status*."""
+        with self._lock:
+            ids = list(self._tasks)
+        infos = []
+        for task_id in ids:
+            try:
+                info = self.get_task_info(task_id)
+            except UnknownTaskError:
+                continue
+            if status is None or info.status is status:
+                infos.append(info)
+        return infos
+
+    def get_metrics(self) -> dict[str, Any]:
+        """A consistent snapshot of the pool, cheap to take under load.
+
+        Keeps the seed's keys (``tasks_submitted``, ``tasks_completed``,
+        ``tasks_failed``, ``tasks_cancelled``, ``avg/max/min_execution_time``,
+        ``worker_count``, ``active_workers``, ``queue_size``) and adds retries,
+        time-outs, rejections, throughput, wait/run-time percentiles and the
+        queue depth per priority.
+        """
+        executors = self._executors_seen
+        current = self._executor
+        stats = (current or executors[-1]).statistics() if executors else None
+        totals = dict.fromkeys(core.COUNTER_NAMES, 0)
+        for executor in executors:
+            for counter_name, value in zip(core.COUNTER_NAMES, executor._dispatch.counters.snapshot()):
+                totals[counter_name] += value
+        with self._lock:
+            count = self._run_time_count
+            avg = self._run_time_total / count if count else 0.0
+            max_time = self._run_time_max if count else 0.0
+            min_time = self._run_time_min if count else 0.0
+            unfinished = self._unfinished
+            tracked = len(self._tasks)
+        uptime = time.monotonic() - self._started_at if self._started_at is not None else 0.0
+        finished = totals["completed"] + totals["failed"]
+        return {
+            "tasks_submitted": totals["submitted"],
+            "tasks_completed": totals["completed"],
+            "tasks_failed": totals["failed"],
+            "tasks_cancelled": totals["cancelled"],
+            "tasks_retried": totals["retried"],
+            "tasks_timed_out": totals["timed_out"],
+            "tasks_rejected": totals["rejected"],
+            "tasks_started": totals["started"],
+            "tasks_unfinished": unfinished,
+            "tasks_tracked": tracked,
+            "avg_execution_time": avg,
+            "max_execution_time": max_time,
+            "min_execution_time": min_time,
+            "worker_count": stats.workers_total if stats else 0,
+            "active_workers": stats.workers_busy if stats else 0,
+            "idle_workers": stats.workers_idle if stats else 0,
+            "min_workers": self.min_workers,
+            "max_workers": self.max_workers,
+            "target_workers": self._target_workers,
+            "queue_size": stats.queue_depth if stats else 0,
+            "queue_size_by_priority": dict(stats.queue_depth_by_priority) if stats else {},
+            "throughput": finished / uptime if uptime > 0 else 0.0,
+            "wait_time_p50": stats.wait_time.p50 if stats else 0.0,
+            "wait_time_p90": stats.wait_time.p90 if stats else 0.0,
+            "wait_time_p99": stats.wait_time.p99 if stats else 0.0,
+            "run_time_p50": stats.run_time.p50 if stats else 0.0,
+            "run_time_p90": stats.run_time.p90 if stats else 0.0,
+            "run_time_p99": stats.run_time.p99 if stats else 0.0,
+            "uptime": uptime,
+            "running": current is not None,
+        }
+
+    # -- elastic sizing ------------------------------------------------------
+    def target_worker_count(self, executor: ThreadPoolExecutor | None = None) -> int:
+        """The worker limit the sizing loop would set now (see the class docs)."""
+        executor = executor or self._executor
+        target = self.max_workers
+        monitor = self.resource_monitor
+        if monitor is not None:
+            try:
+                advice = monitor.calculate_optimal_thread_count(self.min_workers, self.max_workers)
+                target = max(self.min_workers, min(self.max_workers, int(advice)))
+                if monitor.memory_pressure:
+                    # Shrink under memory pressure: one step below what runs now.
+                    running = executor._dispatch.threads if executor is not None else target
+                    target = max(self.min_workers, min(target, running - 1))
+            except Exception:
+                LOGGER.exception("resource monitor advice failed; keeping max_workers")
+        if executor is not None and target < self.max_workers:
+            stats = executor.statistics()
+            # Work is waiting longer than a sizing period and every allowed
+            # worker is busy: allow one more, advice notwithstanding, unless
+            # memory is short.
+            starving = (
+                stats.queue_depth > 0
+                and stats.wait_time.p90 > self.adjust_interval
+                and stats.workers_busy >= target
+            )
+            if starving and not (monitor is not None and monitor.memory_pressure):
+                target = min(self.max_workers, target + 1)
+        return max(1, target)
+
+    def _adjust_loop(self, executor: ThreadPoolExecutor, stop: threading.Event) -> None:
+        while not stop.wait(self.adjust_interval):
+            try:
+                target = self.target_worker_count(executor)
+                if target != self._target_workers:
+                    self._target_workers = target
+                    executor.resize(target, min(self.min_workers, target))
+            except Exception:
+                LOGGER.exception("ThreadPoolManager sizing loop failed; it keeps running")
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ThreadPoolManager {state} workers={self.min_workers}..{self.max_workers}>"
+
+
+def _observed_call(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    monitor: ResourceMonitor,
+) -> Any:
+    """Run *func*, telling the monitor how much of its wall time was CPU time."""
+    wall_start = time.perf_counter()
+    cpu_start = time.thread_time()
+    try:
+        return func(*args, **kwargs)
+    finally:
+        monitor.observe_task(time.perf_counter() - wall_start, time.thread_time() - cpu_start)
