@@ -110,8 +110,19 @@ def _records() -> list[TaskRunRecord]:
     now = time.time()
     return [
         TaskRunRecord(
-            f"e:{i}", "e", f"t{i % 1000}", f"task {i % 1000}", TaskStatus.COMPLETED,
-            1, now, now, now + i * 1e-6, 0.001, None, None, ("bench",),
+            f"e:{i}",
+            "e",
+            f"t{i % 1000}",
+            f"task {i % 1000}",
+            TaskStatus.COMPLETED,
+            1,
+            now,
+            now,
+            now + i * 1e-6,
+            0.001,
+            None,
+            None,
+            ("bench",),
         )
         for i in range(RECORDS)
     ]

@@ -126,5 +126,13 @@ static inline int64_t tl_add64(int64_t *p, int64_t n) {
 static inline int tl_cas64(int64_t *p, int64_t expected, int64_t desired) {
     return atomic_compare_exchange_strong((_Atomic int64_t *)p, &expected, desired);
 }
+/* Decrement if positive; returns 1 if it did. */
+static inline int tl_take_token(int64_t *p) {
+    int64_t v = atomic_load((_Atomic int64_t *)p);
+    while (v > 0) {
+        if (atomic_compare_exchange_weak((_Atomic int64_t *)p, &v, v - 1)) return 1;
+    }
+    return 0;
+}
 
 #endif

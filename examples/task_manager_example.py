@@ -1,11 +1,13 @@
-"""The seed's TaskManager example (CONCURRENCY_MANAGEMENT.md, section 3), imports pointed at threadloom.
+"""The seed's TaskManager example (CONCURRENCY_MANAGEMENT.md), imports pointed at threadloom.
 
-The body below is the seed's, unchanged; the seed forgot ``import time``.
+The body below is the seed's, unchanged (hence ``fmt: off``); the seed forgot ``import time``.
 """
 
 import time
 
 from threadloom import ResourceMonitor, TaskManager, TaskPriority, ThreadPoolManager
+
+# fmt: off
 
 # Create a resource monitor
 resource_monitor = ResourceMonitor()

@@ -387,28 +387,51 @@ def _make_result_class() -> type:
     return RecordingResult
 
 
-def load_selected(modules: list[str] | None) -> tuple[Any, dict[str, str]]:
-    """Load the suite (optionally only some of its modules); mark the skips."""
+#: Rough run time (seconds) of the slow thread-pool classes, measured on the
+#: stdlib: their sleeps dominate.  Only used to balance the shards.
+_CLASS_COSTS = {
+    "ThreadPoolWaitTests": 17.0,
+    "ThreadPoolExecutorTest": 10.0,
+    "ThreadPoolShutdownTest": 4.5,
+    "ThreadPoolAsCompletedTest": 4.5,
+    "FutureTests": 3.0,
+}
+
+
+def load_selected(shard: int, shards: int) -> tuple[Any, dict[str, str]]:
+    """Load the suite, mark the skips, keep this shard's classes (whole, in order)."""
     import unittest
 
-    loader = unittest.TestLoader()
-    package = importlib.import_module(SUITE)
-    if modules and hasattr(package, "__path__"):
-        suite = unittest.TestSuite(
-            loader.loadTestsFromName(f"{SUITE}.{name}") for name in modules
-        )
-    else:
-        suite = loader.loadTestsFromModule(package)
+    suite = unittest.TestLoader().loadTestsFromModule(importlib.import_module(SUITE))
+    tests = list(iter_tests(suite))
     harness_skips: dict[str, str] = {}
-    for test in iter_tests(suite):
+    costs: dict[str, float] = {}
+    for test in tests:
         reason = skip_reason(test)
+        key = f"{type(test).__module__}.{type(test).__qualname__}"
         if reason is not None:
             mark_skipped(test, reason)
             harness_skips[test.id()] = reason
-    return suite, harness_skips
+            costs.setdefault(key, 0.0)
+        else:
+            costs[key] = _CLASS_COSTS.get(type(test).__name__, 0.5)
+    # Greedy balance, heaviest class first; deterministic, so that the shards
+    # together run every test exactly once.
+    loads = [0.0] * shards
+    owner: dict[str, int] = {}
+    for key in sorted(costs, key=lambda k: (-costs[k], k)):
+        index = loads.index(min(loads))
+        owner[key] = index
+        loads[index] += costs[key] + 0.01
+    selected = unittest.TestSuite(
+        test
+        for test in tests
+        if owner[f"{type(test).__module__}.{type(test).__qualname__}"] == shard
+    )
+    return selected, {t.id(): harness_skips[t.id()] for t in selected if t.id() in harness_skips}
 
 
-def run_child(out_path: str, verbose: bool, modules: list[str] | None, deadline: float) -> int:
+def run_child(out_path: str, verbose: bool, shard: int, shards: int, deadline: float) -> int:
     import faulthandler
     import unittest
 
@@ -419,7 +442,7 @@ def run_child(out_path: str, verbose: bool, modules: list[str] | None, deadline:
     # A hang prints every thread's stack and ends the run instead of stalling it.
     if deadline > 0:
         faulthandler.dump_traceback_later(deadline, exit=True)
-    suite, harness_skips = load_selected(modules)
+    suite, harness_skips = load_selected(shard, shards)
     executor, _ = threadloom_classes()
     runner = unittest.TextTestRunner(
         stream=sys.stdout, verbosity=2 if verbose else 1, resultclass=_make_result_class()
@@ -462,45 +485,12 @@ def _native_core() -> bool | None:
 # --------------------------------------------------------------------------
 
 
-def suite_modules() -> list[str] | None:
-    """The suite's test modules (a package), [] for a one-file suite, None if absent."""
+def suite_available() -> bool:
+    """Whether this interpreter has CPython's concurrent.futures tests."""
     try:
-        spec = importlib.util.find_spec(SUITE)
+        return importlib.util.find_spec(SUITE) is not None
     except ModuleNotFoundError:
-        return None
-    if spec is None:
-        return None
-    if not spec.submodule_search_locations:
-        return []
-    names: list[str] = []
-    for location in spec.submodule_search_locations:
-        names += sorted(p.stem for p in Path(location).glob("test_*.py"))
-    return names
-
-
-#: Modules that hold nothing for a thread pool: not even started in a shard.
-_OTHER_EXECUTOR_MODULES = frozenset(_MODULE_REASONS)
-
-
-def plan_shards(modules: list[str], jobs: int) -> list[list[str] | None]:
-    """Split the package's modules into *jobs* shards of similar run time."""
-    if not modules:
-        return [None]
-    # Rough costs (seconds, measured on 3.13): the sleeps in the tests dominate.
-    cost = {"test_shutdown": 12.0, "test_wait": 12.0, "test_thread_pool": 10.0}
-    runnable = [m for m in modules if m not in _OTHER_EXECUTOR_MODULES]
-    runnable.sort(key=lambda m: -cost.get(m, 3.0))
-    shards: list[list[str]] = [[] for _ in range(max(1, min(jobs, len(runnable))))]
-    loads = [0.0] * len(shards)
-    for module in runnable:
-        index = loads.index(min(loads))
-        shards[index].append(module)
-        loads[index] += cost.get(module, 3.0)
-    # The other executors' modules still load (their tests are reported as
-    # skipped, with the reason), in the lightest shard.
-    others = [m for m in modules if m in _OTHER_EXECUTOR_MODULES]
-    shards[loads.index(min(loads))] += others
-    return list(shards)
+        return False
 
 
 def _kill_group(process: subprocess.Popen[Any]) -> None:
@@ -520,8 +510,7 @@ def run(
     log: Any = None,
 ) -> dict[str, Any]:
     """Run the suite; return the merged record (see ``main`` for the keys)."""
-    modules = suite_modules()
-    if modules is None:
+    if not suite_available():
         return {"available": False, "python": sys.version.split()[0]}
     log = log or sys.stdout
     with tempfile.TemporaryDirectory(prefix="threadloom-cpython-") as tmp:
@@ -532,17 +521,17 @@ def run(
         env.pop("PYTHONPATH", None)  # the boot module carries the caller's path
         env["PYTHONUNBUFFERED"] = "1"
         processes = []
-        for index, shard in enumerate(plan_shards(modules, jobs)):
-            out = root / f"result-{index}.json"
-            log_path = root / f"log-{index}.txt"
+        jobs = max(1, jobs)
+        for shard in range(jobs):
+            out = root / f"result-{shard}.json"
+            log_path = root / f"log-{shard}.txt"
             # -I as the tests' own subprocesses do; it also keeps tests/ off sys.path.
             command = [str(python), "-I", "-X", "faulthandler", os.path.abspath(__file__)]
             command.append("--child")
             command += ["--out", str(out), "--deadline", str(max(1.0, timeout - 5.0))]
             if verbose:
                 command.append("--verbose")
-            if shard is not None:
-                command += ["--modules", ",".join(shard)]
+            command += ["--shard", str(shard), "--shards", str(jobs)]
             handle = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
             process = subprocess.Popen(
                 command,
@@ -572,9 +561,7 @@ def run(
             if process.returncode == 0 and out.exists():
                 records.append(json.loads(out.read_text(encoding="utf-8")))
             else:
-                broken.append(
-                    f"shard {shard}: exit status {process.returncode}\n" + text[-6000:]
-                )
+                broken.append(f"shard {shard}: exit status {process.returncode}\n" + text[-6000:])
     return merge(records, broken)
 
 
@@ -653,13 +640,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    parser.add_argument("--modules", help=argparse.SUPPRESS)
+    parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--shards", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        modules = args.modules.split(",") if args.modules else None
         try:
-            return run_child(args.out, args.verbose, modules, args.deadline)
+            return run_child(args.out, args.verbose, args.shard, args.shards, args.deadline)
         except BaseException:
             traceback.print_exc()
             return EXIT_BROKEN

@@ -537,3 +537,27 @@ def test_run_chunk_stops_at_the_failing_item(core: ModuleType) -> None:
     assert results == [2, 5] and isinstance(error, ZeroDivisionError)
     results, error = core.run_chunk(pow, [(2, 1), (2, 2), (2, 3)], 1, 10, True, None)
     assert results == [4, 8] and error is None
+
+
+def test_dispatcher_starts_a_worker_for_every_blocked_task_up_to_max(core: ModuleType) -> None:
+    # Regression: a worker that had popped a task but not yet marked itself
+    # busy was counted as idle, so the last of several quick submits could
+    # sit in the queue behind busy workers while the pool was below max.
+    for _ in range(20):
+        dispatcher = core.Dispatcher(4, min_workers=1)
+        threads = _run_pool(core, dispatcher)
+        assert dispatcher.reserve_worker_unconditionally()
+        dispatcher.spawn()
+        release = threading.Event()
+        barrier = threading.Barrier(5)
+        futures = [
+            dispatcher.submit(1, lambda: (barrier.wait(TIMEOUT), release.wait(TIMEOUT)), (), None)
+            for _ in range(4)
+        ]
+        barrier.wait(TIMEOUT)  # all four run at once, or this raises
+        release.set()
+        for f in futures:
+            f.result(TIMEOUT)
+        dispatcher.close()
+        for t in threads:
+            t.join(TIMEOUT)

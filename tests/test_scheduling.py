@@ -894,8 +894,10 @@ def test_add_refuses_duplicates_unless_replacing(harness: Harness) -> None:
     assert harness.runs("job") == []
     harness.advance(300)
     assert harness.runs("job") == [utc(12, 10)]
-    with pytest.raises(TypeError, match="job_id"):
+    with pytest.raises(ValueError, match="job_id"):
         scheduler.add("", "* * * * *")
+    with pytest.raises(TypeError, match="job_id"):
+        scheduler.add(7, "* * * * *")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cron string"):
         scheduler.add("x", 42)
 

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from threadloom.thread_pool_manager import ThreadPoolManager
-
 from threadloom import TaskCancelled, TaskPriority, TaskStatus, current_task
 from threadloom._clock import ManualClock
 from threadloom.history import TaskHistory
@@ -26,6 +24,7 @@ from threadloom.task_manager import (
     UnknownExecutionError,
     UnknownTaskError,
 )
+from threadloom.thread_pool_manager import ThreadPoolManager
 
 WAIT = 20.0  # bound on every wait: a bug fails the test instead of hanging it
 

@@ -19,6 +19,7 @@ cdef extern from "tl_atomic.h" nogil:
     int64_t tl_load64(int64_t *p)
     int64_t tl_add64(int64_t *p, int64_t n)
     bint tl_cas64(int64_t *p, int64_t expected, int64_t desired)
+    bint tl_take_token(int64_t *p)
 
 
 cdef extern from "tl_queue.h" nogil:
@@ -67,7 +68,7 @@ cdef class TaskQueue:
     cdef uint64_t cancelled_skipped
     cdef Counters counters_sink
     cdef uint64_t _push(self, int64_t priority, object fn, object args, object kwargs, object future) except? 0
-    cdef int _pop_live(self, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns) except -2
+    cdef int _pop_live(self, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns, int64_t *idle_tokens) except -2
     cdef object _entry_tuple(self, tl_entry *e)
 
 
@@ -77,6 +78,7 @@ cdef class Dispatcher:
     cdef public object spawn
     cdef int64_t _threads
     cdef int64_t _busy
+    cdef int64_t _idle_tokens
     cdef int64_t _max_workers
     cdef int64_t _min_workers
     cdef int64_t _idle_timeout_ns

@@ -494,15 +494,24 @@ cdef class TaskQueue:
             raise MemoryError()
         return e.seq
 
-    cdef int _pop_live(self, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns) except -2:
-        """1: popped into *out*; 0: timed out; -1: closed and empty."""
+    cdef int _pop_live(self, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns, int64_t *idle_tokens) except -2:
+        """1: popped into *out*; 0: timed out; -1: closed and empty.
+
+        *idle_tokens* (may be NULL): a worker that finds nothing ready offers a
+        token while it waits and takes one back when it wakes; a submitter
+        that takes a token relies on a waiting worker instead of starting one.
+        """
         cdef int r
         while True:
             # Holding the GIL already: take what is ready without giving it up.
             r = tl_queue_try_pop(&self.q, out)
             if not r:
+                if idle_tokens != NULL:
+                    tl_add64(idle_tokens, 1)
                 with nogil:
                     r = tl_queue_pop_wait(&self.q, out, timeout_ns, spin_ns)
+                if idle_tokens != NULL:
+                    tl_take_token(idle_tokens)
                 if r != 1:
                     return r
             if out.future != NULL and (<object>out.future)._state == _CANCELLED:
@@ -541,7 +550,7 @@ cdef class TaskQueue:
         cdef int64_t timeout_ns = -1
         if timeout is not None:
             timeout_ns = <int64_t>(max(timeout, 0.0) * 1e9)
-        r = self._pop_live(&e, timeout_ns, 0)
+        r = self._pop_live(&e, timeout_ns, 0, NULL)
         if r == -1:
             raise QueueClosed("queue is closed")
         if r == 0:
@@ -690,6 +699,7 @@ cdef class Dispatcher:
         self.spawn = None
         self._threads = 0
         self._busy = 0
+        self._idle_tokens = 0
         self._max_workers = 1
         self._min_workers = 0
         self._spin_ns = WORKER_SPIN_NS
@@ -758,16 +768,20 @@ cdef class Dispatcher:
             self._start_worker()
         return future
 
-    def submit_entry(self, priority, fn, tuple args, dict kwargs, future):
+    def submit_entry(self, priority, fn, tuple args, dict kwargs, future, count_submitted=None):
         """Queue a call for an existing future (or None: *fn* completes nothing).
 
         A call without a future is run as is; it must handle its own errors
-        (one that escapes is logged).  It is not counted as submitted.
+        (one that escapes is logged).  It is counted as submitted if
+        *count_submitted* says so (default: if it has a future).
         """
         if not _INT32_MIN <= priority <= _INT32_MAX:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        count = (future is not None) if count_submitted is None else count_submitted
         sequence = self.queue._push(priority, fn, args, kwargs, future)
-        if future is not None:
+        # No Python code runs between the push and the count, so no thread can
+        # see the task finished before it is counted as submitted.
+        if count:
             tl_counter_add(self.counters.c, C_SUBMITTED, 1)
         if tl_load64(&self._threads) < self._max_workers and self._reserve(True):
             self._start_worker()
@@ -781,12 +795,17 @@ cdef class Dispatcher:
         spawn()
 
     cdef bint _reserve(self, bint only_if_needed) noexcept:
+        # A submitter that finds an idle token leaves its task to that waiting
+        # worker; otherwise it starts a worker (below max_workers).  A worker
+        # that pops work takes a token back, so tokens never outnumber the
+        # waiting workers for long; a stale token can delay a spawn only until
+        # a busy worker comes back to the queue, never strand work forever.
         cdef int64_t threads
+        if only_if_needed and tl_take_token(&self._idle_tokens):
+            return False
         while True:
             threads = tl_load64(&self._threads)
             if threads >= self._max_workers:
-                return False
-            if only_if_needed and tl_queue_size(&self.queue.q) <= threads - tl_load64(&self._busy):
                 return False
             if tl_cas64(&self._threads, threads, threads + 1):
                 return True
@@ -843,7 +862,7 @@ cdef class Dispatcher:
         cdef tl_entry e
         cdef int r
         while True:
-            r = self.queue._pop_live(&e, self._idle_timeout_ns, self._spin_ns)
+            r = self.queue._pop_live(&e, self._idle_timeout_ns, self._spin_ns, &self._idle_tokens)
             if r == -1:
                 tl_add64(&self._threads, -1)
                 return
@@ -923,6 +942,7 @@ cdef class Dispatcher:
     def _after_fork_in_child(self):
         self._threads = 0
         self._busy = 0
+        self._idle_tokens = 0
         self.queue._after_fork_in_child()
 
 

@@ -298,6 +298,11 @@ class Counters:
         with self._lock:
             self._values[index] += n
 
+    def _retract(self, index: int) -> None:
+        # Only for an add whose event then did not happen (a refused push).
+        with self._lock:
+            self._values[index] -= 1
+
     def get(self, index: int) -> int:
         if not 0 <= index < len(COUNTER_NAMES):
             raise IndexError(f"counter index {index} out of range")
@@ -401,21 +406,31 @@ class TaskQueue:
             return None
         return (-entry[0], entry[1], entry[2], entry[3], entry[4], entry[5])
 
-    def _pop_entry(self, timeout: float | None) -> _Entry | None:
+    def _pop_entry(
+        self, timeout: float | None, idle_tokens: _IdleTokens | None = None
+    ) -> _Entry | None:
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             with self._mutex:
-                while not self._heap:
-                    if self._closed:
-                        raise QueueClosed("queue is closed")
-                    if deadline is None:
-                        self._not_empty.wait()
-                    else:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            return None
-                        self._not_empty.wait(remaining)
-                entry = heapq.heappop(self._heap)
+                offered = False
+                try:
+                    while not self._heap:
+                        if self._closed:
+                            raise QueueClosed("queue is closed")
+                        if idle_tokens is not None and not offered:
+                            idle_tokens.offer()
+                            offered = True
+                        if deadline is None:
+                            self._not_empty.wait()
+                        else:
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                return None
+                            self._not_empty.wait(remaining)
+                    entry = heapq.heappop(self._heap)
+                finally:
+                    if offered and idle_tokens is not None:
+                        idle_tokens.take()
             future = entry[5]
             if future is not None and future._state == CANCELLED:
                 # Lazy removal: CANCELLED never changes back, so this entry is dead.
@@ -509,6 +524,27 @@ def future_set_running_or_notify_cancel_safe(future: Any) -> bool:
 # --------------------------------------------------------------------------
 
 
+class _IdleTokens:
+    """Tokens offered by waiting workers (see the native Dispatcher._reserve)."""
+
+    __slots__ = ("_count", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def offer(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._count > 0:
+                self._count -= 1
+                return True
+            return False
+
+
 class _Samples:
     """A ring of the most recent durations (seconds)."""
 
@@ -556,6 +592,7 @@ class Dispatcher:
         self._idle_timeout = _check_idle_timeout(idle_timeout)
         self._wait_samples = _Samples()
         self._run_samples = _Samples()
+        self._idle_tokens = _IdleTokens()
         #: Called (with no arguments) when a worker slot was reserved for a new thread.
         self.spawn: Callable[[], None] | None = None
 
@@ -611,8 +648,15 @@ class Dispatcher:
             QueueClosed: the dispatcher was closed.
         """
         future = _new_future()
-        self.queue.push(priority, fn, args, kwargs, future)
+        # Counted before the push (and retracted if it fails): a worker may
+        # finish the task before this thread runs again, and no snapshot may
+        # show more tasks completed than submitted.
         self.counters.add(COUNT_SUBMITTED)
+        try:
+            self.queue.push(priority, fn, args, kwargs, future)
+        except BaseException:
+            self.counters._retract(COUNT_SUBMITTED)
+            raise
         if self._threads < self._max_workers and self.reserve_worker():
             self._start_worker()
         return future
@@ -624,15 +668,23 @@ class Dispatcher:
         args: tuple[Any, ...],
         kwargs: dict[str, Any] | None,
         future: Any,
+        count_submitted: bool | None = None,
     ) -> int:
         """Queue a call for an existing future (or None: *fn* completes nothing).
 
         A call without a future is run as is; it must handle its own errors
-        (one that escapes is logged).  It is not counted as submitted.
+        (one that escapes is logged).  It is counted as submitted if
+        *count_submitted* says so (default: if it has a future).
         """
-        sequence = self.queue.push(priority, fn, args, kwargs, future)
-        if future is not None:
+        count = future is not None if count_submitted is None else count_submitted
+        if count:
             self.counters.add(COUNT_SUBMITTED)
+        try:
+            sequence = self.queue.push(priority, fn, args, kwargs, future)
+        except BaseException:
+            if count:
+                self.counters._retract(COUNT_SUBMITTED)
+            raise
         if self._threads < self._max_workers and self.reserve_worker():
             self._start_worker()
         return sequence
@@ -654,9 +706,10 @@ class Dispatcher:
         The caller must start a thread that calls :meth:`run_worker` when this
         returns True (or give the slot back with :meth:`release_worker`).
         """
+        if self._idle_tokens.take():
+            return False
         with self._gauge_lock:
-            idle = self._threads - self._busy
-            if self._threads < self._max_workers and len(self.queue) > idle:
+            if self._threads < self._max_workers:
                 self._threads += 1
                 return True
             return False
@@ -699,7 +752,7 @@ class Dispatcher:
             while True:
                 timeout = self._idle_timeout
                 try:
-                    entry = queue._pop_entry(timeout)
+                    entry = queue._pop_entry(timeout, self._idle_tokens)
                 except QueueClosed:
                     with self._gauge_lock:
                         self._threads -= 1
@@ -766,6 +819,7 @@ class Dispatcher:
         self._gauge_lock = threading.Lock()
         self._threads = 0
         self._busy = 0
+        self._idle_tokens = _IdleTokens()
         self.queue._after_fork_in_child()
 
 

@@ -243,6 +243,12 @@ class ManagedTask:
         on_done: Callable[[ManagedTask], None] | None = None,
         on_start: Callable[[ManagedTask], None] | None = None,
     ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
+        if timeout is not None:
+            timeout = _check_seconds("timeout", timeout, allow_zero=False)
         self._owner = owner
         self.fn = fn
         self.args = args
@@ -271,9 +277,7 @@ class ManagedTask:
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
         """Queue the first attempt and arm the deadline (called by the owner)."""
-        owner = self._owner
-        owner._enqueue_managed(self)
-        owner._dispatch.counters.add(core.COUNT_SUBMITTED)
+        self._owner._enqueue_managed(self, count_submitted=True)
         self._arm_deadline()
 
     def run_in_caller(self) -> None:

@@ -383,9 +383,9 @@ class ThreadPoolExecutor(Executor):
             task.start()
         return task
 
-    def _enqueue_managed(self, task: ManagedTask) -> None:
+    def _enqueue_managed(self, task: ManagedTask, count_submitted: bool = False) -> None:
         try:
-            self._dispatch.submit_entry(task.priority, task, (), None, None)
+            self._dispatch.submit_entry(task.priority, task, (), None, None, count_submitted)
         except core.QueueClosed:
             raise self._rejection() from None
 

@@ -1221,6 +1221,13 @@ class Scheduler:
     Exceptions from either callback are logged and never stop the thread; a
     failed submit is reported missed (:attr:`MissReason.SUBMIT_FAILED`).
 
+    A submit that does not start a run must raise, so that the run is not
+    counted in progress (no :meth:`run_finished` will come for it).  The
+    callbacks run without the scheduler's lock, after the decision to fire was
+    taken under it: a run being dispatched when :meth:`remove` or :meth:`pause`
+    is called may still be submitted just after that call returns, so *submit*
+    should raise for a job its owner no longer runs.
+
     Args:
         submit: Called once per run, on the scheduler thread.
         clock: Time source; default :class:`SystemClock`.
@@ -1319,13 +1326,15 @@ class Scheduler:
                 state and queued runs) instead of refusing.
 
         Raises:
-            TypeError: If *job_id* is not a non-empty string or *schedule* is not a schedule.
-            ValueError: If *job_id* already has a schedule and not *replace*, the
+            TypeError: If *job_id* is not a string or *schedule* is not a schedule.
+            ValueError: If *job_id* is empty, already has a schedule and not *replace*, the
                 schedule never fires from now on, or a one-off time has passed
                 beyond its grace time.
         """
-        if not isinstance(job_id, str) or not job_id:
-            raise TypeError(f"job_id must be a non-empty string, not {job_id!r}")
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a string, not {job_id!r}")
+        if not job_id:
+            raise ValueError("job_id must not be empty")
         parsed = parse_schedule(schedule)
         now = self._clock.now()
         bound = parsed._bind(now)

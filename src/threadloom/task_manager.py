@@ -41,12 +41,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from concurrent.futures import Future
+from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._task import current_task
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
@@ -57,6 +56,7 @@ from ._graph import (
     closure_in_order,
     inherit_priorities,
 )
+from ._task import current_task
 from ._types import TaskPriority, TaskStatus, check_priority
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
@@ -812,11 +812,12 @@ class TaskManager:
                     finished = execution.graph.done and execution.status is TaskStatus.RUNNING
                     if finished:
                         execution.status = self._final_status(execution)
+                        execution.finished_at = time.time()
                     break
                 for op in ops:
                     self._apply(execution, op, launch, cancel)
             for pool_id in cancel:
-                self._pool.cancel_task(pool_id)
+                self._cancel_in_pool(pool_id)
             for run in launch:
                 self._launch(execution, run)
         if finished:
@@ -888,8 +889,16 @@ class TaskManager:
         if cancel_now:
             # A cancel applied between the check above and pool_id being set
             # found no pool id to cancel; it is this thread's job.
-            self._pool.cancel_task(pool_id)
+            self._cancel_in_pool(pool_id)
         future.add_done_callback(functools.partial(self._on_done, execution, run))
+
+    def _cancel_in_pool(self, pool_id: str) -> None:
+        try:
+            self._pool.cancel_task(pool_id)
+        except Exception:
+            # The task ended and the pool forgot it before its end was applied
+            # here: there is nothing left to cancel, and its end is on its way.
+            logger.debug("pool task %s was gone when cancelled", pool_id, exc_info=True)
 
     @staticmethod
     def _call(run: _Run) -> Any:
@@ -962,7 +971,6 @@ class TaskManager:
         return TaskStatus.FAILED
 
     def _finish_execution(self, execution: _Execution) -> None:
-        execution.finished_at = time.time()
         # Every run's record was queued before this one: a reader who waited for
         # the execution finds all of them.
         self._history.record_execution(_execution_record(execution))

@@ -43,6 +43,11 @@ QueueFullPolicy = Literal["block", "raise", "caller_runs"]
 _POLICIES = ("block", "raise", "caller_runs")
 
 
+_TERMINAL = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
+)
+
+
 class UnknownTaskError(KeyError):
     """No task with this id (never submitted, or its record was pruned)."""
 
@@ -220,12 +225,14 @@ class ThreadPoolManager:
             self._stop_adjusting.set()
         if executor is None:
             return True
+        # Drain the queue first: a running task that stops when asked must not
+        # leave its worker free to start queued work that is being cancelled.
+        executor.shutdown(wait=False, cancel_futures=not wait_for_tasks)
         if not wait_for_tasks:
             with self._lock:
-                running = [t for t in self._tasks.values() if t.status is TaskStatus.RUNNING]
-            for task in running:
+                unfinished = [t for t in self._tasks.values() if t.status not in _TERMINAL]
+            for task in unfinished:
                 task.cancel()
-        executor.shutdown(wait=False, cancel_futures=not wait_for_tasks)
         deadline = None if timeout is None else time.monotonic() + timeout
         all_exited = True
         for thread in list(executor._threads):
