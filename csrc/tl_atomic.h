@@ -91,6 +91,84 @@ static inline void tl_cpu_relax(void) {
 static inline void tl_yield(void) { sched_yield(); }
 #endif
 
+/* Bumped on every future completion, so that a thread waiting for a result
+ * can spin without the GIL and look at the future again only when some
+ * future somewhere completed. */
+static _Atomic uint64_t tl_completions;
+static inline void tl_completion_bump(void) { atomic_fetch_add(&tl_completions, 1); }
+
+/* A worker defers its bump until it has released the GIL (in its next wait
+ * for work), so that the woken waiter finds the GIL free instead of sleeping
+ * on it.  Other threads bump at once. */
+static _Thread_local int tl_in_worker;
+static _Thread_local int tl_bump_pending;
+static inline void tl_worker_enter(void) { tl_in_worker = 1; }
+static inline void tl_worker_leave(void) {
+    tl_in_worker = 0;
+    if (tl_bump_pending) { tl_bump_pending = 0; tl_completion_bump(); }
+}
+static inline void tl_completion_signal(void) {
+    if (tl_in_worker) tl_bump_pending = 1; else tl_completion_bump();
+}
+static inline void tl_flush_completion(void) {
+    if (tl_bump_pending) { tl_bump_pending = 0; tl_completion_bump(); }
+}
+
+/* Threads spinning in result() without the GIL: a worker that has just taken
+ * a task without the GIL waits briefly for one, because then the GIL is free
+ * and taking it costs no sleep. */
+static _Atomic int64_t tl_result_spinners;
+static inline void tl_result_spin_enter(void) { atomic_fetch_add(&tl_result_spinners, 1); }
+static inline void tl_result_spin_leave(void) { atomic_fetch_sub(&tl_result_spinners, 1); }
+static inline int tl_wait_for_free_gil_hint(uint64_t spin_ns) {
+    uint64_t start = tl_now_ns();
+    for (unsigned i = 0;; i++) {
+        if (atomic_load(&tl_result_spinners) > 0) return 1;
+        if ((i & 31u) == 31u && tl_now_ns() - start >= spin_ns) return 0;
+        tl_cpu_relax();
+    }
+}
+static inline uint64_t tl_completion_epoch(void) { return atomic_load(&tl_completions); }
+/* Spins (without the GIL) until the epoch moves or spin_ns pass; 1 if it moved. */
+static inline int tl_spin_for_completion(uint64_t epoch, uint64_t spin_ns) {
+    uint64_t start = tl_now_ns();
+    for (unsigned i = 0;; i++) {
+        if (atomic_load(&tl_completions) != epoch) return 1;
+        if ((i & 31u) == 31u && tl_now_ns() - start >= spin_ns) return 0;
+        tl_cpu_relax();
+    }
+}
+
+/* Adaptive spinning: a spin that keeps running out (the other thread is not
+ * on a CPU, as on a loaded machine) shrinks its budget to nothing; a spin that
+ * pays off grows it back up to a cap.  With the budget at zero one wait in 32
+ * still probes with a small spin, so the budget can recover. */
+typedef struct {
+    _Atomic int64_t budget_ns;
+    _Atomic uint64_t waits;
+    int64_t cap_ns;
+} tl_spin_policy;
+
+static inline void tl_spin_policy_init(tl_spin_policy *p, int64_t cap_ns) {
+    atomic_store(&p->budget_ns, cap_ns);
+    atomic_store(&p->waits, 0);
+    p->cap_ns = cap_ns;
+}
+static inline uint64_t tl_spin_budget(tl_spin_policy *p) {
+    int64_t budget = atomic_load_explicit(&p->budget_ns, memory_order_relaxed);
+    if (budget > 0) return (uint64_t)budget;
+    if (p->cap_ns > 0 && (atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed) & 31u) == 0)
+        return 2000;
+    return 0;
+}
+static inline void tl_spin_outcome(tl_spin_policy *p, int success) {
+    int64_t budget = atomic_load_explicit(&p->budget_ns, memory_order_relaxed);
+    int64_t next = success ? budget * 2 + 2000 : budget / 2;
+    if (next > p->cap_ns) next = p->cap_ns;
+    if (next < 1000) next = 0;
+    atomic_store_explicit(&p->budget_ns, next, memory_order_relaxed);
+}
+
 /* Counters: monotonic uint64 event counts.  Relaxed ordering is enough: a
  * reader wants each value, not an ordering between them. */
 #define TL_COUNTERS 8

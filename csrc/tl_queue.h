@@ -57,6 +57,7 @@ typedef struct {
     tl_cond not_empty;
     _Atomic int waiters;
     _Atomic int spinner;
+    tl_spin_policy spin;
 } tl_queue;
 
 static inline int tl_entry_before(const tl_entry *a, const tl_entry *b) {
@@ -101,6 +102,7 @@ static int tl_queue_init(tl_queue *q, int nstripes) {
     for (int i = 0; i < nstripes; i++) tl_mutex_init(&q->stripes[i].lock);
     tl_mutex_init(&q->wait_lock);
     tl_cond_init(&q->not_empty);
+    tl_spin_policy_init(&q->spin, 0);
     return 0;
 }
 
@@ -229,6 +231,10 @@ static int tl_queue_pop_wait(tl_queue *q, tl_entry *out, int64_t timeout_ns, uin
     if (tl_queue_try_pop(q, out)) return 1;
     if (closed) return -1;
     uint64_t start = tl_now_ns();
+    if (spin_ns) {
+        if (q->spin.cap_ns != (int64_t)spin_ns) tl_spin_policy_init(&q->spin, (int64_t)spin_ns);
+        spin_ns = tl_spin_budget(&q->spin);
+    }
     if (spin_ns && (timeout_ns < 0 || (uint64_t)timeout_ns > spin_ns)) {
         int expected = 0;
         if (atomic_compare_exchange_strong(&q->spinner, &expected, 1)) {
@@ -240,6 +246,7 @@ static int tl_queue_pop_wait(tl_queue *q, tl_entry *out, int64_t timeout_ns, uin
                 tl_cpu_relax();
             }
             atomic_store(&q->spinner, 0);
+            tl_spin_outcome(&q->spin, got);
             if (got) return 1;
         }
     }

@@ -595,6 +595,20 @@ def merge(records: list[dict[str, Any]], broken: list[str]) -> dict[str, Any]:
     return merged
 
 
+def counts(record: dict[str, Any]) -> dict[str, int]:
+    """The counts that matter: thread-pool tests selected, passed, failed, skipped."""
+    by_harness = len(record["skipped_by_harness"])
+    return {
+        "ran": record["ran"],
+        "selected": record["ran"] - by_harness,
+        "passed": record["passed"],
+        "failed": len(record["failed"]),
+        "skipped_by_tests": record["skipped"] - by_harness,
+        "skipped_by_harness": by_harness,
+        "left_threads_behind": len(record["env_changed"]),
+    }
+
+
 def summary(record: dict[str, Any]) -> str:
     """One line: what ran, on what, with the counts."""
     if not record.get("available"):
@@ -602,13 +616,14 @@ def summary(record: dict[str, Any]) -> str:
     core = {True: "native core", False: "pure-Python core", None: "stdlib"}[
         record.get("native_core") if record.get("target") == "threadloom" else None
     ]
-    failed = len(record["failed"])
+    n = counts(record)
     return (
-        f"CPython {record.get('python', '?')} {SUITE} against "
-        f"{record.get('target', '?')} ({core}): ran {record['ran']}, "
-        f"passed {record['passed']}, skipped {record['skipped']}, failed {failed}, "
-        f"left threads behind {len(record['env_changed'])}, "
-        f"in {record['seconds']:.1f} s"
+        f"CPython {record.get('python', '?')} {SUITE} against {record.get('target', '?')} "
+        f"({core}): ran {n['ran']} = {n['selected']} thread-pool tests "
+        f"(passed {n['passed']}, failed {n['failed']}, "
+        f"skipped by the tests themselves {n['skipped_by_tests']}) "
+        f"+ {n['skipped_by_harness']} skipped by the harness (other executors); "
+        f"left threads behind {n['left_threads_behind']}; {record['seconds']:.1f} s"
     )
 
 

@@ -385,15 +385,12 @@ def test_cancel_execution_stops_the_running_task_and_nothing_else_starts(
     manager: TaskManager,
 ) -> None:
     started = threading.Event()
-    released = threading.Event()
     log = Log()
 
     def cooperative() -> None:
         started.set()
-        # Wait for the cancellation request, as a long job checking in would.
-        while not current_task().cancelled:
-            if released.wait(0.01):
-                break
+        # A long job that checks in: it stops once cancellation is requested.
+        current_task().wait_cancelled(WAIT)
         current_task().check_cancelled()
 
     slow = manager.register_task("slow", cooperative)
@@ -406,7 +403,6 @@ def test_cancel_execution_stops_the_running_task_and_nothing_else_starts(
     assert manager.get_task_status("slow") is TaskStatus.RUNNING
     assert manager.cancel_execution(execution)
     assert manager.wait_for_execution(execution, timeout=WAIT)
-    released.set()
     assert statuses(manager, execution) == {
         "slow": CANCELLED,
         "next": CANCELLED,
@@ -451,9 +447,8 @@ def test_stop_with_an_execution_in_flight_is_clean(pool: ThreadPoolManager) -> N
 
     def long_job() -> None:
         started.set()
-        while not current_task().cancelled:
-            threading.Event().wait(0.01)
-        raise TaskCancelled("asked to stop")
+        if current_task().wait_cancelled(WAIT):
+            raise TaskCancelled("asked to stop")
 
     manager.register_task("long", long_job)
     manager.register_task("after", int, dependencies=["long"])
@@ -710,8 +705,12 @@ def test_failing_scheduled_runs_keep_the_schedule_alive(pool: ThreadPoolManager)
             assert clock.wait_for_sleepers(1, timeout=WAIT)
             clock.advance(10)
             assert runs.acquire(timeout=WAIT)
+            # The run's execution was recorded when it started; let it end before
+            # the clock moves again (one instance at a time, by default).
+            latest = manager.history.query_executions(limit=1)[0]
+            assert manager.wait_for_execution(latest.execution_id, timeout=WAIT)
+            assert manager.get_execution_status(latest.execution_id).status is FAILED
         history = manager.get_task_history(task, limit=None)
-        # The third run may still be recording; the first two have ended.
-        assert len([r for r in history if r.status is FAILED]) >= 2
+        assert [r.status for r in history] == [FAILED] * 3
         executions = manager.history.query_executions(limit=None)
-        assert all(e.trigger == "schedule" for e in executions)
+        assert [e.trigger for e in executions] == ["schedule"] * 3

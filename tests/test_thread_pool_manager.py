@@ -587,7 +587,7 @@ for i in range(n):
         retry=RetryPolicy(2, delay=0.0005, backoff=1.0) if fail_times else None,
         timeout=0.01 if slow else None))
     if rng.random() < 0.05:
-        manager.cancel_task(ids[rng.randrange(len(ids))])
+        manager.cancel_task(ids[-1 - rng.randrange(min(len(ids), 8))])
 
 for i in ids:
     f = manager.get_future(i)

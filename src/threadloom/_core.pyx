@@ -105,9 +105,32 @@ SAMPLE_CAPACITY = 4096
 # How long a worker that ran out of work spins (without the GIL) before it
 # sleeps, and how long result() yields the GIL before it blocks: both short and
 # bounded, so an idle pool does not burn a core.
-cdef enum:
-    WORKER_SPIN_NS = 50000
-    RESULT_SPIN_NS = 30000
+cdef extern from *:
+    """
+    static tl_spin_policy tl_result_spin;
+    static tl_spin_policy tl_gil_hint_spin;
+    """
+    tl_spin_policy tl_result_spin
+    tl_spin_policy tl_gil_hint_spin
+
+
+cdef uint64_t WORKER_SPIN_NS = 50000
+cdef uint64_t RESULT_SPIN_NS = 30000
+cdef uint64_t GIL_HINT_SPIN_NS = 10000
+
+
+def _set_spin_budgets(worker_ns, result_ns, gil_hint_ns):
+    """Tune the bounded spins (nanoseconds; 0 turns one off).  For benchmarks."""
+    global WORKER_SPIN_NS, RESULT_SPIN_NS, GIL_HINT_SPIN_NS
+    WORKER_SPIN_NS = worker_ns
+    RESULT_SPIN_NS = result_ns
+    GIL_HINT_SPIN_NS = gil_hint_ns
+    tl_spin_policy_init(&tl_result_spin, result_ns)
+    tl_spin_policy_init(&tl_gil_hint_spin, gil_hint_ns)
+
+
+tl_spin_policy_init(&tl_result_spin, RESULT_SPIN_NS)
+tl_spin_policy_init(&tl_gil_hint_spin, GIL_HINT_SPIN_NS)
 
 _INT32_MIN = -(2 ** 31)
 _INT32_MAX = 2 ** 31 - 1
@@ -194,6 +217,7 @@ cdef int _finish(object future, object value, bint is_exception) except -1:
         tl_future_unlock(future)
     if invalid:
         raise InvalidStateError(f"{state}: {future!r}")
+    tl_completion_signal()
     if condition is not None:
         with condition:
             for waiter in future._tl_waiters:
@@ -280,6 +304,7 @@ def future_cancel(future):
         tl_future_unlock(future)
     if outcome != 2:
         return outcome == 1
+    tl_completion_signal()
     if condition is not None:
         with condition:
             condition.notify_all()
@@ -319,17 +344,27 @@ cdef inline bint _is_done(object state):
 
 
 cdef int _wait_done(object future, object timeout) except -1:
-    cdef uint64_t start
-    cdef double limit
-    # A short, bounded spin that gives the GIL away: a task that takes a few
-    # microseconds finishes without this thread ever sleeping on a condition.
-    if timeout is None or timeout > 0:
+    cdef uint64_t start, epoch, left
+    # A short, bounded spin without the GIL: a task that takes a few
+    # microseconds finishes (the worker takes the free GIL at once) without
+    # this thread sleeping on a condition.  The GIL is held only to look at
+    # the state after some completion happened.
+    cdef uint64_t budget = tl_spin_budget(&tl_result_spin) if (timeout is None or timeout > 0) else 0
+    if budget:
         start = tl_now_ns()
-        while tl_now_ns() - start < RESULT_SPIN_NS:
-            with nogil:
-                tl_yield()
+        while True:
+            epoch = tl_completion_epoch()
             if _is_done(future._state):
+                tl_spin_outcome(&tl_result_spin, 1)
                 return 0
+            left = tl_now_ns() - start
+            if left >= budget:
+                tl_spin_outcome(&tl_result_spin, 0)
+                break
+            with nogil:
+                tl_result_spin_enter()
+                tl_spin_for_completion(epoch, budget - left)
+                tl_result_spin_leave()
     condition = future_condition(future)
     with condition:
         if not _is_done(future._state):
@@ -502,6 +537,7 @@ cdef class TaskQueue:
         that takes a token relies on a waiting worker instead of starting one.
         """
         cdef int r
+        cdef uint64_t hint
         while True:
             # Holding the GIL already: take what is ready without giving it up.
             r = tl_queue_try_pop(&self.q, out)
@@ -509,7 +545,12 @@ cdef class TaskQueue:
                 if idle_tokens != NULL:
                     tl_add64(idle_tokens, 1)
                 with nogil:
+                    tl_flush_completion()
                     r = tl_queue_pop_wait(&self.q, out, timeout_ns, spin_ns)
+                    if r == 1 and spin_ns:
+                        hint = tl_spin_budget(&tl_gil_hint_spin)
+                        if hint:
+                            tl_spin_outcome(&tl_gil_hint_spin, tl_wait_for_free_gil_hint(hint))
                 if idle_tokens != NULL:
                     tl_take_token(idle_tokens)
                 if r != 1:
@@ -859,6 +900,15 @@ cdef class Dispatcher:
 
     def run_worker(self, run_coroutine=None):
         """Run queued calls on this thread until closed and drained, or retired."""
+        cdef tl_entry e
+        cdef int r
+        tl_worker_enter()
+        try:
+            self._worker_loop(run_coroutine)
+        finally:
+            tl_worker_leave()
+
+    def _worker_loop(self, run_coroutine):
         cdef tl_entry e
         cdef int r
         while True:

@@ -44,7 +44,7 @@ SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS task_runs (
-    run_id        TEXT PRIMARY KEY,
+    run_id        TEXT NOT NULL,
     execution_id  TEXT NOT NULL,
     task_id       TEXT NOT NULL,
     task_name     TEXT NOT NULL,
@@ -86,7 +86,9 @@ _EXECUTION_COLUMNS = (
     "execution_id, targets, status, trigger, task_count, started_at, finished_at, duration, "
     "error_type, error_message"
 )
-_INSERT_RUN = f"INSERT OR REPLACE INTO task_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+# Run ids are unique by construction (execution id + task id) and a run is
+# recorded once: no unique index on run_id, one B-tree fewer per insert.
+_INSERT_RUN = f"INSERT INTO task_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 _INSERT_EXECUTION = (
     f"INSERT OR REPLACE INTO executions ({_EXECUTION_COLUMNS}) VALUES ({', '.join('?' * 10)})"
 )
@@ -390,7 +392,7 @@ class TaskHistory:
             until,
             time_column="finished_at",
         )
-        sql = f"SELECT {_RUN_COLUMNS} FROM task_runs{where} ORDER BY finished_at DESC, run_id"
+        sql = f"SELECT {_RUN_COLUMNS} FROM task_runs{where} ORDER BY finished_at DESC, rowid DESC"
         sql, params = _page(sql, params, limit, offset)
         rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [_run_from_row(row) for row in rows]

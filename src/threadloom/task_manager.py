@@ -119,7 +119,7 @@ class UnknownExecutionError(KeyError):
         return str(self.args[0])
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class TaskInfo:
     """A registered task.  Immutable: :meth:`TaskManager.update_task` replaces it.
 
@@ -667,12 +667,12 @@ class TaskManager:
             name=name,
             func=func,
             args=tuple(args),
-            kwargs=MappingProxyType(kwargs),
+            kwargs=MappingProxyType(kwargs) if kwargs else _EMPTY,
             dependencies=dependencies,
             priority=check_priority(priority),
             max_retries=max_retries,
             retry_delay=float(retry_delay),
-            retry=RetryPolicy(max_retries=max_retries, delay=float(retry_delay), backoff=1.0),
+            retry=_retry_policy(max_retries, float(retry_delay)),
             schedule_spec=schedule_spec,
             schedule=None if schedule_spec is None else parse_schedule(schedule_spec),
             enabled=enabled,
@@ -937,6 +937,9 @@ class TaskManager:
         task = run.task
         run.status = status
         run.finished_at = time.time()
+        # Needed only while it runs; kept, it would hold every upstream result
+        # alive as long as the execution is remembered.
+        run.upstream_results = _EMPTY
         if run.started_at is not None:
             run.duration = time.perf_counter() - run.start_perf
         self._last_status[task.task_id] = status
@@ -1267,6 +1270,13 @@ class TaskManager:
         logger.warning(
             "scheduled run of task %r due %s was not run: %s", self._describe(job_id), due, reason
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _retry_policy(max_retries: int, delay: float) -> RetryPolicy:
+    # Shared: the seed's two retry knobs take few distinct values across tasks,
+    # and a policy per registered task is memory the garbage collector scans.
+    return RetryPolicy(max_retries=max_retries, delay=delay, backoff=1.0)
 
 
 def _execution_record(execution: _Execution) -> ExecutionRecord:

@@ -1,0 +1,92 @@
+"""Run every benchmark in a fresh interpreter and print the ratios against the stdlib.
+
+Usage (on the installed package, from anywhere):
+
+    python bench/run_bench.py [pytest -k expression] [--json OUT.json]
+
+Each benchmark id is run by its own ``python -m pytest`` process, so no
+measurement inherits another's heap, threads or GC state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def collect(expression: str | None, files: list[str]) -> list[str]:
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files]
+    if expression:
+        command += ["-k", expression]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False).stdout
+    return [line.strip() for line in out.splitlines() if "::" in line]
+
+
+def run_one(node: str) -> list[dict[str, object]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "b.json"
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            node,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-only",
+            f"--benchmark-json={report}",
+            "-s",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
+        if done.returncode not in (0, 5):
+            print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+            return []
+        if not report.exists():
+            return []
+        benchmarks: list[dict[str, object]] = json.loads(report.read_text())["benchmarks"]
+        return benchmarks
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-k", dest="expression", default=None)
+    parser.add_argument("--json", dest="json_out", default=None)
+    parser.add_argument("files", nargs="*", default=["bench_executor.py"])
+    args = parser.parse_args()
+    results: dict[str, dict[str, object]] = {}
+    for node in collect(args.expression, args.files):
+        for bench in run_one(node):
+            stats = bench["stats"]
+            assert isinstance(stats, dict)
+            results[str(bench["name"])] = {
+                "min": stats["min"],
+                "median": stats["median"],
+                "extra": bench.get("extra_info", {}),
+            }
+            print(f"{bench['name']:<70} min {stats['min'] * 1e3:10.2f} ms  median {stats['median'] * 1e3:10.2f} ms  {bench.get('extra_info', {})}", flush=True)
+    print()
+    print(f"Python {sys.version.split()[0]}, GC on, {os.cpu_count()} CPUs")
+    for name, data in sorted(results.items()):
+        if "[stdlib" not in name:
+            continue
+        stdlib = float(data["min"])  # type: ignore[arg-type]
+        for other, other_data in sorted(results.items()):
+            if other != name and other.replace("[threadloom", "[stdlib").replace(
+                "[fastthreadpool", "[stdlib"
+            ).replace("[multiprocessing.ThreadPool", "[stdlib") == name:
+                ratio = stdlib / float(other_data["min"])  # type: ignore[arg-type]
+                print(f"  {other:<62} {ratio:8.2f}x the stdlib")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,817 @@
+"""Workflow files: task graphs described in TOML, validated before anything runs.
+
+A workflow file names tasks (a Python callable by import path, its arguments,
+priority, retry policy, timeout, trigger rule, schedule) and their
+dependencies::
+
+    [workflow]
+    name = "prices"                # shown in output (default: the file's stem)
+    workers = 4                    # the pool's maximum; `threadloom run --workers` wins
+    timezone = "UTC"               # of the schedules (default: local)
+    python_path = ["."]            # put on sys.path, relative to this file (default ["."])
+
+    [tasks.fetch]
+    call = "workflow_tasks:fetch_rates"   # module:attribute (or module.attribute)
+    args = ["EUR"]
+    kwargs = { days = 3 }
+    priority = "high"                     # low, normal, high, critical, or an int
+    retry = { max_retries = 3, delay = 0.5, backoff = 2.0 }   # or: retry = 3
+    timeout = 10.0                        # seconds, from queueing to the end
+    tags = ["fetch"]
+
+    [tasks.report]
+    call = "workflow_tasks:report"
+    depends_on = ["fetch"]
+    trigger_rule = "all_done"             # see threadloom.task_manager.TriggerRule
+    results_param = "upstream"            # receives {dependency name: result}
+    schedule = "*/10 * * * * *"           # cron (5 fields, or 6 with seconds first)
+    # schedule = { every = 30, unit = "seconds" }   # an interval
+    # schedule = { cron = "0 9 * * MON-FRI", timezone = "Europe/Paris", misfire_grace_time = 60 }
+
+:func:`load_workflow` reads and checks the whole file and raises one
+:class:`WorkflowError` listing every problem found, each naming the file, the
+task and the field.  :func:`register_workflow` then registers the tasks with a
+:class:`~threadloom.task_manager.TaskManager`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import difflib
+import functools
+import graphlib
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._graph import TriggerRule
+from ._types import TaskPriority, check_priority
+from .retry import RetryPolicy
+from .scheduling import CronSchedule, IntervalSchedule, OneOffSchedule, Schedule, every
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found]
+
+if TYPE_CHECKING:
+    from .task_manager import TaskManager
+
+__all__ = [
+    "TaskSpec",
+    "Workflow",
+    "WorkflowError",
+    "WorkflowProblem",
+    "load_workflow",
+    "parse_workflow",
+    "register_workflow",
+    "task_manager_support",
+]
+
+_TOP_FIELDS = ("workflow", "tasks")
+_WORKFLOW_FIELDS = ("name", "workers", "timezone", "python_path")
+_TASK_FIELDS = (
+    "call",
+    "args",
+    "kwargs",
+    "depends_on",
+    "priority",
+    "retry",
+    "timeout",
+    "trigger_rule",
+    "results_param",
+    "schedule",
+    "tags",
+    "description",
+    "enabled",
+)
+_RETRY_FIELDS = ("max_retries", "delay", "backoff", "max_delay", "jitter", "retry_on")
+_SCHEDULE_KINDS = ("cron", "every", "once")
+_SCHEDULE_POLICIES = (
+    "misfire_grace_time",
+    "coalesce",
+    "max_instances",
+    "on_max_instances",
+    "jitter",
+    "windows",
+    "blackouts",
+    "blackout_policy",
+)
+_SCHEDULE_FIELDS = (*_SCHEDULE_KINDS, "unit", "at", "timezone", *_SCHEDULE_POLICIES)
+_INTERVAL_UNITS = (
+    "seconds",
+    "minutes",
+    "hours",
+    "days",
+    "weeks",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
+_PRIORITY_NAMES = {p.name.lower(): p for p in TaskPriority}
+_DEFAULT_RETRY_ON = RetryPolicy().retry_on
+
+
+class WorkflowProblem(NamedTuple):
+    """One thing wrong with a workflow file.
+
+    Attributes:
+        file: The workflow file (or the source name given to :func:`parse_workflow`).
+        task: The task the problem is in, or None for the file or ``[workflow]``.
+        field: The field (dotted for nested ones, e.g. ``retry.delay``), or None.
+        message: What is wrong, and what would be right.
+    """
+
+    file: str
+    task: str | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.task is not None:
+            where.append(f"task {self.task!r}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        if not where:
+            return f"{self.file}: {self.message}"
+        return f"{self.file}: {', '.join(where)}: {self.message}"
+
+
+class WorkflowError(ValueError):
+    """A workflow file is invalid; :attr:`problems` lists everything found wrong.
+
+    Attributes:
+        problems: Every problem, in file order (tasks first, then the graph).
+    """
+
+    def __init__(self, problems: Sequence[WorkflowProblem]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        header = f"{count} problem{'s' if count != 1 else ''} in workflow"
+        super().__init__(header + ":\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A validated task of a workflow, ready to register.
+
+    Attributes:
+        name: The task's name (its key under ``[tasks]``).
+        func: The callable, imported.
+        call: Where *func* came from (``module:attribute``), for display.
+        retry: The retry policy, or None for no retries.
+        timeout: Seconds from queueing to the end, or None.
+        schedule: When the task fires on its own, or None.
+        depends_on: Names of the tasks it depends on.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    call: str = ""
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    depends_on: tuple[str, ...] = ()
+    priority: int = TaskPriority.NORMAL
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    results_param: str | None = None
+    schedule: Schedule | None = None
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Workflow:
+    """A validated workflow: tasks in dependency order (every task after its dependencies).
+
+    Attributes:
+        source: The file it was read from (or the name given to :func:`parse_workflow`).
+        name: Its name.
+        tasks: Name -> task, in dependency order.
+        workers: The pool's maximum worker count it asks for, or None.
+    """
+
+    source: str
+    name: str
+    tasks: Mapping[str, TaskSpec]
+    workers: int | None = None
+
+    @property
+    def scheduled(self) -> list[TaskSpec]:
+        """The enabled tasks that have a schedule."""
+        return [t for t in self.tasks.values() if t.schedule is not None and t.enabled]
+
+    def closure(self, names: Iterable[str]) -> list[str]:
+        """Return *names* and everything they depend on, in dependency order."""
+        wanted: set[str] = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack.extend(self.tasks[name].depends_on)
+        return [name for name in self.tasks if name in wanted]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+    """Read, validate and import a workflow file.
+
+    Directories in ``[workflow] python_path`` (default: the file's own
+    directory) are put at the front of ``sys.path`` so that its callables can
+    live next to it; they stay there, as the tasks may import lazily.
+
+    Args:
+        path: The TOML file.
+
+    Returns:
+        The workflow, every callable imported and every schedule parsed.
+
+    Raises:
+        WorkflowError: The file cannot be read, is not TOML, or is invalid; the
+            error lists every problem found.
+    """
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise WorkflowError([WorkflowProblem(source, None, None, "no such file")]) from None
+    except IsADirectoryError:
+        raise WorkflowError([WorkflowProblem(source, None, None, "is a directory")]) from None
+    except OSError as exc:
+        raise WorkflowError([WorkflowProblem(source, None, None, f"cannot read: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        message = f"not valid TOML: {exc}"
+        raise WorkflowError([WorkflowProblem(source, None, None, message)]) from None
+    return parse_workflow(data, source=source, base_dir=Path(source).resolve().parent)
+
+
+def parse_workflow(
+    data: Mapping[str, Any], *, source: str = "<workflow>", base_dir: str | os.PathLike[str] = "."
+) -> Workflow:
+    """Validate a workflow already parsed from TOML (or built as a dict).
+
+    Args:
+        data: The document: a ``workflow`` table and a ``tasks`` table of tables.
+        source: The name problems are reported under.
+        base_dir: The directory ``python_path`` entries are relative to.
+
+    Returns:
+        The workflow.
+
+    Raises:
+        WorkflowError: Every problem found.
+    """
+    return _Checker(source, Path(base_dir)).workflow(data)
+
+
+class _Checker:
+    """Validates one document, collecting problems instead of stopping at the first."""
+
+    def __init__(self, source: str, base_dir: Path) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.problems: list[WorkflowProblem] = []
+
+    def problem(self, task: str | None, field: str | None, message: str) -> None:
+        self.problems.append(WorkflowProblem(self.source, task, field, message))
+
+    def unknown_fields(
+        self, table: Mapping[str, Any], known: Sequence[str], task: str | None, prefix: str = ""
+    ) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+                self.problem(task, prefix + key, f"unknown field{hint}")
+
+    # -- the document -----------------------------------------------------------
+
+    def workflow(self, data: Mapping[str, Any]) -> Workflow:
+        if not isinstance(data, Mapping):
+            self.problem(None, None, f"the document must be a table, not {_kind(data)}")
+            raise WorkflowError(self.problems)
+        self.unknown_fields(data, _TOP_FIELDS, None)
+        header = data.get("workflow", {})
+        if not isinstance(header, Mapping):
+            self.problem(None, "workflow", f"must be a table ([workflow]), not {_kind(header)}")
+            header = {}
+        self.unknown_fields(header, _WORKFLOW_FIELDS, None, "workflow.")
+        name = header.get("name", Path(self.source).stem)
+        if not isinstance(name, str) or not name:
+            self.problem(None, "workflow.name", f"must be a non-empty string, not {name!r}")
+        workers = header.get("workers")
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+        ):
+            self.problem(None, "workflow.workers", f"must be an integer >= 1, not {workers!r}")
+            workers = None
+        timezone = header.get("timezone")
+        if timezone is not None and not isinstance(timezone, str):
+            self.problem(None, "workflow.timezone", f"must be a string, not {_kind(timezone)}")
+            timezone = None
+        elif timezone is not None:
+            try:
+                CronSchedule("0 0 * * *", timezone)
+            except (ValueError, TypeError, OSError) as exc:
+                self.problem(None, "workflow.timezone", f"unknown time zone: {exc}")
+                timezone = None
+        self.add_python_path(header.get("python_path", ["."]))
+
+        tasks_table = data.get("tasks")
+        if tasks_table is None:
+            self.problem(None, "tasks", "no tasks: add at least one [tasks.NAME] table")
+            raise WorkflowError(self.problems)
+        if not isinstance(tasks_table, Mapping):
+            self.problem(
+                None, "tasks", f"must be a table of tables ([tasks.NAME]), not {_kind(tasks_table)}"
+            )
+            raise WorkflowError(self.problems)
+        if not tasks_table:
+            self.problem(None, "tasks", "no tasks: add at least one [tasks.NAME] table")
+        specs: dict[str, TaskSpec] = {}
+        for task_name, table in tasks_table.items():
+            spec = self.task(task_name, table, timezone)
+            if spec is not None:
+                specs[task_name] = spec
+        order = self.graph(tasks_table)
+        if self.problems:
+            raise WorkflowError(self.problems)
+        assert isinstance(name, str)
+        return Workflow(
+            source=self.source,
+            name=name,
+            tasks=MappingProxyType({n: specs[n] for n in order}),
+            workers=workers,
+        )
+
+    def add_python_path(self, entries: object) -> None:
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            self.problem(None, "workflow.python_path", "must be a list of directory strings")
+            return
+        for entry in entries:
+            directory = (self.base_dir / entry).resolve()
+            if not directory.is_dir():
+                self.problem(None, "workflow.python_path", f"{str(directory)!r} is not a directory")
+            elif str(directory) not in sys.path:
+                sys.path.insert(0, str(directory))
+
+    def graph(self, tasks: Mapping[str, Any]) -> list[str]:
+        """Check dependencies; return the task names in dependency order."""
+        dependencies: dict[str, tuple[str, ...]] = {}
+        sound = True
+        for name, table in tasks.items():
+            deps = table.get("depends_on", []) if isinstance(table, Mapping) else []
+            if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+                dependencies[name] = ()
+                continue  # reported by task()
+            for dep in deps:
+                if dep not in tasks:
+                    sound = False
+                    close = difflib.get_close_matches(dep, list(tasks), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    self.problem(name, "depends_on", f"unknown task {dep!r}{hint}")
+                elif dep == name:
+                    sound = False
+                    self.problem(name, "depends_on", "a task cannot depend on itself")
+            dependencies[name] = tuple(d for d in deps if d in tasks and d != name)
+        sorter = graphlib.TopologicalSorter(dependencies)
+        try:
+            return list(sorter.static_order())
+        except graphlib.CycleError as exc:
+            # graphlib reports the cycle as [a, b, ..., a] with each node a
+            # dependency of the one before: reverse it so that it reads
+            # "a depends on b".
+            cycle = list(reversed(exc.args[1]))
+            first = cycle[0]
+            if sound:
+                self.problem(first, "depends_on", f"dependency cycle: {' -> '.join(cycle)}")
+            return list(tasks)
+
+    # -- one task -------------------------------------------------------------------
+
+    def task(self, name: str, table: object, timezone: str | None) -> TaskSpec | None:
+        if not isinstance(table, Mapping):
+            self.problem(name, None, f"must be a table ([tasks.{name}]), not {_kind(table)}")
+            return None
+        before = len(self.problems)
+        self.unknown_fields(table, _TASK_FIELDS, name)
+        call = table.get("call")
+        func: Callable[..., Any] | None = None
+        if call is None:
+            self.problem(
+                name, "call", 'missing: the callable to run, e.g. call = "module:function"'
+            )
+        elif not isinstance(call, str):
+            self.problem(name, "call", f"must be a string 'module:function', not {_kind(call)}")
+        else:
+            func = self.import_callable(name, "call", call)
+        args = table.get("args", [])
+        if not isinstance(args, list):
+            self.problem(name, "args", f"must be a list, not {_kind(args)}")
+            args = []
+        kwargs = table.get("kwargs", {})
+        if not isinstance(kwargs, Mapping):
+            self.problem(name, "kwargs", f"must be a table, not {_kind(kwargs)}")
+            kwargs = {}
+        depends_on = table.get("depends_on", [])
+        if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+            self.problem(
+                name,
+                "depends_on",
+                f'must be a list of task names, e.g. depends_on = ["fetch"]; got {depends_on!r}',
+            )
+            depends_on = []
+        priority = self.priority(name, table.get("priority", "normal"))
+        retry = self.retry(name, table.get("retry"))
+        timeout = self.seconds(name, "timeout", table.get("timeout"), allow_zero=False)
+        trigger_rule = TriggerRule.ALL_SUCCESS
+        rule = table.get("trigger_rule", TriggerRule.ALL_SUCCESS.value)
+        try:
+            trigger_rule = TriggerRule(rule)
+        except ValueError:
+            choices = ", ".join(r.value for r in TriggerRule)
+            self.problem(name, "trigger_rule", f"unknown rule {rule!r}; use one of {choices}")
+        results_param = table.get("results_param")
+        if results_param is not None and (
+            not isinstance(results_param, str) or not results_param.isidentifier()
+        ):
+            self.problem(
+                name, "results_param", f"must be a Python keyword name, not {results_param!r}"
+            )
+        elif results_param is not None and results_param in kwargs:
+            self.problem(name, "results_param", f"{results_param!r} is also given in kwargs")
+        schedule = self.schedule(name, table.get("schedule"), timezone)
+        tags = table.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            self.problem(name, "tags", f"must be a list of strings, not {tags!r}")
+            tags = []
+        description = table.get("description", "")
+        if not isinstance(description, str):
+            self.problem(name, "description", f"must be a string, not {_kind(description)}")
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            self.problem(name, "enabled", f"must be true or false, not {enabled!r}")
+        if len(self.problems) > before or func is None:
+            return None
+        return TaskSpec(
+            name=name,
+            func=func,
+            call=str(call),
+            args=tuple(args),
+            kwargs=MappingProxyType(dict(kwargs)),
+            depends_on=tuple(dict.fromkeys(depends_on)),
+            priority=priority,
+            retry=retry,
+            timeout=timeout,
+            trigger_rule=trigger_rule,
+            results_param=results_param,
+            schedule=schedule,
+            tags=tuple(tags),
+            description=description,
+            enabled=enabled,
+        )
+
+    def import_callable(self, task: str, field: str, path: str) -> Callable[..., Any] | None:
+        obj = self.import_object(task, field, path)
+        if obj is not None and not callable(obj):
+            self.problem(task, field, f"{path!r} is a {type(obj).__name__}, not a callable")
+            return None
+        return obj  # type: ignore[no-any-return]
+
+    def import_object(self, task: str, field: str, path: str) -> Any:
+        if ":" in path:
+            module_name, _, attribute = path.partition(":")
+        else:
+            module_name, _, attribute = path.rpartition(".")
+        if not module_name or not attribute:
+            self.problem(task, field, f"{path!r} is not an import path; write 'module:function'")
+            return None
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or module_name
+            self.problem(
+                task,
+                field,
+                f"cannot import module {module_name!r}: no module named {missing!r} "
+                f"(searched the workflow's python_path and sys.path)",
+            )
+            return None
+        except Exception as exc:
+            self.problem(
+                task,
+                field,
+                f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}",
+            )
+            return None
+        obj: Any = module
+        for part in attribute.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                self.problem(task, field, f"module {module_name!r} has no attribute {attribute!r}")
+                return None
+        return obj
+
+    def priority(self, task: str, value: object) -> int:
+        names = ", ".join(_PRIORITY_NAMES)
+        if isinstance(value, str):
+            found = _PRIORITY_NAMES.get(value.lower())
+            if found is None:
+                self.problem(
+                    task, "priority", f"unknown priority {value!r}; use {names} or an integer"
+                )
+                return int(TaskPriority.NORMAL)
+            return int(found)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(task, "priority", f"must be one of {names} or an integer, not {value!r}")
+            return int(TaskPriority.NORMAL)
+        try:
+            return check_priority(value)
+        except ValueError as exc:
+            self.problem(task, "priority", str(exc))
+            return int(TaskPriority.NORMAL)
+
+    def seconds(self, task: str, field: str, value: object, *, allow_zero: bool) -> float | None:
+        if value is None:
+            return None
+        bound = ">= 0" if allow_zero else "> 0"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value != value  # NaN
+            or value in (float("inf"), float("-inf"))
+            or value < 0
+            or (value == 0 and not allow_zero)
+        ):
+            self.problem(task, field, f"must be a number of seconds {bound}, not {value!r}")
+            return None
+        return float(value)
+
+    def retry(self, task: str, value: object) -> RetryPolicy | None:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = {"max_retries": value}
+        if not isinstance(value, Mapping):
+            self.problem(
+                task,
+                "retry",
+                "must be a number of retries or a table, e.g. "
+                f"retry = {{ max_retries = 3, delay = 0.5, backoff = 2.0 }}; got {value!r}",
+            )
+            return None
+        self.unknown_fields(value, _RETRY_FIELDS, task, "retry.")
+        options: dict[str, Any] = {}
+        for key in ("max_retries", "delay", "backoff", "max_delay", "jitter"):
+            if key in value:
+                options[key] = value[key]
+        if "retry_on" in value:
+            classes = self.exception_classes(task, value["retry_on"])
+            if classes is None:
+                return None
+            options["retry_on"] = classes
+        try:
+            return RetryPolicy(**options)
+        except (TypeError, ValueError) as exc:
+            # RetryPolicy names the argument first: "delay must be ...".
+            field = str(exc).split(" ", 1)[0]
+            self.problem(task, f"retry.{field}" if field in _RETRY_FIELDS else "retry", str(exc))
+            return None
+
+    def exception_classes(self, task: str, value: object) -> tuple[type[BaseException], ...] | None:
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            self.problem(
+                task, "retry.retry_on", f"must be a list of exception names, not {value!r}"
+            )
+            return None
+        classes: list[type[BaseException]] = []
+        for name in names:
+            path = name if ("." in name or ":" in name) else f"builtins:{name}"
+            obj = self.import_object(task, "retry.retry_on", path)
+            if obj is None:
+                return None
+            if not (isinstance(obj, type) and issubclass(obj, BaseException)):
+                self.problem(task, "retry.retry_on", f"{name!r} is not an exception class")
+                return None
+            classes.append(obj)
+        return tuple(classes)
+
+    def schedule(self, task: str, value: object, timezone: str | None) -> Schedule | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = {"cron": value}
+        if not isinstance(value, Mapping):
+            self.problem(
+                task,
+                "schedule",
+                'must be a cron string or a table such as { every = 30, unit = "seconds" }; '
+                f"got {value!r}",
+            )
+            return None
+        self.unknown_fields(value, _SCHEDULE_FIELDS, task, "schedule.")
+        kinds = [k for k in _SCHEDULE_KINDS if k in value]
+        if len(kinds) != 1:
+            self.problem(
+                task,
+                "schedule",
+                "give exactly one of cron, every or once"
+                + (f" (got {', '.join(kinds)})" if kinds else ""),
+            )
+            return None
+        kind = kinds[0]
+        zone = value.get("timezone", timezone)
+        policies = {k: value[k] for k in _SCHEDULE_POLICIES if k in value}
+        field = f"schedule.{kind}"
+        try:
+            if kind == "cron":
+                expr = value["cron"]
+                if not isinstance(expr, str):
+                    raise TypeError(f"must be a cron string, not {_kind(expr)}")
+                for extra in ("unit", "at"):
+                    if extra in value:
+                        raise ValueError(f"{extra!r} belongs to an 'every' schedule, not to cron")
+                return CronSchedule(expr, zone, **policies)
+            if kind == "once":
+                moment = value["once"]
+                if not isinstance(moment, _dt.datetime):
+                    raise TypeError(
+                        f"must be a TOML date-time, e.g. once = 2030-01-01T09:00:00, not {moment!r}"
+                    )
+                return OneOffSchedule(moment, zone, **policies)
+            count = value["every"]
+            unit = value.get("unit")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"must be an integer >= 1, not {count!r}")
+            if unit not in _INTERVAL_UNITS:
+                field = "schedule.unit"
+                raise ValueError(f"must be one of {', '.join(_INTERVAL_UNITS)}; got {unit!r}")
+            job = getattr(every(count), unit)
+            at = value.get("at")
+            if at is not None:
+                field = "schedule.at"
+                if not isinstance(at, str):
+                    raise TypeError(f"must be a time string such as '09:30', not {at!r}")
+                job = job.at(at)
+            field = "schedule"
+            return IntervalSchedule(job, zone, **policies)
+        except Exception as exc:
+            # The scheduling module's messages name what is wrong (for cron, the field).
+            message = str(exc)
+            for policy in _SCHEDULE_POLICIES:
+                if message.startswith(policy):
+                    field = f"schedule.{policy}"
+            self.problem(task, field, message)
+            return None
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+# --------------------------------------------------------------------------- registering
+
+
+class TaskManagerSupport(NamedTuple):
+    """Which task options this threadloom's ``TaskManager.register_task`` accepts."""
+
+    retry_policy: bool
+    timeout: bool
+
+
+@functools.lru_cache(maxsize=1)
+def task_manager_support() -> TaskManagerSupport:
+    """Return which task options ``TaskManager.register_task`` accepts.
+
+    ``register_task`` passes unknown keywords on to the task's function, so a
+    ``retry`` or ``timeout`` it does not know would not be an error: it would
+    reach the function.  Hence the explicit check.
+    """
+    from .task_manager import TaskManager
+
+    parameters = inspect.signature(TaskManager.register_task).parameters
+    return TaskManagerSupport("retry" in parameters, "timeout" in parameters)
+
+
+def unsupported_options(spec: TaskSpec) -> list[str]:
+    """Return the fields of *spec* this threadloom's TaskManager cannot honour yet.
+
+    A retry that is a count and a fixed delay is always supported (through
+    ``max_retries`` and ``retry_delay``); backoff, jitter and ``retry_on`` need
+    ``register_task(retry=...)``, and a timeout needs ``register_task(timeout=...)``.
+    """
+    support = task_manager_support()
+    missing = []
+    retry = spec.retry
+    if retry is not None and retry.max_retries and not support.retry_policy:
+        fixed_delay = retry.max_retries == 1 or retry.backoff == 1.0
+        if not fixed_delay or retry.jitter or retry.retry_on != _DEFAULT_RETRY_ON:
+            missing.append("retry")
+    if spec.timeout is not None and not support.timeout:
+        missing.append("timeout")
+    return missing
+
+
+def register_workflow(
+    workflow: Workflow,
+    manager: TaskManager,
+    *,
+    schedules: bool = True,
+    on_unsupported: Callable[[TaskSpec, list[str]], None] | None = None,
+) -> dict[str, str]:
+    """Register every task of *workflow* with *manager*, dependencies first.
+
+    Each task's arguments are bound to its function with
+    :func:`functools.partial`, so that no argument name is taken by
+    ``register_task``'s own keywords.
+
+    Args:
+        workflow: The workflow.
+        manager: The task manager (started or not).
+        schedules: Register the schedules (False: the tasks only run when executed).
+        on_unsupported: Called with a task and the names of its fields that
+            this threadloom's TaskManager cannot honour yet (``retry`` backoff,
+            ``timeout``).  Default: raise a WorkflowError naming them.
+
+    Returns:
+        Task name -> task id.
+
+    Raises:
+        WorkflowError: A task needs an option the TaskManager lacks (and no
+            *on_unsupported* was given), or the manager refused a task (for
+            instance a name already registered, or a one-off time in the past).
+    """
+    support = task_manager_support()
+    ids: dict[str, str] = {}
+    for spec in workflow.tasks.values():
+        missing = unsupported_options(spec)
+        if missing:
+            if on_unsupported is None:
+                raise WorkflowError(
+                    [
+                        WorkflowProblem(
+                            workflow.source,
+                            spec.name,
+                            field,
+                            "this threadloom's TaskManager cannot enforce it yet "
+                            "(backoff/jitter/retry_on and timeouts need register_task(retry=, "
+                            "timeout=))",
+                        )
+                        for field in missing
+                    ]
+                )
+            on_unsupported(spec, missing)
+        options: dict[str, Any] = {}
+        retry = spec.retry
+        if retry is not None and support.retry_policy:
+            options["retry"] = retry
+        elif retry is not None:
+            options["max_retries"] = retry.max_retries
+            options["retry_delay"] = min(retry.delay, retry.max_delay)
+        if spec.timeout is not None and support.timeout:
+            options["timeout"] = spec.timeout
+        func: Callable[..., Any] = spec.func
+        if spec.args or spec.kwargs:
+            func = functools.partial(spec.func, *spec.args, **spec.kwargs)
+        try:
+            ids[spec.name] = manager.register_task(
+                spec.name,
+                func,
+                dependencies=[ids[d] for d in spec.depends_on],
+                priority=spec.priority,
+                schedule=spec.schedule if schedules else None,
+                enabled=spec.enabled,
+                description=spec.description or spec.call,
+                tags=spec.tags,
+                trigger_rule=spec.trigger_rule,
+                results_param=spec.results_param,
+                **options,
+            )
+        except (TypeError, ValueError) as exc:
+            raise WorkflowError(
+                [WorkflowProblem(workflow.source, spec.name, None, f"cannot register: {exc}")]
+            ) from exc
+    return ids
