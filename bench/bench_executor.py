@@ -193,7 +193,11 @@ def test_queue_low_priority_behind_a_busy_worker(benchmark: Any, impl: str) -> N
         started = threading.Event()
         ex.submit(lambda: (started.set(), gate.wait()))
         started.wait()
-        submit = ex.options(priority=threadloom.TaskPriority.LOW).submit if impl == "threadloom" else ex.submit
+        submit = (
+            ex.options(priority=threadloom.TaskPriority.LOW).submit
+            if impl == "threadloom"
+            else ex.submit
+        )
         return (ex, gate, submit), {}
 
     order: list[str] = []

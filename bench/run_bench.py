@@ -22,7 +22,16 @@ HERE = Path(__file__).resolve().parent
 
 
 def collect(expression: str | None, files: list[str]) -> list[str]:
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *files,
+    ]
     if expression:
         command += ["-k", expression]
     out = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False).stdout
@@ -70,7 +79,10 @@ def main() -> int:
                 "median": stats["median"],
                 "extra": bench.get("extra_info", {}),
             }
-            print(f"{bench['name']:<70} min {stats['min'] * 1e3:10.2f} ms  median {stats['median'] * 1e3:10.2f} ms  {bench.get('extra_info', {})}", flush=True)
+            print(
+                f"{bench['name']:<70} min {stats['min'] * 1e3:10.2f} ms  median {stats['median'] * 1e3:10.2f} ms  {bench.get('extra_info', {})}",
+                flush=True,
+            )
     print()
     print(f"Python {sys.version.split()[0]}, GC on, {os.cpu_count()} CPUs")
     for name, data in sorted(results.items()):
@@ -78,9 +90,13 @@ def main() -> int:
             continue
         stdlib = float(data["min"])  # type: ignore[arg-type]
         for other, other_data in sorted(results.items()):
-            if other != name and other.replace("[threadloom", "[stdlib").replace(
-                "[fastthreadpool", "[stdlib"
-            ).replace("[multiprocessing.ThreadPool", "[stdlib") == name:
+            if (
+                other != name
+                and other.replace("[threadloom", "[stdlib")
+                .replace("[fastthreadpool", "[stdlib")
+                .replace("[multiprocessing.ThreadPool", "[stdlib")
+                == name
+            ):
                 ratio = stdlib / float(other_data["min"])  # type: ignore[arg-type]
                 print(f"  {other:<62} {ratio:8.2f}x the stdlib")
     if args.json_out:

@@ -30,8 +30,10 @@ def _load_native() -> ModuleType:
 @pytest.fixture(params=["native", "python"])
 def core(request: pytest.FixtureRequest) -> ModuleType:
     """The native core and its pure-Python twin, in turn."""
-    module = _load_native() if request.param == "native" else importlib.import_module(
-        "threadloom._core_py"
+    module = (
+        _load_native()
+        if request.param == "native"
+        else importlib.import_module("threadloom._core_py")
     )
     module.set_future_type(future_class_for(module))  # type: ignore[attr-defined]
     return module

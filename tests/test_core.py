@@ -276,7 +276,9 @@ class QueueAgainstTwin(RuleBasedStateMachine):
     @rule()
     def pop(self) -> None:
         outcomes = []
-        for queue, closed_error in zip(self.queues, (self.native.QueueClosed, self.twin.QueueClosed)):
+        for queue, closed_error in zip(
+            self.queues, (self.native.QueueClosed, self.twin.QueueClosed)
+        ):
             try:
                 entry = queue.pop(0)
                 outcomes.append(None if entry is None else (entry[0], entry[1], entry[3]))

@@ -57,7 +57,7 @@ pytestmark = [
         not harness.suite_available(),
         reason=(
             f"CPython {sys.version.split()[0]} at {sys.executable} has no "
-            f"{harness.SUITE} (its 'test' package is not installed); "
+            f"{harness.SUITE} (CPython's test suite is not installed, or not this part of it); "
             "run this file with an interpreter that has it, e.g. a pyenv build"
         ),
     ),

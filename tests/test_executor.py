@@ -74,7 +74,7 @@ def test_default_worker_count_follows_the_stdlib_rule(executor_cls: type[Any]) -
     ex = executor_cls()
     try:
         if executor_cls is cf.ThreadPoolExecutor:
-            cpus = (os.process_cpu_count() if hasattr(os, "process_cpu_count") else os.cpu_count())
+            cpus = os.process_cpu_count() if hasattr(os, "process_cpu_count") else os.cpu_count()
         else:
             from threadloom._limits import usable_cpu_count
 
@@ -269,9 +269,7 @@ def test_wait_and_as_completed(executor: Any) -> None:
     futures = [executor.submit(identity, i) for i in range(200)]
     done, not_done = cf.wait(futures, timeout=TIMEOUT)
     assert len(done) == 200 and not not_done
-    assert sorted(f.result() for f in cf.as_completed(futures, timeout=TIMEOUT)) == list(
-        range(200)
-    )
+    assert sorted(f.result() for f in cf.as_completed(futures, timeout=TIMEOUT)) == list(range(200))
 
 
 def test_wait_first_exception(executor: Any) -> None:
@@ -446,7 +444,10 @@ def test_statistics_snapshot_adds_up() -> None:
         stats = ex.statistics()
         assert stats.submitted == 101
         assert stats.completed == 100 and stats.failed == 1
-        assert stats.workers_total <= 2 and stats.workers_idle + stats.workers_busy == stats.workers_total
+        assert (
+            stats.workers_total <= 2
+            and stats.workers_idle + stats.workers_busy == stats.workers_total
+        )
         assert stats.run_time.count == 101
         assert 0 <= stats.wait_time.p50 <= stats.wait_time.p99 <= stats.wait_time.max
         with pytest.raises(AttributeError):

@@ -20,7 +20,6 @@ from threadloom import (
     QueueFull,
     ResourceMonitor,
     RetryPolicy,
-    TaskCancelled,
     TaskNotFinished,
     TaskPriority,
     TaskStatus,
@@ -407,7 +406,11 @@ def test_submit_reserves_only_its_three_keywords(pool: ThreadPoolManager) -> Non
         return kwargs
 
     task_id = pool.submit(keywords, name="n", timeout=3, retry="r")
-    assert pool.get_task_result(task_id, timeout=TIMEOUT) == {"name": "n", "timeout": 3, "retry": "r"}
+    assert pool.get_task_result(task_id, timeout=TIMEOUT) == {
+        "name": "n",
+        "timeout": 3,
+        "retry": "r",
+    }
     task_id = pool.submit_call(keywords, kwargs={"priority": 1, "max_retries": 2})
     assert pool.get_task_result(task_id, timeout=TIMEOUT) == {"priority": 1, "max_retries": 2}
 

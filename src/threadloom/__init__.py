@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -44,19 +45,19 @@ __all__ = [
     "Future",
     "Percentiles",
     "QueueFull",
-    "TaskInfo",
-    "TaskNotFinished",
-    "ThreadPoolManager",
-    "UnknownTaskError",
     "ResourceMonitor",
     "RetryPolicy",
     "SubmitOptions",
     "TaskCancelled",
     "TaskContext",
     "TaskFuture",
+    "TaskInfo",
+    "TaskNotFinished",
     "TaskPriority",
     "TaskStatus",
     "ThreadPoolExecutor",
+    "ThreadPoolManager",
+    "UnknownTaskError",
     "__version__",
     "current_task",
 ]

@@ -118,7 +118,8 @@ def future_condition(future: Any) -> threading.Condition:
             condition = threading.Condition()
             future._tl_waiters = []
             future._tl_condition = condition
-        return condition
+        result: threading.Condition = condition
+        return result
 
 
 def _invoke_callbacks(future: Any, callbacks: list[Callable[[Any], object]] | None) -> None:
@@ -275,7 +276,7 @@ def _new_future() -> Any:
     cls = _future_type
     if cls is None:
         raise RuntimeError("threadloom core used before set_future_type()")
-    return cls.__new__(cls)
+    return object.__new__(cls)
 
 
 # --------------------------------------------------------------------------
@@ -321,7 +322,7 @@ _INT32_MIN = -(2**31)
 _INT32_MAX = 2**31 - 1
 
 # Entry: [-priority, sequence, fn, args, kwargs, future, enqueued_ns]
-_Entry = list
+_Entry = list[Any]
 
 
 class TaskQueue:

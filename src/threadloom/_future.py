@@ -31,7 +31,7 @@ __all__ = ["Future"]
 _T = TypeVar("_T")
 
 
-class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
+class Future(_StdFuture[_T], Generic[_T]):
     """A ``concurrent.futures.Future`` whose synchronisation is made on demand.
 
     It behaves exactly like the stdlib future and is accepted everywhere one is
@@ -51,7 +51,8 @@ class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
-        return self._core.future_condition(self)  # type: ignore[no-any-return]
+        condition: threading.Condition = self._core.future_condition(self)
+        return condition
 
     @property
     def _waiters(self) -> list[Any]:  # type: ignore[override]
@@ -61,7 +62,7 @@ class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
         return waiters
 
     @property
-    def _done_callbacks(self) -> list[Callable[[Any], object]]:  # type: ignore[override]
+    def _done_callbacks(self) -> list[Callable[[Any], object]]:
         callbacks = self._tl_callbacks
         return list(callbacks) if callbacks is not None else []
 
@@ -87,13 +88,13 @@ class Future(_StdFuture, Generic[_T]):  # type: ignore[type-var]
     def __repr__(self) -> str:
         state = self._state
         description = _STATE_TO_DESCRIPTION_MAP[state]
-        name = self.__class__.__name__
+        head = f"<{self.__class__.__name__} at {id(self):#x} state={description}"
         if state == FINISHED:
             exception = self._exception
             if exception:
-                return f"<{name} at {id(self):#x} state={description} raised {type(exception).__name__}>"
-            return f"<{name} at {id(self):#x} state={description} returned {type(self._result).__name__}>"
-        return f"<{name} at {id(self):#x} state={description}>"
+                return f"{head} raised {type(exception).__name__}>"
+            return f"{head} returned {type(self._result).__name__}>"
+        return f"{head}>"
 
 
 def future_class_for(core_module: Any) -> type[Future[Any]]:

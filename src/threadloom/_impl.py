@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 NO_EXTENSIONS = os.environ.get("THREADLOOM_NO_EXTENSIONS", "") not in ("", "0")
 REQUIRE_EXTENSIONS = os.environ.get("THREADLOOM_REQUIRE_EXTENSIONS", "") not in ("", "0")
 
-if TYPE_CHECKING:
-    from . import _core_py as core
-elif NO_EXTENSIONS:
+if TYPE_CHECKING or NO_EXTENSIONS:
     from . import _core_py as core
 else:
     try:

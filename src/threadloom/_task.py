@@ -25,6 +25,7 @@ from concurrent.futures._base import (
     FINISHED,
     LOGGER,
 )
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._future import Future
@@ -324,11 +325,11 @@ class ManagedTask:
                 if not failed:
                     self.status = TaskStatus.COMPLETED
                     counters.add(core.COUNT_COMPLETED)
-                    complete = lambda: self.future.set_result(outcome)  # noqa: E731
+                    complete = partial(self.future.set_result, outcome)
                 elif isinstance(outcome, TaskCancelled) and self.context.cancelled:
                     self.status = TaskStatus.CANCELLED
                     counters.add(core.COUNT_CANCELLED)
-                    complete = lambda: _force_cancel(self.future)  # noqa: E731
+                    complete = partial(_force_cancel, self.future)
                 elif self.retry.should_retry(outcome, self.attempts):
                     counters.add(core.COUNT_RETRIED)
                     delay = self.retry.delay_for(self.attempts)
@@ -346,8 +347,7 @@ class ManagedTask:
                 else:
                     self.status = TaskStatus.FAILED
                     counters.add(core.COUNT_FAILED)
-                    error = outcome
-                    complete = lambda: self.future.set_exception(error)  # noqa: E731
+                    complete = partial(self.future.set_exception, outcome)
             if retry_inline:
                 continue
             self._finish(complete)
@@ -401,7 +401,7 @@ class ManagedTask:
                     return
                 self.status = TaskStatus.FAILED
             self._owner._dispatch.counters.add(core.COUNT_FAILED)
-            self._finish(lambda: self.future.set_exception(exc))
+            self._finish(partial(self.future.set_exception, exc))
 
     def fire_retry_now(self) -> bool:
         """Re-queue a task waiting for its retry delay at once (used at shutdown)."""
@@ -431,7 +431,7 @@ class ManagedTask:
         error = TimeoutError(
             f"task {self.name or self.task_id} did not finish within {self.timeout} s"
         )
-        self._finish(lambda: core.future_set_exception(self.future, error))
+        self._finish(partial(core.future_set_exception, self.future, error))
 
     def cancel(self) -> bool:
         """Cancel: at once if queued or waiting to retry; cooperatively if running."""
@@ -451,7 +451,7 @@ class ManagedTask:
             self._owner._dead_entry_added(self.priority)
         self.context._request_cancel()
         self._owner._dispatch.counters.add(core.COUNT_CANCELLED)
-        self._finish(lambda: _force_cancel(self.future))
+        self._finish(partial(_force_cancel, self.future))
         return True
 
     def cancel_from_queue(self) -> None:
@@ -464,7 +464,7 @@ class ManagedTask:
             self.status = TaskStatus.CANCELLED
         self.context._request_cancel()
         self._owner._dispatch.counters.add(core.COUNT_CANCELLED)
-        self._finish(lambda: _force_cancel(self.future))
+        self._finish(partial(_force_cancel, self.future))
 
     def fail_from_queue(self, error: BaseException) -> None:
         """The pool broke with this task queued: fail it."""
@@ -474,7 +474,7 @@ class ManagedTask:
                 return
             self.status = TaskStatus.FAILED
         self._owner._dispatch.counters.add(core.COUNT_FAILED)
-        self._finish(lambda: core.future_set_exception(self.future, error))
+        self._finish(partial(core.future_set_exception, self.future, error))
 
     def __repr__(self) -> str:
         return f"<ManagedTask {self.task_id} name={self.name!r} status={self.status.value}>"

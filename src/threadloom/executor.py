@@ -412,7 +412,7 @@ class ThreadPoolExecutor(Executor):
                 self._dead_entries.pop(priority, None)
 
     # -- map --------------------------------------------------------------
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., _T],
         *iterables: Iterable[Any],
@@ -459,7 +459,8 @@ class ThreadPoolExecutor(Executor):
             raise ValueError("chunksize must be >= 1.")
         end_time = None if timeout is None else timeout + time.monotonic()
         star = len(iterables) != 1
-        source: Iterator[Any] = zip(*iterables) if star else iter(iterables[0])
+        # zip() stops at the shortest iterable, as the stdlib's map does.
+        source: Iterator[Any] = zip(*iterables) if star else iter(iterables[0])  # noqa: B905
         dispatch = self._dispatch
         workers = max(1, self._max_workers)
 
@@ -483,10 +484,10 @@ class ThreadPoolExecutor(Executor):
         refill = _ChunkRefill(weakref.ref(self), priority, fn, source, size, star)
         chunks = deque()
         for _ in range(in_flight):
-            chunk = refill.next_chunk()
-            if chunk is None:
+            following = refill.next_chunk()
+            if following is None:
                 break
-            chunks.append(chunk)
+            chunks.append(following)
         del dispatch
         return _map_results(chunks, end_time, refill)
 
@@ -597,7 +598,7 @@ class ThreadPoolExecutor(Executor):
     def idle_timeout(self) -> float | None:
         """Seconds an idle worker above ``min_workers`` waits before exiting
         (None: workers never exit while the pool is open, as in the stdlib)."""
-        return self._dispatch.idle_timeout  # type: ignore[no-any-return]
+        return self._dispatch.idle_timeout
 
     @idle_timeout.setter
     def idle_timeout(self, value: float | None) -> None:
@@ -614,7 +615,7 @@ class ThreadPoolExecutor(Executor):
     def statistics(self) -> ExecutorStatistics:
         """A frozen snapshot of workers, queue depth, counters and latencies."""
         dispatch = self._dispatch
-        counters = dict(zip(core.COUNTER_NAMES, dispatch.counters.snapshot()))
+        counters = dict(zip(core.COUNTER_NAMES, dispatch.counters.snapshot(), strict=True))
         total = dispatch.threads
         busy = min(dispatch.busy, total)
         depth = dispatch.queue.depth_by_priority()

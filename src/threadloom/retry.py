@@ -79,7 +79,7 @@ class RetryPolicy:
             raise TypeError(f"retry_on must be a tuple of exception classes, not {retry_on!r}")
 
     def should_retry(self, exception: BaseException, failed_attempt: int) -> bool:
-        """Whether attempt number *failed_attempt* (1-based), which raised *exception*, is retried."""
+        """Whether the 1-based attempt *failed_attempt*, which raised *exception*, is retried."""
         return failed_attempt <= self.max_retries and isinstance(exception, self.retry_on)
 
     def delay_for(self, failed_attempt: int) -> float:

@@ -131,16 +131,25 @@ class ThreadPoolManager:
                 f"min_workers must be between 0 and max_workers ({max_workers}), not {min_workers}"
             )
         if max_queue_size is not None and (
-            isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int) or max_queue_size < 1
+            isinstance(max_queue_size, bool)
+            or not isinstance(max_queue_size, int)
+            or max_queue_size < 1
         ):
-            raise ValueError(f"max_queue_size must be a positive int or None, not {max_queue_size!r}")
+            raise ValueError(
+                f"max_queue_size must be a positive int or None, not {max_queue_size!r}"
+            )
         if queue_full_policy not in _POLICIES:
             raise ValueError(
-                f"queue_full_policy must be one of {', '.join(_POLICIES)}, not {queue_full_policy!r}"
+                f"queue_full_policy must be one of {', '.join(_POLICIES)}, "
+                f"not {queue_full_policy!r}"
             )
         if default_retry is not None and not isinstance(default_retry, RetryPolicy):
             raise TypeError("default_retry must be a RetryPolicy or None")
-        if isinstance(keep_finished, bool) or not isinstance(keep_finished, int) or keep_finished < 0:
+        if (
+            isinstance(keep_finished, bool)
+            or not isinstance(keep_finished, int)
+            or keep_finished < 0
+        ):
             raise ValueError(f"keep_finished must be an int >= 0, not {keep_finished!r}")
         self.min_workers = min_workers
         self.max_workers = max_workers
@@ -549,7 +558,8 @@ class ThreadPoolManager:
         stats = (current or executors[-1]).statistics() if executors else None
         totals = dict.fromkeys(core.COUNTER_NAMES, 0)
         for executor in executors:
-            for counter_name, value in zip(core.COUNTER_NAMES, executor._dispatch.counters.snapshot()):
+            snapshot = executor._dispatch.counters.snapshot()
+            for counter_name, value in zip(core.COUNTER_NAMES, snapshot, strict=True):
                 totals[counter_name] += value
         with self._lock:
             count = self._run_time_count
