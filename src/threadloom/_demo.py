@@ -424,7 +424,9 @@ class SourceDigest:
     focus_hits: Mapping[str, int]
 
 
-def aggregate_source(source: str, expected: int, upstream: Mapping[str, ArticleFacts]) -> SourceDigest:
+def aggregate_source(
+    source: str, expected: int, upstream: Mapping[str, ArticleFacts]
+) -> SourceDigest:
     """Merge one source's parsed articles; articles that could not be had count as missing.
 
     Runs under the ``all_done`` trigger rule, so *upstream* holds only the

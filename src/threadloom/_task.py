@@ -51,6 +51,7 @@ _task_ids = itertools.count(1)
 _local = threading.local()
 
 _EMPTY_MAPPING: Mapping[str, Any] = types.MappingProxyType({})
+_EVENT_LOCK = threading.Lock()
 
 
 class TaskCancelled(Exception):
@@ -68,6 +69,7 @@ class TaskContext:
 
     __slots__ = (
         "_cancel_event",
+        "_cancelled",
         "attempt",
         "deadline",
         "name",
@@ -86,21 +88,35 @@ class TaskContext:
         self.attempt = 0
         #: Results of the task's dependencies (set by the TaskManager).
         self.upstream_results: Mapping[str, Any] = _EMPTY_MAPPING
-        self._cancel_event = threading.Event()
+        self._cancelled = False
+        # Made only if the task waits on it: an Event costs more than the rest
+        # of a task's bookkeeping.
+        self._cancel_event: threading.Event | None = None
 
     @property
     def cancelled(self) -> bool:
         """True once cancellation was requested (cancel, deadline, shutdown)."""
-        return self._cancel_event.is_set()
+        return self._cancelled
 
     def check_cancelled(self) -> None:
         """Raise :class:`TaskCancelled` if cancellation was requested."""
-        if self._cancel_event.is_set():
+        if self._cancelled:
             raise TaskCancelled(f"task {self.name or self.task_id} was cancelled")
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Sleep up to *timeout* seconds, waking early if cancelled; return :attr:`cancelled`."""
-        return self._cancel_event.wait(timeout)
+        event = self._cancel_event
+        if event is None:
+            with _EVENT_LOCK:
+                event = self._cancel_event
+                if event is None:
+                    event = self._cancel_event = threading.Event()
+            # Ordering: _request_cancel sets the flag, then reads the event;
+            # here the event is installed, then the flag read.  One of the two
+            # sees the other, so a request is never missed.
+            if self._cancelled:
+                event.set()
+        return event.wait(timeout)
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline, or None without one."""
@@ -109,7 +125,10 @@ class TaskContext:
         return self.deadline - time.monotonic()
 
     def _request_cancel(self) -> None:
-        self._cancel_event.set()
+        self._cancelled = True
+        event = self._cancel_event
+        if event is not None:
+            event.set()
 
     def __repr__(self) -> str:
         return (

@@ -367,11 +367,9 @@ class ThreadPoolExecutor(Executor):
         run_in_caller: bool = False,
         on_created: Callable[[ManagedTask], object] | None = None,
     ) -> ManagedTask:
-        from ._task import ManagedTask
-
         if self._shutdown or self._broken:
             raise self._rejection()
-        task = ManagedTask(
+        task = _managed_task_class()(
             self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start
         )
         if on_created is not None:
@@ -638,6 +636,19 @@ class ThreadPoolExecutor(Executor):
             native=core.NATIVE,
             **counters,
         )
+
+
+def _managed_task_class() -> type[ManagedTask]:
+    # _task imports this module, so it is imported on first use.
+    global _ManagedTask
+    if _ManagedTask is None:
+        from ._task import ManagedTask
+
+        _ManagedTask = ManagedTask
+    return _ManagedTask
+
+
+_ManagedTask: type[ManagedTask] | None = None
 
 
 def _auto_chunksize(n: int, workers: int) -> int:
