@@ -320,7 +320,7 @@ class _Session:
             view.refresh()
             if done():
                 return True
-            time.sleep(0.1)
+            time.sleep(0.125)
         return False
 
 
@@ -390,8 +390,8 @@ class _View:
         detail = ", ".join(f"{_priority_name(p)} {n}" for p, n in by_priority if n)
         elapsed = max(self.session.elapsed, 1e-9)
         return (
-            f"workers {metrics['worker_count']}/{metrics['max_workers']} "
-            f"(busy {metrics['active_workers']}) · queue {depth}"
+            f"workers {metrics['worker_count']} (busy {metrics['active_workers']}, "
+            f"target {metrics['target_workers']}, max {metrics['max_workers']}) · queue {depth}"
             + (f" ({detail})" if detail else "")
             + f" · retries {metrics['tasks_retried']} · {done / elapsed:.1f} tasks/s"
         )
@@ -519,7 +519,7 @@ def _print_leftovers(console: Console, summary: _Summary, signum: int) -> None:
     )
     console.print(
         f"  left: {executions} execution(s) cancelled; {not_started} task(s) cancelled "
-        f"before they started, {stopped} stopped while running",
+        f"before they started, {stopped} stopped after starting",
         highlight=False,
         soft_wrap=True,
     )
@@ -671,7 +671,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         session = _Session(console, db=args.db, workers=workers, live=args.live)
         try:
             try:
-                session.register(workflow, schedules=not args.once)
+                session.register(
+                    workflow, schedules=not args.once, on_unsupported=_warn_unsupported(workflow)
+                )
             except WorkflowError as exc:
                 raise UsageError(str(exc)) from None
             if args.once:
@@ -680,6 +682,28 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         finally:
             session.stop(cancel=True, timeout=30.0)
             session.close()
+
+
+def _warn_unsupported(workflow: Workflow) -> Callable[[TaskSpec, list[str]], None]:
+    """Return a callback that warns, on stderr, about options the TaskManager cannot honour.
+
+    The task still runs (with a fixed retry delay, without a deadline): the
+    warning says so, once per task and field (see ``workflow.unsupported_options``).
+    """
+    from .workflow import WorkflowProblem
+
+    def warn(spec: TaskSpec, fields: list[str]) -> None:
+        for field in fields:
+            what = (
+                "retries use a fixed delay (no backoff, jitter or retry_on)"
+                if field == "retry"
+                else "not enforced"
+            )
+            message = f"{what}: this threadloom's TaskManager.register_task has no {field}= yet"
+            problem = WorkflowProblem(workflow.source, spec.name, field, message)
+            print(f"threadloom run: warning: {problem}", file=sys.stderr)
+
+    return warn
 
 
 def _run_once(
@@ -969,7 +993,7 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
 
     table = Table(show_edge=False, pad_edge=False)
     for column in ("finished", "task", "status", "attempts", "time", "error"):
-        table.add_column(column, no_wrap=column != "error", overflow="fold")
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for run in runs:
         style = _STATUS_STYLE.get(run.status, "")
         finished = _dt.datetime.fromtimestamp(run.finished_at).strftime("%Y-%m-%d %H:%M:%S")
@@ -1296,7 +1320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="threadloom: %(levelname)s: %(message)s")
-    console = Console(highlight=False)
+    # Off a terminal (a pipe, a log, a test), rich would wrap at 80 columns:
+    # give tables room and let lines be as long as they are.
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 0) or 160
+    console = Console(highlight=False, width=width)
     try:
         return _COMMANDS[args.command](args, console)
     except UsageError as exc:

@@ -41,6 +41,7 @@ import datetime as _dt
 import difflib
 import functools
 import graphlib
+import heapq
 import importlib
 import inspect
 import os
@@ -158,7 +159,8 @@ class WorkflowError(ValueError):
     def __init__(self, problems: Sequence[WorkflowProblem]) -> None:
         self.problems = tuple(problems)
         count = len(self.problems)
-        header = f"{count} problem{'s' if count != 1 else ''} in workflow"
+        files = ", ".join(dict.fromkeys(p.file for p in self.problems))
+        header = f"invalid workflow {files} ({count} problem{'s' if count != 1 else ''})"
         super().__init__(header + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
@@ -390,19 +392,20 @@ class _Checker:
                 elif dep == name:
                     sound = False
                     self.problem(name, "depends_on", "a task cannot depend on itself")
-            dependencies[name] = tuple(d for d in deps if d in tasks and d != name)
-        sorter = graphlib.TopologicalSorter(dependencies)
+            dependencies[name] = tuple(dict.fromkeys(d for d in deps if d in tasks and d != name))
+        order = _stable_order(dependencies)
+        if len(order) == len(dependencies):
+            return order
+        # Some tasks were never ready: they are on, or behind, a cycle.
+        # graphlib reports the cycle as [a, b, ..., a] with each node a
+        # dependency of the next: reversed, it reads "a depends on b".
         try:
-            return list(sorter.static_order())
+            graphlib.TopologicalSorter(dependencies).prepare()
         except graphlib.CycleError as exc:
-            # graphlib reports the cycle as [a, b, ..., a] with each node a
-            # dependency of the one before: reverse it so that it reads
-            # "a depends on b".
             cycle = list(reversed(exc.args[1]))
-            first = cycle[0]
             if sound:
-                self.problem(first, "depends_on", f"dependency cycle: {' -> '.join(cycle)}")
-            return list(tasks)
+                self.problem(cycle[0], "depends_on", f"dependency cycle: {' -> '.join(cycle)}")
+        return list(tasks)
 
     # -- one task -------------------------------------------------------------------
 
@@ -618,7 +621,8 @@ class _Checker:
     def schedule(self, task: str, value: object, timezone: str | None) -> Schedule | None:
         if value is None:
             return None
-        if isinstance(value, str):
+        as_string = isinstance(value, str)
+        if as_string:
             value = {"cron": value}
         if not isinstance(value, Mapping):
             self.problem(
@@ -641,7 +645,7 @@ class _Checker:
         kind = kinds[0]
         zone = value.get("timezone", timezone)
         policies = {k: value[k] for k in _SCHEDULE_POLICIES if k in value}
-        field = f"schedule.{kind}"
+        field = "schedule" if as_string else f"schedule.{kind}"
         try:
             if kind == "cron":
                 expr = value["cron"]
@@ -682,6 +686,32 @@ class _Checker:
                     field = f"schedule.{policy}"
             self.problem(task, field, message)
             return None
+
+
+def _stable_order(dependencies: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Kahn's algorithm, taking among the ready tasks the one declared first.
+
+    So the order is the file's wherever dependencies allow.  Tasks on or
+    behind a cycle are left out (the caller compares lengths).
+    """
+    position = {name: index for index, name in enumerate(dependencies)}
+    waiting = {name: len(deps) for name, deps in dependencies.items()}
+    dependents: dict[str, list[str]] = {name: [] for name in dependencies}
+    for name, deps in dependencies.items():
+        for dep in deps:
+            dependents[dep].append(name)
+    ready = [position[name] for name, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    names = list(dependencies)
+    order = []
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for dependent in dependents[name]:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, position[dependent])
+    return order
 
 
 def _kind(value: object) -> str:

@@ -1,0 +1,483 @@
+"""Workflow files: loading, every class of validation error, registering with a TaskManager."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from threadloom import RetryPolicy, TaskPriority, TaskStatus
+from threadloom._graph import TriggerRule
+from threadloom.scheduling import CronSchedule, IntervalSchedule, OneOffSchedule
+from threadloom.task_manager import TaskManager
+from threadloom.workflow import (
+    TaskSpec,
+    Workflow,
+    WorkflowError,
+    WorkflowProblem,
+    load_workflow,
+    parse_workflow,
+    register_workflow,
+    task_manager_support,
+    unsupported_options,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "workflow.toml"
+WAIT = 10.0
+
+_module_numbers = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # load_workflow puts python_path entries on sys.path; keep each test's to itself.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+@pytest.fixture
+def tasks_module(tmp_path: Path) -> str:
+    """A module of task functions in tmp_path, under a name no other test uses."""
+    name = f"wf_tasks_{next(_module_numbers)}_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            NOT_CALLABLE = 42
+
+            def add(a, b=0, *, priority="unset"):
+                return (a + b, priority)
+
+            def total(upstream):
+                return sum(value[0] for value in upstream.values())
+
+            def boom():
+                raise RuntimeError("boom")
+            """
+        )
+    )
+    return name
+
+
+def write(tmp_path: Path, text: str, name: str = "flow.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def problems_of(path: Path) -> list[WorkflowProblem]:
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    assert all(p.file == str(path) for p in caught.value.problems)
+    return list(caught.value.problems)
+
+
+def only_problem(path: Path) -> WorkflowProblem:
+    problems = problems_of(path)
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+# --------------------------------------------------------------------------- valid files
+
+
+def test_the_example_loads_with_every_field_resolved() -> None:
+    workflow = load_workflow(EXAMPLE)
+
+    assert workflow.name == "sales-digest"
+    assert workflow.workers == 4
+    # Dependency order, and the file's order wherever dependencies allow it.
+    assert list(workflow.tasks) == [
+        "load_eu",
+        "load_us",
+        "load_apac",
+        "check",
+        "totals",
+        "report",
+        "heartbeat",
+    ]
+    load_us = workflow.tasks["load_us"]
+    assert load_us.args == ("us",)
+    assert dict(load_us.kwargs) == {"count": 60, "latency": 0.3}
+    assert load_us.priority == TaskPriority.HIGH
+    assert load_us.retry == RetryPolicy(max_retries=3, delay=0.2, backoff=2.0)
+    assert workflow.tasks["load_eu"].timeout == 10.0
+    assert workflow.tasks["check"].trigger_rule is TriggerRule.ALL_DONE
+    assert workflow.tasks["check"].depends_on == ("load_eu", "load_us", "load_apac")
+    assert workflow.tasks["totals"].priority == TaskPriority.LOW
+    assert isinstance(workflow.tasks["report"].schedule, CronSchedule)
+    assert isinstance(workflow.tasks["heartbeat"].schedule, IntervalSchedule)
+    assert [t.name for t in workflow.scheduled] == ["report", "heartbeat"]
+    # The callable was imported from next to the file.
+    assert workflow.tasks["load_eu"].func.__module__ == "workflow_tasks"
+    assert str(EXAMPLE.parent) in sys.path
+
+
+def test_closure_is_a_task_and_everything_it_depends_on_in_order() -> None:
+    workflow = load_workflow(EXAMPLE)
+
+    assert workflow.closure(["totals"]) == ["load_eu", "load_us", "load_apac", "check", "totals"]
+    assert workflow.closure(["heartbeat"]) == ["heartbeat"]
+
+
+def test_short_forms_and_schedule_forms(tmp_path: Path, tasks_module: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        [workflow]
+        timezone = "Europe/Paris"
+
+        [tasks.a]
+        call = "{tasks_module}.add"
+        args = [1]
+        retry = 2
+        priority = 7
+        schedule = "0 9 * * MON-FRI"
+
+        [tasks.b]
+        call = "{tasks_module}:add"
+        args = [1]
+        schedule = {{ every = 1, unit = "monday", at = "09:30", timezone = "UTC" }}
+
+        [tasks.c]
+        call = "{tasks_module}:add"
+        args = [1]
+        schedule = {{ once = 2099-01-01T09:00:00, misfire_grace_time = 30 }}
+        """,
+    )
+    workflow = load_workflow(path)
+    a, b, c = (workflow.tasks[n] for n in "abc")
+
+    assert a.retry == RetryPolicy(max_retries=2)
+    assert a.priority == 7
+    assert isinstance(a.schedule, CronSchedule) and str(a.schedule.tz) == "Europe/Paris"
+    assert isinstance(b.schedule, IntervalSchedule) and str(b.schedule.tz) == "UTC"
+    assert b.schedule.start_day == "monday" and b.schedule.at_time == dt.time(9, 30)
+    assert isinstance(c.schedule, OneOffSchedule)
+    assert c.schedule.misfire_grace_time == 30.0
+    assert c.schedule.at.replace(tzinfo=None) == dt.datetime(2099, 1, 1, 9, 0)
+
+
+def test_a_dict_document_is_validated_too() -> None:
+    workflow = parse_workflow({"tasks": {"cwd": {"call": "os:getcwd"}}}, source="inline")
+
+    assert workflow.source == "inline"
+    assert list(workflow.tasks) == ["cwd"]
+
+
+# --------------------------------------------------------------------------- errors, by class
+
+
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
+    problem = only_problem(tmp_path / "absent.toml")
+
+    assert (problem.task, problem.field, problem.message) == (None, None, "no such file")
+
+
+def test_a_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[tasks.a]\ncall = "os:getcwd"\npriority = high\n')
+
+    problem = only_problem(path)
+
+    assert problem.task is None
+    assert "not valid TOML" in problem.message and "line 3" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("body", "task", "field", "fragment"),
+    [
+        # Unknown fields, at every level, with a suggestion.
+        ('[tasks.a]\ncall = "os:getcwd"\ndepnds_on = []', "a", "depnds_on", "'depends_on'"),
+        ('[tasks.a]\ncall = "os:getcwd"\n[extra]\nx = 1', None, "extra", "unknown field"),
+        ('[workflow]\nworkers2 = 3\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.workers2", "'workers'"),
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = { backof = 2.0 }', "a", "retry.backof", "'backoff'"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "@daily", timezon = "UTC" }', "a", "schedule.timezon", "'timezone'"),
+        # The callable.
+        ("[tasks.a]\nargs = []", "a", "call", "missing"),
+        ("[tasks.a]\ncall = 3", "a", "call", "must be a string"),
+        ('[tasks.a]\ncall = "getcwd"', "a", "call", "not an import path"),
+        ('[tasks.a]\ncall = "no_such_module_xyz:f"', "a", "call", "no module named 'no_such_module_xyz'"),
+        ('[tasks.a]\ncall = "os:no_such_function"', "a", "call", "has no attribute 'no_such_function'"),
+        ('[tasks.a]\ncall = "os:sep"', "a", "call", "not a callable"),
+        # Arguments.
+        ('[tasks.a]\ncall = "os:getcwd"\nargs = "x"', "a", "args", "must be a list"),
+        ('[tasks.a]\ncall = "os:getcwd"\nkwargs = [1]', "a", "kwargs", "must be a table"),
+        # Priority.
+        ('[tasks.a]\ncall = "os:getcwd"\npriority = "urgent"', "a", "priority", "unknown priority 'urgent'"),
+        ('[tasks.a]\ncall = "os:getcwd"\npriority = true', "a", "priority", "must be one of"),
+        ('[tasks.a]\ncall = "os:getcwd"\npriority = 9999999999', "a", "priority", "out of range"),
+        # Retry policy.
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = "often"', "a", "retry", "number of retries or a table"),
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = { delay = -1 }', "a", "retry.delay", ">= 0"),
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = { backoff = 0.5 }', "a", "retry.backoff", ">= 1"),
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = { max_retries = -2 }', "a", "retry.max_retries", ">= 0"),
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = { retry_on = ["NoSuchError"] }', "a", "retry.retry_on", "no attribute 'NoSuchError'"),
+        ('[tasks.a]\ncall = "os:getcwd"\nretry = { retry_on = ["os.getcwd"] }', "a", "retry.retry_on", "not an exception class"),
+        # Timeout.
+        ('[tasks.a]\ncall = "os:getcwd"\ntimeout = 0', "a", "timeout", "> 0"),
+        ('[tasks.a]\ncall = "os:getcwd"\ntimeout = -1.5', "a", "timeout", "> 0"),
+        ('[tasks.a]\ncall = "os:getcwd"\ntimeout = "10s"', "a", "timeout", "number of seconds"),
+        # Trigger rule and results parameter.
+        ('[tasks.a]\ncall = "os:getcwd"\ntrigger_rule = "sometimes"', "a", "trigger_rule", "all_success, all_done"),
+        ('[tasks.a]\ncall = "os:getcwd"\nresults_param = "not valid"', "a", "results_param", "keyword name"),
+        ('[tasks.a]\ncall = "os:getcwd"\nresults_param = "x"\nkwargs = { x = 1 }', "a", "results_param", "also given in kwargs"),
+        # Schedules.
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = "61 * * * *"', "a", "schedule", "bad minute field '61'"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * *" }', "a", "schedule.cron", "cron"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 0, unit = "seconds" }', "a", "schedule.every", ">= 1"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 5, unit = "fortnights" }', "a", "schedule.unit", "'fortnights'"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 1, unit = "days", at = "25:99" }', "a", "schedule.at", ""),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", every = 5 }', "a", "schedule", "exactly one of"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { unit = "seconds" }', "a", "schedule", "exactly one of"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { once = "tomorrow" }', "a", "schedule.once", "date-time"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", coalesce = "some" }', "a", "schedule.coalesce", "coalesce"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", timezone = "Mars/Base" }', "a", "schedule.cron", "Mars/Base"),
+        ('[tasks.a]\ncall = "os:getcwd"\nschedule = 5', "a", "schedule", "cron string or a table"),
+        # Other fields.
+        ('[tasks.a]\ncall = "os:getcwd"\ntags = "x"', "a", "tags", "list of strings"),
+        ('[tasks.a]\ncall = "os:getcwd"\nenabled = "yes"', "a", "enabled", "true or false"),
+        ('[tasks.a]\ncall = "os:getcwd"\ndescription = 3', "a", "description", "string"),
+        # The [workflow] table.
+        ('[workflow]\nworkers = 0\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.workers", ">= 1"),
+        ('[workflow]\ntimezone = "Mars/Base"\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.timezone", "unknown time zone"),
+        ('[workflow]\npython_path = ["no/such/dir"]\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.python_path", "not a directory"),
+        ('[workflow]\nname = ""\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.name", "non-empty"),
+        # The tasks table.
+        ("[workflow]\nname = 'x'", None, "tasks", "no tasks"),
+        ("tasks = 3", None, "tasks", "table of tables"),
+        ("[[tasks]]\ncall = 'os:getcwd'", None, "tasks", "table of tables"),
+        ("[tasks]\na = 3", "a", None, "must be a table"),
+    ],
+)
+def test_each_error_names_the_file_the_task_and_the_field(
+    tmp_path: Path, body: str, task: str | None, field: str | None, fragment: str
+) -> None:
+    path = write(tmp_path, body)
+
+    problem = only_problem(path)
+
+    assert (problem.task, problem.field) == (task, field), problem
+    assert fragment in problem.message
+    text = str(problem)
+    assert text.startswith(f"{path}: ")
+    if task is not None:
+        assert f"task {task!r}" in text
+    if field is not None:
+        assert f"field {field!r}" in text
+
+
+def test_a_module_that_fails_to_import_is_reported(tmp_path: Path) -> None:
+    name = f"broken_{next(_module_numbers)}"
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('half-written module')\n")
+    path = write(tmp_path, f'[tasks.a]\ncall = "{name}:f"\n')
+
+    problem = only_problem(path)
+
+    assert problem.field == "call"
+    assert "RuntimeError: half-written module" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("body", "task", "fragment"),
+    [
+        ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["fetch"]', "a", "unknown task 'fetch'"),
+        ('[tasks.fetch]\ncall = "os:getcwd"\n[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["fetc"]', "a", "did you mean 'fetch'"),
+        ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["a"]', "a", "cannot depend on itself"),
+        ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = "b"\n[tasks.b]\ncall = "os:getcwd"', "a", "list of task names"),
+    ],
+)
+def test_dependency_errors(tmp_path: Path, body: str, task: str, fragment: str) -> None:
+    problem = only_problem(write(tmp_path, body))
+
+    assert (problem.task, problem.field) == (task, "depends_on")
+    assert fragment in problem.message
+
+
+def test_a_cycle_is_named_in_dependency_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [tasks.free]
+        call = "os:getcwd"
+        [tasks.a]
+        call = "os:getcwd"
+        depends_on = ["b"]
+        [tasks.b]
+        call = "os:getcwd"
+        depends_on = ["c"]
+        [tasks.c]
+        call = "os:getcwd"
+        depends_on = ["a", "free"]
+        """,
+    )
+
+    problem = only_problem(path)
+
+    assert problem.field == "depends_on"
+    # "x -> y" reads "x depends on y"; the cycle may start at any of its tasks.
+    cycle = problem.message.removeprefix("dependency cycle: ").split(" -> ")
+    assert cycle[0] == cycle[-1] and problem.task == cycle[0]
+    edges = set(zip(cycle, cycle[1:]))
+    assert edges == {("a", "b"), ("b", "c"), ("c", "a")}
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [tasks.a]
+        call = "os:no_such_function"
+        priority = "urgent"
+        [tasks.b]
+        call = "os:getcwd"
+        timeout = -1
+        depends_on = ["nothing"]
+        """,
+    )
+
+    problems = problems_of(path)
+
+    assert {(p.task, p.field) for p in problems} == {
+        ("a", "call"),
+        ("a", "priority"),
+        ("b", "timeout"),
+        ("b", "depends_on"),
+    }
+    message = str(WorkflowError(problems))
+    assert message.startswith(f"invalid workflow {path} (4 problems):")
+
+
+# --------------------------------------------------------------------------- registering
+
+
+def test_register_and_run_with_a_task_manager(tmp_path: Path, tasks_module: str) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        [tasks.one]
+        call = "{tasks_module}:add"
+        args = [1]
+        kwargs = {{ b = 2, priority = "is the function's" }}
+        priority = "high"
+
+        [tasks.two]
+        call = "{tasks_module}:add"
+        args = [10]
+
+        [tasks.sum]
+        call = "{tasks_module}:total"
+        depends_on = ["one", "two"]
+        results_param = "upstream"
+        tags = ["report"]
+        """,
+    )
+    workflow = load_workflow(path)
+
+    with TaskManager() as manager:
+        ids = register_workflow(workflow, manager)
+        assert list(ids) == ["one", "two", "sum"]
+        registered = manager.get_task(ids["sum"])
+        assert registered.dependencies == (ids["one"], ids["two"])
+        assert registered.tags == ("report",)
+        assert manager.get_task(ids["one"]).priority == TaskPriority.HIGH
+        (execution,) = manager.execute_tasks([ids["sum"]])
+        assert manager.wait_for_execution(execution, timeout=WAIT)
+        results = manager.get_execution_status(execution).results
+
+    # A keyword named like one of register_task's own reaches the function.
+    assert results["one"] == (3, "is the function's")
+    assert results["two"] == (10, "unset")
+    assert results["sum"] == 13
+
+
+def test_registering_a_name_already_taken_is_a_workflow_error(
+    tmp_path: Path, tasks_module: str
+) -> None:
+    document = {"tasks": {"a": {"call": f"{tasks_module}:add", "args": [1]}}}
+    workflow = parse_workflow(document, base_dir=tmp_path)
+    with TaskManager() as manager:
+        manager.register_task("a", print)
+        with pytest.raises(WorkflowError) as caught:
+            register_workflow(workflow, manager)
+    (problem,) = caught.value.problems
+    assert problem.task == "a" and "already registered" in problem.message
+
+
+def test_without_schedules_scheduled_tasks_are_registered_unscheduled() -> None:
+    workflow = load_workflow(EXAMPLE)
+    with TaskManager() as manager:
+        ids = register_workflow(workflow, manager, schedules=False, on_unsupported=lambda *a: None)
+        assert manager.get_task(ids["report"]).schedule is None
+
+
+def _spec(**fields: object) -> TaskSpec:
+    return TaskSpec(name="t", func=print, **fields)  # type: ignore[arg-type]
+
+
+def test_a_count_and_a_fixed_delay_are_always_supported() -> None:
+    assert unsupported_options(_spec(retry=RetryPolicy(max_retries=3, delay=0.5, backoff=1.0))) == []
+    # With one retry there is only one delay: backoff never applies.
+    assert unsupported_options(_spec(retry=RetryPolicy(max_retries=1, delay=0.5))) == []
+    assert unsupported_options(_spec(retry=RetryPolicy(max_retries=0))) == []
+
+
+@pytest.mark.skipif(
+    task_manager_support().retry_policy and task_manager_support().timeout,
+    reason="this TaskManager takes retry= and timeout=",
+)
+def test_options_the_task_manager_lacks_are_never_dropped_silently() -> None:
+    spec = _spec(retry=RetryPolicy(max_retries=3, delay=0.01, backoff=2.0), timeout=5.0)
+    workflow = Workflow(source="w.toml", name="w", tasks={"t": spec})
+    expected = [
+        f
+        for f, ok in zip(("retry", "timeout"), task_manager_support(), strict=True)
+        if not ok
+    ]
+
+    with TaskManager() as manager:
+        with pytest.raises(WorkflowError) as caught:
+            register_workflow(workflow, manager)
+        assert {p.field for p in caught.value.problems} == set(expected)
+        assert all(p.task == "t" for p in caught.value.problems)
+        assert manager.list_tasks() == []
+
+        seen: list[tuple[str, list[str]]] = []
+        ids = register_workflow(workflow, manager, on_unsupported=lambda s, f: seen.append((s.name, f)))
+        assert seen == [("t", expected)]
+        # Degraded, as the callback was told: a count and the first delay.
+        assert manager.get_task(ids["t"]).max_retries == 3
+        assert manager.get_task(ids["t"]).retry_delay == 0.01
+
+
+@pytest.mark.skipif(
+    not task_manager_support().retry_policy, reason="this TaskManager has no retry= yet"
+)
+def test_a_full_retry_policy_reaches_the_task_manager() -> None:
+    policy = RetryPolicy(max_retries=2, delay=0.01, backoff=3.0, retry_on=(OSError,))
+    workflow = Workflow(source="w", name="w", tasks={"t": _spec(retry=policy)})
+    with TaskManager() as manager:
+        ids = register_workflow(workflow, manager)
+        assert manager.get_task(ids["t"]).retry == policy
+
+
+@pytest.mark.skipif(not task_manager_support().timeout, reason="this TaskManager has no timeout=")
+def test_a_timeout_reaches_the_task_manager(tmp_path: Path) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def stuck() -> None:
+        release.wait(WAIT)
+
+    workflow = Workflow(source="w", name="w", tasks={"t": TaskSpec("t", stuck, timeout=0.05)})
+    with TaskManager() as manager:
+        ids = register_workflow(workflow, manager)
+        (execution,) = manager.execute_tasks([ids["t"]])
+        assert manager.wait_for_execution(execution, timeout=WAIT)
+        release.set()
+        assert manager.get_execution_status(execution).tasks[ids["t"]].status is (
+            TaskStatus.TIMED_OUT
+        )
