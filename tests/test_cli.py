@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -17,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import threadloom
-from threadloom.cli import parse_time
+from threadloom.cli import main, parse_time
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "workflow.toml"
@@ -48,7 +46,9 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str | Path, cwd: Path, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, cwd: Path, timeout: float = RUN_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "threadloom", *map(str, args)],
         cwd=cwd,
@@ -57,6 +57,13 @@ def run_cli(*args: str | Path, cwd: Path, timeout: float = RUN_TIMEOUT) -> subpr
         text=True,
         timeout=timeout,
     )
+
+
+def call_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Run the command in this process (for the cheap checks): (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def summary_numbers(stdout: str) -> dict[str, int]:
@@ -79,7 +86,8 @@ def assert_history_is_consistent(db: Path) -> None:
     # Every run belongs to a recorded execution.
     orphans = rows(
         db,
-        "SELECT COUNT(*) FROM task_runs WHERE execution_id NOT IN (SELECT execution_id FROM executions)",
+        "SELECT COUNT(*) FROM task_runs"
+        " WHERE execution_id NOT IN (SELECT execution_id FROM executions)",
     )
     assert orphans == [(0,)]
 
@@ -128,13 +136,23 @@ def test_version(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"threadloom {threadloom.__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["run"], ["history"], ["stats"]])
-def test_help_on_every_command(tmp_path: Path, command: list[str]) -> None:
-    result = run_cli(*command, "--help", cwd=tmp_path)
+def test_help(tmp_path: Path) -> None:
+    result = run_cli("--help", cwd=tmp_path)
 
     assert result.returncode == 0
     assert result.stdout.startswith("usage: threadloom")
+    for command in ("demo", "run", "history", "stats"):
+        assert command in result.stdout
     assert "exit codes: 0 success" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["demo", "run", "history", "stats"])
+def test_help_on_every_command(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = call_main(capsys, command, "--help")
+
+    assert code == 0
+    assert out.startswith(f"usage: threadloom {command}")
+    assert "exit codes: 0 success" in out
 
 
 def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
@@ -151,20 +169,24 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
         ["demo", "--duration", "0"],
         ["demo", "--workers", "zero"],
         ["run"],
+        ["run", "flow.toml", "--duration", "-3"],
         ["history", "--limit", "-1"],
+        ["stats", "--by", "colour"],
     ],
 )
-def test_bad_arguments_exit_2(tmp_path: Path, args: list[str]) -> None:
-    result = run_cli(*args, cwd=tmp_path)
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    code, _, err = call_main(capsys, *args)
 
-    assert result.returncode == 2
-    assert "error:" in result.stderr
+    assert code == 2
+    assert "error:" in err
 
 
 def test_the_console_script_is_installed_with_the_package(tmp_path: Path) -> None:
     script = shutil.which("threadloom", path=str(Path(sys.executable).parent))
     if script is None:
-        pytest.skip("threadloom is not installed in this environment (running from the source tree)")
+        pytest.skip(
+            "threadloom is not installed in this environment (running from the source tree)"
+        )
     result = subprocess.run(
         [script, "--version"], env=cli_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT
     )
@@ -191,7 +213,15 @@ def test_run_once_runs_the_example_graph(tmp_path: Path) -> None:
     # The table shows the report's result.
     assert re.search(r"report\s.*completed\s.*'sales", result.stdout)
     assert Counter(dict(rows(db, "SELECT task_name, attempts FROM task_runs"))) == Counter(
-        {"load_eu": 1, "load_us": 1, "load_apac": 2, "check": 1, "totals": 1, "report": 1, "heartbeat": 1}
+        {
+            "load_eu": 1,
+            "load_us": 1,
+            "load_apac": 2,
+            "check": 1,
+            "totals": 1,
+            "report": 1,
+            "heartbeat": 1,
+        }
     )
     assert rows(db, "SELECT status, trigger, task_count FROM executions") == [
         ("completed", "manual", 7)
@@ -238,58 +268,109 @@ def test_run_once_exits_1_when_a_task_fails(tmp_path: Path) -> None:
     assert_history_is_consistent(db)
 
 
-@pytest.mark.parametrize(
-    ("text", "task", "field"),
-    [
-        ('[tasks.a]\ncall = "os:getcwd"\npriority = high\n', None, None),  # TOML syntax
-        ('[tasks.a]\ncall = "os:getcwd"\ncolour = "red"\n', "a", "colour"),
-        ('[tasks.a]\ncall = "no_such_module_xyz:f"\n', "a", "call"),
-        ('[tasks.a]\ncall = "os:getcwd"\nretry = { delay = -1 }\n', "a", "retry.delay"),
-        ('[tasks.a]\ncall = "os:getcwd"\ntimeout = 0\n', "a", "timeout"),
-        ('[tasks.a]\ncall = "os:getcwd"\ntrigger_rule = "maybe"\n', "a", "trigger_rule"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = "* * *"\n', "a", "schedule"),
-        ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["ghost"]\n', "a", "depends_on"),
-        (
-            '[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["b"]\n'
-            '[tasks.b]\ncall = "os:getcwd"\ndepends_on = ["a"]\n',
-            None,
-            "depends_on",
-        ),
-    ],
-)
-def test_an_invalid_workflow_exits_2_before_anything_runs(
-    tmp_path: Path, text: str, task: str | None, field: str | None
-) -> None:
-    flow = write_workflow(tmp_path, text)
+def test_a_workflow_that_is_not_toml_exits_2(tmp_path: Path) -> None:
+    flow = write_workflow(tmp_path, '[tasks.a]\ncall = "os:getcwd"\npriority = high\n')
     db = tmp_path / "h.db"
 
     result = run_cli("run", flow, "--once", "--db", db, cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stdout == ""
-    assert f"threadloom run: error: invalid workflow {flow}" in result.stderr
-    assert f"  {flow}: " in result.stderr
-    if task is not None:
-        assert f"task {task!r}" in result.stderr
-    if field is not None:
-        assert f"field {field!r}" in result.stderr
+    assert f"  {flow}: not valid TOML" in result.stderr and "line 3" in result.stderr
+    assert not db.exists()
+
+
+def test_an_invalid_workflow_exits_2_listing_every_problem_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    module = write_tasks(tmp_path)
+    flow = write_workflow(
+        tmp_path,
+        f"""
+        [tasks.unknown_field]
+        call = "{module}:ok"
+        colour = "red"
+        [tasks.bad_import]
+        call = "no_such_module_xyz:f"
+        [tasks.bad_attribute]
+        call = "{module}:no_such_function"
+        [tasks.bad_priority]
+        call = "{module}:ok"
+        priority = "urgent"
+        [tasks.bad_retry]
+        call = "{module}:ok"
+        retry = {{ delay = -1 }}
+        [tasks.bad_timeout]
+        call = "{module}:ok"
+        timeout = 0
+        [tasks.bad_rule]
+        call = "{module}:ok"
+        trigger_rule = "maybe"
+        [tasks.bad_cron]
+        call = "{module}:ok"
+        schedule = "* * *"
+        [tasks.bad_interval]
+        call = "{module}:ok"
+        schedule = {{ every = 2, unit = "fortnights" }}
+        [tasks.ghost_dependency]
+        call = "{module}:ok"
+        depends_on = ["ghost"]
+        [tasks.cycle_a]
+        call = "{module}:ok"
+        depends_on = ["cycle_b"]
+        [tasks.cycle_b]
+        call = "{module}:ok"
+        depends_on = ["cycle_a"]
+        """,
+    )
+    db = tmp_path / "h.db"
+
+    result = run_cli("run", flow, "--once", "--db", db, cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        f"threadloom run: error: invalid workflow {flow} (11 problems):"
+    )
+    expected = [
+        ("unknown_field", "colour", "unknown field"),
+        ("bad_import", "call", "no module named 'no_such_module_xyz'"),
+        ("bad_attribute", "call", "has no attribute 'no_such_function'"),
+        ("bad_priority", "priority", "unknown priority 'urgent'"),
+        ("bad_retry", "retry.delay", ">= 0"),
+        ("bad_timeout", "timeout", "> 0"),
+        ("bad_rule", "trigger_rule", "unknown rule 'maybe'"),
+        ("bad_cron", "schedule", "cron"),
+        ("bad_interval", "schedule.unit", "'fortnights'"),
+        ("ghost_dependency", "depends_on", "unknown task 'ghost'"),
+    ]
+    lines = result.stderr.splitlines()[1:]
+    for (task, field, fragment), line in zip(expected, lines, strict=False):
+        assert line.startswith(f"  {flow}: task {task!r}, field {field!r}: "), line
+        assert fragment in line
+    assert re.search(r"task 'cycle_\w', field 'depends_on': dependency cycle: cycle_", lines[-1])
     assert not db.exists()  # validated before anything ran
 
 
-def test_a_missing_workflow_file_exits_2(tmp_path: Path) -> None:
-    result = run_cli("run", tmp_path / "nope.toml", "--once", cwd=tmp_path)
+def test_a_missing_workflow_file_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = call_main(capsys, "run", tmp_path / "nope.toml", "--once")
 
-    assert result.returncode == 2
-    assert "nope.toml: no such file" in result.stderr
+    assert code == 2
+    assert "nope.toml: no such file" in err
 
 
-def test_without_once_a_workflow_needs_a_schedule(tmp_path: Path) -> None:
+def test_without_once_a_workflow_needs_a_schedule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     flow = write_workflow(tmp_path, '[tasks.a]\ncall = "os:getcwd"\n')
 
-    result = run_cli("run", flow, "--db", tmp_path / "h.db", cwd=tmp_path)
+    code, _, err = call_main(capsys, "run", flow, "--db", tmp_path / "h.db")
 
-    assert result.returncode == 2
-    assert "no task has a schedule" in result.stderr and "--once" in result.stderr
+    assert code == 2
+    assert "no task has a schedule" in err and "--once" in err
+    assert not (tmp_path / "h.db").exists()
 
 
 def test_scheduled_tasks_fire_until_the_duration_ends(tmp_path: Path) -> None:
@@ -323,11 +404,6 @@ def test_scheduled_tasks_fire_until_the_duration_ends(tmp_path: Path) -> None:
     names = {name for (name,) in rows(db, "SELECT DISTINCT task_name FROM task_runs")}
     assert names == {"source", "tick"}
     assert_history_is_consistent(db)
-
-
-def _read_lines(stream: object, lines: queue.Queue[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        lines.put(line)
 
 
 @pytest.fixture
@@ -398,61 +474,71 @@ def test_sigint_during_a_run_leaves_a_consistent_history(
 
 @pytest.fixture(scope="module")
 def history_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A history with one successful run of the example and one failing run."""
+    """A history with one successful run of the example and one failing run.
+
+    Both runs use the default history file of their working directory.
+    """
     directory = tmp_path_factory.mktemp("history")
-    db = directory / "shared.db"
-    assert run_cli("run", EXAMPLE, "--once", "--db", db, cwd=directory).returncode == 0
+    assert run_cli("run", EXAMPLE, "--once", cwd=directory).returncode == 0
     module = write_tasks(directory)
     flow = write_workflow(
         directory,
         f'[tasks.bad]\ncall = "{module}:fail"\n[tasks.next]\ncall = "{module}:ok"\n'
         'depends_on = ["bad"]\n',
     )
-    assert run_cli("run", flow, "--once", "--db", db, cwd=directory).returncode == 1
-    return db
+    assert run_cli("run", flow, "--once", cwd=directory).returncode == 1
+    return directory / "threadloom-history.db"
 
 
-def history_json(db: Path, *args: str) -> list[dict[str, object]]:
-    result = run_cli("history", "--db", db, "--json", *args, cwd=db.parent)
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines()]
+def test_the_default_history_file_is_in_the_current_directory(history_db: Path) -> None:
+    assert history_db.name == "threadloom-history.db" and history_db.exists()
+    assert rows(history_db, "SELECT COUNT(*) FROM executions") == [(2,)]
 
 
-def test_history_lists_every_run_newest_first(history_db: Path) -> None:
-    records = history_json(history_db, "--limit", "0")
-
+def test_history_queries_from_the_command_line(history_db: Path) -> None:
+    everything = run_cli("history", "--json", "--limit", "0", cwd=history_db.parent)
+    assert everything.returncode == 0, everything.stderr
+    records = [json.loads(line) for line in everything.stdout.splitlines()]
     assert len(records) == 9
     finished = [r["finished_at"] for r in records]
-    assert finished == sorted(finished, reverse=True)  # type: ignore[type-var]
-    assert {r["task_name"] for r in records} >= {"load_apac", "report", "bad", "next"}
+    assert finished == sorted(finished, reverse=True)
+
+    failed = run_cli(
+        "history", "--db", history_db, "--status", "failed", "--task", "bad", cwd=history_db.parent
+    )
+    assert failed.returncode == 0, failed.stderr
+    assert re.search(r"bad\s.*failed\s.*RuntimeError: this task always fails", failed.stdout)
+    assert "1 run(s), newest first" in failed.stdout
 
 
-def test_history_filters(history_db: Path) -> None:
-    by_task = history_json(history_db, "--task", "load_apac")
-    assert [(r["task_name"], r["attempts"], r["status"]) for r in by_task] == [
+def history_json(
+    capsys: pytest.CaptureFixture[str], db: Path, *args: str
+) -> list[dict[str, object]]:
+    code, out, err = call_main(capsys, "history", "--db", db, "--json", *args)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_history_filters(capsys: pytest.CaptureFixture[str], history_db: Path) -> None:
+    def query(*args: str) -> list[dict[str, object]]:
+        return history_json(capsys, history_db, *args)
+
+    assert [(r["task_name"], r["attempts"], r["status"]) for r in query("--task", "load_apac")] == [
         ("load_apac", 2, "completed")
     ]
-    failed = history_json(history_db, "--status", "failed,upstream_failed")
-    assert sorted((r["task_name"], r["status"]) for r in failed) == [
-        ("bad", "failed"),
-        ("next", "upstream_failed"),
+    failed = query("--status", "failed,upstream_failed")
+    assert sorted((r["task_name"], r["status"], r["error_type"]) for r in failed) == [
+        ("bad", "failed", "RuntimeError"),
+        ("next", "upstream_failed", None),
     ]
-    assert failed[-1]["error_type"] in (None, "RuntimeError")
-    assert len(history_json(history_db, "--limit", "2")) == 2
-    assert len(history_json(history_db, "--since", "1h", "--limit", "0")) == 9
-    assert history_json(history_db, "--since", "2999-01-01") == []
-    assert len(history_json(history_db, "--until", "2999-01-01T00:00", "--limit", "0")) == 9
-    one = history_json(history_db, "--task", "report")[0]
-    same_execution = history_json(history_db, "--execution", str(one["execution_id"]), "--limit", "0")
-    assert len(same_execution) == 7
-
-
-def test_history_table(history_db: Path) -> None:
-    result = run_cli("history", "--db", history_db, "--status", "failed", cwd=history_db.parent)
-
-    assert result.returncode == 0
-    assert re.search(r"bad\s.*failed\s.*RuntimeError: this task always fails", result.stdout)
-    assert "1 run(s), newest first" in result.stdout
+    assert query("--status", "failed", "--status", "upstream_failed") == failed
+    assert len(query("--limit", "2")) == 2
+    assert len(query("--since", "1h", "--limit", "0")) == 9
+    assert query("--since", "2999-01-01") == []
+    assert len(query("--until", "2999-01-01T00:00", "--limit", "0")) == 9
+    report = query("--task", "report")[0]
+    assert len(query("--execution", str(report["execution_id"]), "--limit", "0")) == 7
+    assert query("--task", "no-such-task") == []
 
 
 @pytest.mark.parametrize(
@@ -462,67 +548,78 @@ def test_history_table(history_db: Path) -> None:
         (["--since", "last tuesday"], "cannot read time 'last tuesday'"),
     ],
 )
-def test_history_rejects_bad_filters(history_db: Path, args: list[str], message: str) -> None:
-    result = run_cli("history", "--db", history_db, *args, cwd=history_db.parent)
+def test_history_rejects_bad_filters(
+    capsys: pytest.CaptureFixture[str], history_db: Path, args: list[str], message: str
+) -> None:
+    code, _, err = call_main(capsys, "history", "--db", history_db, *args)
 
-    assert result.returncode == 2
-    assert message in result.stderr
+    assert code == 2
+    assert message in err
 
 
-def test_history_needs_an_existing_history_file(tmp_path: Path) -> None:
-    missing = run_cli("history", "--db", tmp_path / "none.db", cwd=tmp_path)
-    assert missing.returncode == 2
-    assert "no history database at" in missing.stderr
+def test_history_needs_an_existing_history_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = call_main(capsys, "history", "--db", tmp_path / "none.db")
+    assert code == 2
+    assert "no history database at" in err
     assert not (tmp_path / "none.db").exists()  # reading never creates one
 
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER)")
-    not_ours = run_cli("history", "--db", other, cwd=tmp_path)
-    assert not_ours.returncode == 2
-    assert "not a threadloom history" in not_ours.stderr
+    code, _, err = call_main(capsys, "stats", "--db", other)
+    assert code == 2
+    assert "not a threadloom history" in err
 
 
-def test_the_default_history_file_is_in_the_current_directory(tmp_path: Path) -> None:
-    assert run_cli("run", EXAMPLE, "--once", cwd=tmp_path).returncode == 0
-    assert (tmp_path / "threadloom-history.db").exists()
-
-    records = run_cli("history", "--json", cwd=tmp_path)
-    assert records.returncode == 0 and len(records.stdout.splitlines()) == 7
-
-
-def test_stats_json_agrees_with_the_history(history_db: Path) -> None:
-    result = run_cli("stats", "--db", history_db, "--json", cwd=history_db.parent)
+def test_stats_from_the_command_line(history_db: Path) -> None:
+    result = run_cli("stats", "--db", history_db, cwd=history_db.parent)
 
     assert result.returncode == 0, result.stderr
-    stats = json.loads(result.stdout)
+    assert "runs: 9 from " in result.stdout
+    assert "executions: 2 (1 completed, 1 failed)" in result.stdout
+    # task, runs, completed, failed, not run, retries
+    assert re.search(r"load_apac\s+│\s+1\s+│\s+1\s+│\s+0\s+│\s+0\s+│\s+1\s", result.stdout)
+    assert re.search(r"next\s+│\s+1\s+│\s+0\s+│\s+0\s+│\s+1\s+│\s+0\s", result.stdout)
+
+
+def test_stats_json_agrees_with_the_history(
+    capsys: pytest.CaptureFixture[str], history_db: Path
+) -> None:
+    code, out, err = call_main(capsys, "stats", "--db", history_db, "--json")
+
+    assert code == 0, err
+    stats = json.loads(out)
     assert stats["runs"] == 9
     assert stats["executions"] == 2
     assert stats["executions_by_status"] == {"completed": 1, "failed": 1}
-    assert stats["runs_by_status"]["completed"] == 7
-    assert stats["runs_by_status"]["failed"] == 1
-    assert stats["runs_by_status"]["upstream_failed"] == 1
+    assert stats["runs_by_status"] == {
+        "completed": 7,
+        "failed": 1,
+        "timed_out": 0,
+        "cancelled": 0,
+        "upstream_failed": 1,
+        "skipped": 0,
+    }
     assert stats["retries"] == 1
     by_task = {g["task"]: g for g in stats["groups"]}
     assert by_task["load_apac"]["retries"] == 1 and by_task["load_apac"]["runs"] == 1
     assert by_task["bad"]["failed"] == 1
+    assert by_task["load_us"]["duration_p50"] >= 0.3  # it waits 0.3 s for its "service"
 
 
-def test_stats_by_tag(history_db: Path) -> None:
-    result = run_cli("stats", "--db", history_db, "--json", "--by", "tag", cwd=history_db.parent)
-
-    groups = {g["tag"]: g["runs"] for g in json.loads(result.stdout)["groups"]}
+def test_stats_by_tag_and_for_one_task(
+    capsys: pytest.CaptureFixture[str], history_db: Path
+) -> None:
+    code, out, _ = call_main(capsys, "stats", "--db", history_db, "--json", "--by", "tag")
+    assert code == 0
+    groups = {g["tag"]: g["runs"] for g in json.loads(out)["groups"]}
     # The example tags its tasks; untagged tasks are grouped by name.
     assert groups == {"load": 3, "check": 1, "report": 2, "heartbeat": 1, "bad": 1, "next": 1}
 
-
-def test_stats_table(history_db: Path) -> None:
-    result = run_cli("stats", "--db", history_db, cwd=history_db.parent)
-
-    assert result.returncode == 0
-    assert "runs: 9 from " in result.stdout
-    assert "executions: 2 (1 completed, 1 failed)" in result.stdout
-    assert re.search(r"load_apac\s+│\s+1\s+│\s+1\s+│\s+0\s+│\s+0\s+│\s+1\s", result.stdout)
+    code, out, _ = call_main(capsys, "stats", "--db", history_db, "--json", "--task", "bad")
+    assert [g["task"] for g in json.loads(out)["groups"]] == ["bad"]
 
 
 # --------------------------------------------------------------------------- parse_time

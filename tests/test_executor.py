@@ -233,12 +233,18 @@ def test_context_manager_shuts_down(executor_cls: type[Any]) -> None:
 
 
 def test_failing_initializer_breaks_the_pool(executor_cls: type[Any]) -> None:
+    submitted = threading.Event()
+
     def bad_init() -> None:
+        # Fail only once every task is queued, so that they are all pending
+        # when the pool breaks.
+        submitted.wait(TIMEOUT)
         raise ValueError("no")
 
     ex = executor_cls(max_workers=1, initializer=bad_init)
     try:
         futures = [ex.submit(identity, i) for i in range(5)]
+        submitted.set()
         for future in futures:
             with pytest.raises(cf.BrokenExecutor):
                 future.result(TIMEOUT)

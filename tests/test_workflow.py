@@ -192,59 +192,195 @@ def test_a_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
         # Unknown fields, at every level, with a suggestion.
         ('[tasks.a]\ncall = "os:getcwd"\ndepnds_on = []', "a", "depnds_on", "'depends_on'"),
         ('[tasks.a]\ncall = "os:getcwd"\n[extra]\nx = 1', None, "extra", "unknown field"),
-        ('[workflow]\nworkers2 = 3\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.workers2", "'workers'"),
-        ('[tasks.a]\ncall = "os:getcwd"\nretry = { backof = 2.0 }', "a", "retry.backof", "'backoff'"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "@daily", timezon = "UTC" }', "a", "schedule.timezon", "'timezone'"),
+        (
+            '[workflow]\nworkers2 = 3\n[tasks.a]\ncall = "os:getcwd"',
+            None,
+            "workflow.workers2",
+            "'workers'",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nretry = { backof = 2.0 }',
+            "a",
+            "retry.backof",
+            "'backoff'",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "@daily", timezon = "UTC" }',
+            "a",
+            "schedule.timezon",
+            "'timezone'",
+        ),
         # The callable.
         ("[tasks.a]\nargs = []", "a", "call", "missing"),
         ("[tasks.a]\ncall = 3", "a", "call", "must be a string"),
         ('[tasks.a]\ncall = "getcwd"', "a", "call", "not an import path"),
-        ('[tasks.a]\ncall = "no_such_module_xyz:f"', "a", "call", "no module named 'no_such_module_xyz'"),
-        ('[tasks.a]\ncall = "os:no_such_function"', "a", "call", "has no attribute 'no_such_function'"),
+        (
+            '[tasks.a]\ncall = "no_such_module_xyz:f"',
+            "a",
+            "call",
+            "no module named 'no_such_module_xyz'",
+        ),
+        (
+            '[tasks.a]\ncall = "os:no_such_function"',
+            "a",
+            "call",
+            "has no attribute 'no_such_function'",
+        ),
         ('[tasks.a]\ncall = "os:sep"', "a", "call", "not a callable"),
         # Arguments.
         ('[tasks.a]\ncall = "os:getcwd"\nargs = "x"', "a", "args", "must be a list"),
         ('[tasks.a]\ncall = "os:getcwd"\nkwargs = [1]', "a", "kwargs", "must be a table"),
         # Priority.
-        ('[tasks.a]\ncall = "os:getcwd"\npriority = "urgent"', "a", "priority", "unknown priority 'urgent'"),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\npriority = "urgent"',
+            "a",
+            "priority",
+            "unknown priority 'urgent'",
+        ),
         ('[tasks.a]\ncall = "os:getcwd"\npriority = true', "a", "priority", "must be one of"),
         ('[tasks.a]\ncall = "os:getcwd"\npriority = 9999999999', "a", "priority", "out of range"),
         # Retry policy.
-        ('[tasks.a]\ncall = "os:getcwd"\nretry = "often"', "a", "retry", "number of retries or a table"),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nretry = "often"',
+            "a",
+            "retry",
+            "number of retries or a table",
+        ),
         ('[tasks.a]\ncall = "os:getcwd"\nretry = { delay = -1 }', "a", "retry.delay", ">= 0"),
         ('[tasks.a]\ncall = "os:getcwd"\nretry = { backoff = 0.5 }', "a", "retry.backoff", ">= 1"),
-        ('[tasks.a]\ncall = "os:getcwd"\nretry = { max_retries = -2 }', "a", "retry.max_retries", ">= 0"),
-        ('[tasks.a]\ncall = "os:getcwd"\nretry = { retry_on = ["NoSuchError"] }', "a", "retry.retry_on", "no attribute 'NoSuchError'"),
-        ('[tasks.a]\ncall = "os:getcwd"\nretry = { retry_on = ["os.getcwd"] }', "a", "retry.retry_on", "not an exception class"),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nretry = { max_retries = -2 }',
+            "a",
+            "retry.max_retries",
+            ">= 0",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nretry = { retry_on = ["NoSuchError"] }',
+            "a",
+            "retry.retry_on",
+            "no attribute 'NoSuchError'",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nretry = { retry_on = ["os.getcwd"] }',
+            "a",
+            "retry.retry_on",
+            "not an exception class",
+        ),
         # Timeout.
         ('[tasks.a]\ncall = "os:getcwd"\ntimeout = 0', "a", "timeout", "> 0"),
         ('[tasks.a]\ncall = "os:getcwd"\ntimeout = -1.5', "a", "timeout", "> 0"),
         ('[tasks.a]\ncall = "os:getcwd"\ntimeout = "10s"', "a", "timeout", "number of seconds"),
         # Trigger rule and results parameter.
-        ('[tasks.a]\ncall = "os:getcwd"\ntrigger_rule = "sometimes"', "a", "trigger_rule", "all_success, all_done"),
-        ('[tasks.a]\ncall = "os:getcwd"\nresults_param = "not valid"', "a", "results_param", "keyword name"),
-        ('[tasks.a]\ncall = "os:getcwd"\nresults_param = "x"\nkwargs = { x = 1 }', "a", "results_param", "also given in kwargs"),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\ntrigger_rule = "sometimes"',
+            "a",
+            "trigger_rule",
+            "all_success, all_done",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nresults_param = "not valid"',
+            "a",
+            "results_param",
+            "keyword name",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nresults_param = "x"\nkwargs = { x = 1 }',
+            "a",
+            "results_param",
+            "also given in kwargs",
+        ),
         # Schedules.
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = "61 * * * *"', "a", "schedule", "bad minute field '61'"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * *" }', "a", "schedule.cron", "cron"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 0, unit = "seconds" }', "a", "schedule.every", ">= 1"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 5, unit = "fortnights" }', "a", "schedule.unit", "'fortnights'"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 1, unit = "days", at = "25:99" }', "a", "schedule.at", ""),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", every = 5 }', "a", "schedule", "exactly one of"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { unit = "seconds" }', "a", "schedule", "exactly one of"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { once = "tomorrow" }', "a", "schedule.once", "date-time"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", coalesce = "some" }', "a", "schedule.coalesce", "coalesce"),
-        ('[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", timezone = "Mars/Base" }', "a", "schedule.cron", "Mars/Base"),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = "61 * * * *"',
+            "a",
+            "schedule",
+            "bad minute field '61'",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * *" }',
+            "a",
+            "schedule.cron",
+            "cron",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 0, unit = "seconds" }',
+            "a",
+            "schedule.every",
+            ">= 1",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 5, unit = "fortnights" }',
+            "a",
+            "schedule.unit",
+            "'fortnights'",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { every = 1, unit = "days", at = "25:99" }',
+            "a",
+            "schedule.at",
+            "",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", every = 5 }',
+            "a",
+            "schedule",
+            "exactly one of",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { unit = "seconds" }',
+            "a",
+            "schedule",
+            "exactly one of",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { once = "tomorrow" }',
+            "a",
+            "schedule.once",
+            "date-time",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\nschedule = { cron = "* * * * *", coalesce = "some" }',
+            "a",
+            "schedule.coalesce",
+            "coalesce",
+        ),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\n'
+            'schedule = { cron = "* * * * *", timezone = "Mars/Base" }',
+            "a",
+            "schedule.cron",
+            "Mars/Base",
+        ),
         ('[tasks.a]\ncall = "os:getcwd"\nschedule = 5', "a", "schedule", "cron string or a table"),
         # Other fields.
         ('[tasks.a]\ncall = "os:getcwd"\ntags = "x"', "a", "tags", "list of strings"),
         ('[tasks.a]\ncall = "os:getcwd"\nenabled = "yes"', "a", "enabled", "true or false"),
         ('[tasks.a]\ncall = "os:getcwd"\ndescription = 3', "a", "description", "string"),
         # The [workflow] table.
-        ('[workflow]\nworkers = 0\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.workers", ">= 1"),
-        ('[workflow]\ntimezone = "Mars/Base"\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.timezone", "unknown time zone"),
-        ('[workflow]\npython_path = ["no/such/dir"]\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.python_path", "not a directory"),
-        ('[workflow]\nname = ""\n[tasks.a]\ncall = "os:getcwd"', None, "workflow.name", "non-empty"),
+        (
+            '[workflow]\nworkers = 0\n[tasks.a]\ncall = "os:getcwd"',
+            None,
+            "workflow.workers",
+            ">= 1",
+        ),
+        (
+            '[workflow]\ntimezone = "Mars/Base"\n[tasks.a]\ncall = "os:getcwd"',
+            None,
+            "workflow.timezone",
+            "unknown time zone",
+        ),
+        (
+            '[workflow]\npython_path = ["no/such/dir"]\n[tasks.a]\ncall = "os:getcwd"',
+            None,
+            "workflow.python_path",
+            "not a directory",
+        ),
+        (
+            '[workflow]\nname = ""\n[tasks.a]\ncall = "os:getcwd"',
+            None,
+            "workflow.name",
+            "non-empty",
+        ),
         # The tasks table.
         ("[workflow]\nname = 'x'", None, "tasks", "no tasks"),
         ("tasks = 3", None, "tasks", "table of tables"),
@@ -284,9 +420,18 @@ def test_a_module_that_fails_to_import_is_reported(tmp_path: Path) -> None:
     ("body", "task", "fragment"),
     [
         ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["fetch"]', "a", "unknown task 'fetch'"),
-        ('[tasks.fetch]\ncall = "os:getcwd"\n[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["fetc"]', "a", "did you mean 'fetch'"),
+        (
+            '[tasks.fetch]\ncall = "os:getcwd"\n'
+            '[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["fetc"]',
+            "a",
+            "did you mean 'fetch'",
+        ),
         ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = ["a"]', "a", "cannot depend on itself"),
-        ('[tasks.a]\ncall = "os:getcwd"\ndepends_on = "b"\n[tasks.b]\ncall = "os:getcwd"', "a", "list of task names"),
+        (
+            '[tasks.a]\ncall = "os:getcwd"\ndepends_on = "b"\n[tasks.b]\ncall = "os:getcwd"',
+            "a",
+            "list of task names",
+        ),
     ],
 )
 def test_dependency_errors(tmp_path: Path, body: str, task: str, fragment: str) -> None:
@@ -320,7 +465,7 @@ def test_a_cycle_is_named_in_dependency_order(tmp_path: Path) -> None:
     # "x -> y" reads "x depends on y"; the cycle may start at any of its tasks.
     cycle = problem.message.removeprefix("dependency cycle: ").split(" -> ")
     assert cycle[0] == cycle[-1] and problem.task == cycle[0]
-    edges = set(zip(cycle, cycle[1:]))
+    edges = set(itertools.pairwise(cycle))
     assert edges == {("a", "b"), ("b", "c"), ("c", "a")}
 
 
@@ -418,7 +563,9 @@ def _spec(**fields: object) -> TaskSpec:
 
 
 def test_a_count_and_a_fixed_delay_are_always_supported() -> None:
-    assert unsupported_options(_spec(retry=RetryPolicy(max_retries=3, delay=0.5, backoff=1.0))) == []
+    assert (
+        unsupported_options(_spec(retry=RetryPolicy(max_retries=3, delay=0.5, backoff=1.0))) == []
+    )
     # With one retry there is only one delay: backoff never applies.
     assert unsupported_options(_spec(retry=RetryPolicy(max_retries=1, delay=0.5))) == []
     assert unsupported_options(_spec(retry=RetryPolicy(max_retries=0))) == []
@@ -432,9 +579,7 @@ def test_options_the_task_manager_lacks_are_never_dropped_silently() -> None:
     spec = _spec(retry=RetryPolicy(max_retries=3, delay=0.01, backoff=2.0), timeout=5.0)
     workflow = Workflow(source="w.toml", name="w", tasks={"t": spec})
     expected = [
-        f
-        for f, ok in zip(("retry", "timeout"), task_manager_support(), strict=True)
-        if not ok
+        f for f, ok in zip(("retry", "timeout"), task_manager_support(), strict=True) if not ok
     ]
 
     with TaskManager() as manager:
@@ -445,7 +590,9 @@ def test_options_the_task_manager_lacks_are_never_dropped_silently() -> None:
         assert manager.list_tasks() == []
 
         seen: list[tuple[str, list[str]]] = []
-        ids = register_workflow(workflow, manager, on_unsupported=lambda s, f: seen.append((s.name, f)))
+        ids = register_workflow(
+            workflow, manager, on_unsupported=lambda s, f: seen.append((s.name, f))
+        )
         assert seen == [("t", expected)]
         # Degraded, as the callback was told: a count and the first delay.
         assert manager.get_task(ids["t"]).max_retries == 3

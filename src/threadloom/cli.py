@@ -493,7 +493,8 @@ def _print_summary(console: Console, summary: _Summary, db: str, *, title: str =
     trigger_text = ", ".join(f"{n} {trigger}" for trigger, n in sorted(triggers.items()))
     lines = [
         f"elapsed: {summary.elapsed:.1f} s",
-        f"executions: {len(summary.executions)}" + (f" ({trigger_text})" if trigger_text else ""),
+        f"executions: {len(summary.executions)}",
+        f"triggered by: {trigger_text or 'nothing'}",
         f"tasks: {len(runs)}",
         *(f"{status.value}: {statuses.get(status, 0)}" for status in _TERMINAL_ORDER),
         f"retries: {summary.retries}",

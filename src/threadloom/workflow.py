@@ -377,7 +377,6 @@ class _Checker:
     def graph(self, tasks: Mapping[str, Any]) -> list[str]:
         """Check dependencies; return the task names in dependency order."""
         dependencies: dict[str, tuple[str, ...]] = {}
-        sound = True
         for name, table in tasks.items():
             deps = table.get("depends_on", []) if isinstance(table, Mapping) else []
             if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
@@ -385,12 +384,10 @@ class _Checker:
                 continue  # reported by task()
             for dep in deps:
                 if dep not in tasks:
-                    sound = False
                     close = difflib.get_close_matches(dep, list(tasks), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     self.problem(name, "depends_on", f"unknown task {dep!r}{hint}")
                 elif dep == name:
-                    sound = False
                     self.problem(name, "depends_on", "a task cannot depend on itself")
             dependencies[name] = tuple(dict.fromkeys(d for d in deps if d in tasks and d != name))
         order = _stable_order(dependencies)
@@ -403,8 +400,7 @@ class _Checker:
             graphlib.TopologicalSorter(dependencies).prepare()
         except graphlib.CycleError as exc:
             cycle = list(reversed(exc.args[1]))
-            if sound:
-                self.problem(cycle[0], "depends_on", f"dependency cycle: {' -> '.join(cycle)}")
+            self.problem(cycle[0], "depends_on", f"dependency cycle: {' -> '.join(cycle)}")
         return list(tasks)
 
     # -- one task -------------------------------------------------------------------
