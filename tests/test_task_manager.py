@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from threadloom import TaskCancelled, TaskPriority, TaskStatus, current_task
+from threadloom import RetryPolicy, TaskCancelled, TaskPriority, TaskStatus, current_task
 from threadloom._clock import ManualClock
 from threadloom.history import TaskHistory
 from threadloom.scheduling import every
@@ -241,6 +241,42 @@ def test_a_retry_that_succeeds_lets_dependents_run(manager: TaskManager) -> None
     info = manager.get_execution_status(execution)
     assert info.results == {"flaky": "ok", "after": "okok"}
     assert info.tasks[flaky].attempts == 2
+
+
+def test_a_full_retry_policy_decides_what_is_retried(manager: TaskManager) -> None:
+    attempts = {"os": 0, "value": 0}
+
+    def raising(kind: str) -> None:
+        attempts[kind] += 1
+        raise OSError("disk") if kind == "os" else ValueError("bad input")
+
+    policy = RetryPolicy(max_retries=2, delay=0.01, backoff=2.0, retry_on=(OSError,))
+    manager.register_task("os", raising, "os", retry=policy)
+    manager.register_task("value", raising, "value", retry=policy)
+    execution = run_to_end(manager, "os", "value")
+    assert statuses(manager, execution) == {"os": FAILED, "value": FAILED}
+    assert attempts == {"os": 3, "value": 1}
+    assert manager.get_task("os").max_retries == 2
+    updated = manager.update_task("os", max_retries=0)
+    assert updated.retry.max_retries == 0
+    with pytest.raises(ValueError, match="either retry"):
+        manager.register_task("both", int, retry=policy, max_retries=1)
+
+
+def test_a_run_past_its_timeout_times_out_and_is_asked_to_stop(manager: TaskManager) -> None:
+    asked_to_stop = threading.Event()
+
+    def slow() -> None:
+        if current_task().wait_cancelled(WAIT):
+            asked_to_stop.set()
+
+    manager.register_task("slow", slow, timeout=0.05)
+    manager.register_task("after", int, dependencies=["slow"])
+    execution = run_to_end(manager, "after")
+    assert statuses(manager, execution) == {"slow": TaskStatus.TIMED_OUT, "after": UPSTREAM_FAILED}
+    assert asked_to_stop.wait(WAIT)
+    (record,) = manager.get_task_history("slow")
+    assert (record.status, record.error_type) == (TaskStatus.TIMED_OUT, "TimeoutError")
 
 
 @pytest.mark.parametrize(
@@ -640,6 +676,8 @@ def test_list_tasks_by_tag(manager: TaskManager) -> None:
         ({"priority": "high"}, TypeError, "priority"),
         ({"max_retries": -1}, ValueError, "max_retries"),
         ({"retry_delay": -0.5}, ValueError, "retry_delay"),
+        ({"retry": 3}, TypeError, "must be a RetryPolicy"),
+        ({"timeout": 0}, ValueError, "timeout"),
         ({"trigger_rule": "sometimes"}, ValueError, "unknown trigger_rule 'sometimes'"),
         ({"results_param": "not a name"}, ValueError, "results_param"),
         ({"tags": [1]}, TypeError, "tags"),

@@ -22,8 +22,6 @@ from threadloom.workflow import (
     load_workflow,
     parse_workflow,
     register_workflow,
-    task_manager_support,
-    unsupported_options,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -554,64 +552,57 @@ def test_registering_a_name_already_taken_is_a_workflow_error(
 def test_without_schedules_scheduled_tasks_are_registered_unscheduled() -> None:
     workflow = load_workflow(EXAMPLE)
     with TaskManager() as manager:
-        ids = register_workflow(workflow, manager, schedules=False, on_unsupported=lambda *a: None)
+        ids = register_workflow(workflow, manager, schedules=False)
         assert manager.get_task(ids["report"]).schedule is None
 
 
-def _spec(**fields: object) -> TaskSpec:
-    return TaskSpec(name="t", func=print, **fields)  # type: ignore[arg-type]
-
-
-def test_a_count_and_a_fixed_delay_are_always_supported() -> None:
-    assert (
-        unsupported_options(_spec(retry=RetryPolicy(max_retries=3, delay=0.5, backoff=1.0))) == []
-    )
-    # With one retry there is only one delay: backoff never applies.
-    assert unsupported_options(_spec(retry=RetryPolicy(max_retries=1, delay=0.5))) == []
-    assert unsupported_options(_spec(retry=RetryPolicy(max_retries=0))) == []
-
-
-@pytest.mark.skipif(
-    task_manager_support().retry_policy and task_manager_support().timeout,
-    reason="this TaskManager takes retry= and timeout=",
-)
-def test_options_the_task_manager_lacks_are_never_dropped_silently() -> None:
-    spec = _spec(retry=RetryPolicy(max_retries=3, delay=0.01, backoff=2.0), timeout=5.0)
-    workflow = Workflow(source="w.toml", name="w", tasks={"t": spec})
-    expected = [
-        f for f, ok in zip(("retry", "timeout"), task_manager_support(), strict=True) if not ok
-    ]
-
-    with TaskManager() as manager:
-        with pytest.raises(WorkflowError) as caught:
-            register_workflow(workflow, manager)
-        assert {p.field for p in caught.value.problems} == set(expected)
-        assert all(p.task == "t" for p in caught.value.problems)
-        assert manager.list_tasks() == []
-
-        seen: list[tuple[str, list[str]]] = []
-        ids = register_workflow(
-            workflow, manager, on_unsupported=lambda s, f: seen.append((s.name, f))
-        )
-        assert seen == [("t", expected)]
-        # Degraded, as the callback was told: a count and the first delay.
-        assert manager.get_task(ids["t"]).max_retries == 3
-        assert manager.get_task(ids["t"]).retry_delay == 0.01
-
-
-@pytest.mark.skipif(
-    not task_manager_support().retry_policy, reason="this TaskManager has no retry= yet"
-)
-def test_a_full_retry_policy_reaches_the_task_manager() -> None:
+def test_a_full_retry_policy_and_a_timeout_reach_the_task_manager() -> None:
     policy = RetryPolicy(max_retries=2, delay=0.01, backoff=3.0, retry_on=(OSError,))
-    workflow = Workflow(source="w", name="w", tasks={"t": _spec(retry=policy)})
+    spec = TaskSpec(name="t", func=print, retry=policy, timeout=2.5)
+    workflow = Workflow(source="w", name="w", tasks={"t": spec})
     with TaskManager() as manager:
         ids = register_workflow(workflow, manager)
-        assert manager.get_task(ids["t"]).retry == policy
+        registered = manager.get_task(ids["t"])
+    assert registered.retry == policy
+    assert registered.timeout == 2.5
 
 
-@pytest.mark.skipif(not task_manager_support().timeout, reason="this TaskManager has no timeout=")
-def test_a_timeout_reaches_the_task_manager(tmp_path: Path) -> None:
+def test_retries_back_off_and_stop_at_exceptions_not_retried(tmp_path: Path) -> None:
+    import time
+
+    stamps: list[float] = []
+
+    def flaky(kind: str) -> str:
+        stamps.append(time.monotonic())
+        if kind == "gone":
+            raise LookupError("not there")
+        if len(stamps) < 3:
+            raise OSError("try again")
+        return "ok"
+
+    policy = RetryPolicy(max_retries=3, delay=0.05, backoff=4.0, retry_on=(OSError,))
+    tasks = {
+        "flaky": TaskSpec("flaky", flaky, args=("transient",), retry=policy),
+        "gone": TaskSpec("gone", flaky, args=("gone",), retry=policy),
+    }
+    with TaskManager() as manager:
+        ids = register_workflow(Workflow(source="w", name="w", tasks=tasks), manager)
+        (execution,) = manager.execute_tasks([ids["flaky"]])
+        assert manager.wait_for_execution(execution, timeout=WAIT)
+        flaky_run = manager.get_execution_status(execution).tasks[ids["flaky"]]
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        stamps.clear()
+        (execution,) = manager.execute_tasks([ids["gone"]])
+        assert manager.wait_for_execution(execution, timeout=WAIT)
+        gone_run = manager.get_execution_status(execution).tasks[ids["gone"]]
+
+    assert (flaky_run.status, flaky_run.attempts) == (TaskStatus.COMPLETED, 3)
+    # The second wait is backoff (4x) times the first: 0.05 s, then 0.2 s.
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.2
+    assert (gone_run.status, gone_run.attempts) == (TaskStatus.FAILED, 1)
+
+
+def test_a_timeout_ends_the_task_timed_out() -> None:
     import threading
 
     release = threading.Event()
@@ -625,6 +616,5 @@ def test_a_timeout_reaches_the_task_manager(tmp_path: Path) -> None:
         (execution,) = manager.execute_tasks([ids["t"]])
         assert manager.wait_for_execution(execution, timeout=WAIT)
         release.set()
-        assert manager.get_execution_status(execution).tasks[ids["t"]].status is (
-            TaskStatus.TIMED_OUT
-        )
+        status = manager.get_execution_status(execution).tasks[ids["t"]].status
+    assert status is TaskStatus.TIMED_OUT

@@ -19,10 +19,48 @@ from .thread_pool_manager import (
 )
 
 if TYPE_CHECKING:
+    from ._graph import (
+        DependencyCycleError,
+        TaskDependencyError,
+        TriggerRule,
+        UnknownDependencyError,
+    )
+    from .history import HistoryError, TaskHistory
     from .resource_monitor import ResourceMonitor
+    from .scheduling import (
+        CronSchedule,
+        IntervalSchedule,
+        MissReason,
+        OneOffSchedule,
+        Schedule,
+        Scheduler,
+        every,
+        parse_schedule,
+    )
+    from .task_manager import ExecutionInfo, TaskManager, UnknownExecutionError
 
-# psutil costs tens of milliseconds to import: load the monitor on first use.
-_LAZY = {"ResourceMonitor": "resource_monitor"}
+# psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:
+# the modules that need them load on first use.
+_LAZY = {
+    "ResourceMonitor": "resource_monitor",
+    "TaskManager": "task_manager",
+    "ExecutionInfo": "task_manager",
+    "UnknownExecutionError": "task_manager",
+    "TaskHistory": "history",
+    "HistoryError": "history",
+    "TriggerRule": "_graph",
+    "TaskDependencyError": "_graph",
+    "DependencyCycleError": "_graph",
+    "UnknownDependencyError": "_graph",
+    "Schedule": "scheduling",
+    "CronSchedule": "scheduling",
+    "IntervalSchedule": "scheduling",
+    "OneOffSchedule": "scheduling",
+    "Scheduler": "scheduling",
+    "MissReason": "scheduling",
+    "every": "scheduling",
+    "parse_schedule": "scheduling",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,23 +79,40 @@ __version__ = "0.1.0"
 __all__ = [
     "NATIVE",
     "BrokenThreadPool",
+    "CronSchedule",
+    "DependencyCycleError",
+    "ExecutionInfo",
     "ExecutorStatistics",
     "Future",
+    "HistoryError",
+    "IntervalSchedule",
+    "MissReason",
+    "OneOffSchedule",
     "Percentiles",
     "QueueFull",
     "ResourceMonitor",
     "RetryPolicy",
+    "Schedule",
+    "Scheduler",
     "SubmitOptions",
     "TaskCancelled",
     "TaskContext",
+    "TaskDependencyError",
     "TaskFuture",
+    "TaskHistory",
     "TaskInfo",
+    "TaskManager",
     "TaskNotFinished",
     "TaskPriority",
     "TaskStatus",
     "ThreadPoolExecutor",
     "ThreadPoolManager",
+    "TriggerRule",
+    "UnknownDependencyError",
+    "UnknownExecutionError",
     "UnknownTaskError",
     "__version__",
     "current_task",
+    "every",
+    "parse_schedule",
 ]

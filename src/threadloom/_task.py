@@ -157,32 +157,25 @@ class TaskFuture(Future[_T]):
     """The future of a managed task: a ``concurrent.futures.Future`` that also
     knows its task id, name, priority, attempts and status."""
 
+    # The task is referenced only until it ends: then its final attempt count
+    # and status are copied here and the future <-> task cycle is broken, so
+    # that finished tasks are freed by reference counting, not by the GC.
     _task: ManagedTask | None = None
-
-    @property
-    def task_id(self) -> str:
-        assert self._task is not None
-        return self._task.task_id
-
-    @property
-    def name(self) -> str | None:
-        assert self._task is not None
-        return self._task.name
-
-    @property
-    def priority(self) -> int:
-        assert self._task is not None
-        return self._task.priority
+    _final_attempts = 0
+    _final_status = TaskStatus.QUEUED
+    task_id: str = ""
+    name: str | None = None
+    priority: int = 0
 
     @property
     def attempts(self) -> int:
-        assert self._task is not None
-        return self._task.attempts
+        task = self._task
+        return task.attempts if task is not None else self._final_attempts
 
     @property
     def status(self) -> TaskStatus:
-        assert self._task is not None
-        return self._task.status
+        task = self._task
+        return task.status if task is not None else self._final_status
 
     def cancel(self) -> bool:
         """Cancel the task: at once if queued or waiting to retry; if running,
@@ -292,6 +285,9 @@ class ManagedTask:
         self.context = TaskContext(self.task_id, name, priority, deadline)
         future: TaskFuture[Any] = TaskFuture()
         future._task = self
+        future.task_id = self.task_id
+        future.name = name
+        future.priority = priority
         self.future = future
 
     # -- lifecycle ----------------------------------------------------------
@@ -392,6 +388,11 @@ class ManagedTask:
         deadline = self._deadline_timer
         if deadline is not None:
             deadline.cancel()
+            self._deadline_timer = None
+        future = self.future
+        future._final_attempts = self.attempts
+        future._final_status = self.status
+        future._task = None
         if complete is not None:
             try:
                 complete()

@@ -254,18 +254,10 @@ class _Session:
         self.started_at = time.time()
         self.started_perf = time.perf_counter()
 
-    def register(
-        self,
-        workflow: Workflow,
-        *,
-        schedules: bool,
-        on_unsupported: Callable[[TaskSpec, list[str]], None] | None = None,
-    ) -> None:
+    def register(self, workflow: Workflow, *, schedules: bool) -> None:
         from .workflow import register_workflow
 
-        self.ids = register_workflow(
-            workflow, self.manager, schedules=schedules, on_unsupported=on_unsupported
-        )
+        self.ids = register_workflow(workflow, self.manager, schedules=schedules)
         self.names = {task_id: name for name, task_id in self.ids.items()}
         stage_of = {self.ids[name]: _stage(spec) for name, spec in workflow.tasks.items()}
         self.stages = list(dict.fromkeys(stage_of.values()))
@@ -540,12 +532,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         try:
             workflow = _demo.build_workflow(base_url, feed_cron=_demo.FEED_CRON)
             session = _Session(console, db=args.db, workers=args.workers, live=args.live)
-            notes: list[str] = []
-
-            def unsupported(spec: TaskSpec, fields: list[str]) -> None:
-                notes.extend(f for f in fields if f not in notes)
-
-            session.register(workflow, schedules=True, on_unsupported=unsupported)
+            session.register(workflow, schedules=True)
             console.print(
                 f"[bold]threadloom demo[/bold]: crawling {len(_demo.SOURCES)} sources of a local "
                 f"news site at {base_url} for {args.duration:g} s with up to {args.workers} "
@@ -553,13 +540,6 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 highlight=False,
                 soft_wrap=True,
             )
-            if notes:
-                console.print(
-                    f"[yellow]note: this TaskManager cannot take a full retry policy yet "
-                    f"({', '.join(notes)}): fetches retry at a fixed delay, "
-                    "without backoff[/yellow]",
-                    soft_wrap=True,
-                )
             return _demo_loop(args, console, session, site, interrupts)
         finally:
             if session is not None:
@@ -672,9 +652,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         session = _Session(console, db=args.db, workers=workers, live=args.live)
         try:
             try:
-                session.register(
-                    workflow, schedules=not args.once, on_unsupported=_warn_unsupported(workflow)
-                )
+                session.register(workflow, schedules=not args.once)
             except WorkflowError as exc:
                 raise UsageError(str(exc)) from None
             if args.once:
@@ -683,28 +661,6 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         finally:
             session.stop(cancel=True, timeout=30.0)
             session.close()
-
-
-def _warn_unsupported(workflow: Workflow) -> Callable[[TaskSpec, list[str]], None]:
-    """Return a callback that warns, on stderr, about options the TaskManager cannot honour.
-
-    The task still runs (with a fixed retry delay, without a deadline): the
-    warning says so, once per task and field (see ``workflow.unsupported_options``).
-    """
-    from .workflow import WorkflowProblem
-
-    def warn(spec: TaskSpec, fields: list[str]) -> None:
-        for field in fields:
-            what = (
-                "retries use a fixed delay (no backoff, jitter or retry_on)"
-                if field == "retry"
-                else "not enforced"
-            )
-            message = f"{what}: this threadloom's TaskManager.register_task has no {field}= yet"
-            problem = WorkflowProblem(workflow.source, spec.name, field, message)
-            print(f"threadloom run: warning: {problem}", file=sys.stderr)
-
-    return warn
 
 
 def _run_once(

@@ -95,6 +95,8 @@ _UPDATABLE = frozenset(
         "priority",
         "max_retries",
         "retry_delay",
+        "retry",
+        "timeout",
         "schedule",
         "enabled",
         "description",
@@ -128,7 +130,10 @@ class TaskInfo:
         name: Unique among registered tasks; the key of its result in a
             dependent's upstream results.
         dependencies: The ids of the tasks it depends on.
-        retry: The retry policy built from ``max_retries`` and ``retry_delay``.
+        retry: The retry policy: the one given, or one built from
+            ``max_retries`` and ``retry_delay`` (fixed delay); those two
+            fields always reflect it.
+        timeout: Seconds a run may take from being queued, or None.
         schedule: The parsed schedule, or None; ``schedule_spec`` is what was given.
     """
 
@@ -142,6 +147,7 @@ class TaskInfo:
     max_retries: int
     retry_delay: float
     retry: RetryPolicy
+    timeout: float | None
     schedule_spec: object
     schedule: Schedule | None
     enabled: bool
@@ -442,6 +448,8 @@ class TaskManager:
         priority: int = TaskPriority.NORMAL,
         max_retries: int = 0,
         retry_delay: float = 1.0,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
         schedule: object = None,
         enabled: bool = True,
         description: str = "",
@@ -464,6 +472,10 @@ class TaskManager:
             priority: Queueing priority (a :class:`TaskPriority` or int; higher first).
             max_retries: Attempts after the first if *func* raises.
             retry_delay: Seconds between attempts.
+            retry: A full :class:`RetryPolicy` (backoff, jitter, which
+                exceptions), instead of *max_retries* and *retry_delay*.
+            timeout: Seconds each run may take from being queued; then it
+                ends TIMED_OUT (and is asked to stop, cooperatively).
             schedule: When to run the task on its own: anything
                 :func:`threadloom.scheduling.parse_schedule` accepts (a cron
                 expression, an interval, a time), or None.
@@ -484,10 +496,15 @@ class TaskManager:
 
         Raises:
             TypeError: *func* is not callable, or an option has the wrong type.
-            ValueError: *name* is empty or taken, or an option is out of range.
+            ValueError: *name* is empty or taken, an option is out of range,
+                *retry* is given with *max_retries* or *retry_delay*, or
+                *schedule* cannot be parsed (the scheduler's error).
             UnknownDependencyError: A dependency names no registered task.
-            ValueError: *schedule* cannot be parsed (the scheduler's error).
         """
+        if retry is not None and (max_retries != 0 or retry_delay != 1.0):
+            raise ValueError(
+                f"task {name!r}: pass either retry=RetryPolicy(...) or max_retries/retry_delay"
+            )
         with self._lock:
             task_id = f"{self._id_prefix}-t{next(self._ids)}"
             task = self._build(
@@ -502,6 +519,8 @@ class TaskManager:
                 priority=priority,
                 max_retries=max_retries,
                 retry_delay=retry_delay,
+                retry=retry,
+                timeout=timeout,
                 schedule_spec=schedule,
                 enabled=enabled,
                 description=description,
@@ -526,7 +545,7 @@ class TaskManager:
         Args:
             task_id: The task's id or name.
             **changes: New values for any of ``name, func, args, kwargs,
-                dependencies, priority, max_retries, retry_delay, schedule,
+                dependencies, priority, max_retries, retry_delay, retry, timeout, schedule,
                 enabled, description, tags, trigger_rule, results_param``.
 
         Returns:
@@ -546,7 +565,9 @@ class TaskManager:
         with self._lock:
             old = self._tasks[self._resolve(task_id)]
             fields = {f.name: getattr(old, f.name) for f in dataclasses.fields(TaskInfo)}
-            del fields["retry"], fields["schedule"]
+            del fields["schedule"]
+            if "retry" not in changes and ("max_retries" in changes or "retry_delay" in changes):
+                fields["retry"] = None  # rebuilt from the new count and delay
             if "schedule" in changes:
                 fields["schedule_spec"] = changes.pop("schedule")
             if "dependencies" in changes:
@@ -614,6 +635,8 @@ class TaskManager:
         priority: object,
         max_retries: object,
         retry_delay: object,
+        retry: object,
+        timeout: object,
         schedule_spec: object,
         enabled: object,
         description: object,
@@ -625,6 +648,18 @@ class TaskManager:
             raise ValueError(f"task name must be a non-empty str, not {name!r}")
         if not callable(func):
             raise TypeError(f"func of task {name!r} must be callable, not {type(func).__name__}")
+        if retry is not None:
+            if not isinstance(retry, RetryPolicy):
+                raise TypeError(f"retry of task {name!r} must be a RetryPolicy, not {retry!r}")
+            max_retries, retry_delay = retry.max_retries, retry.delay
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < float("inf")
+        ):
+            raise ValueError(
+                f"timeout of task {name!r} must be seconds > 0 or None, not {timeout!r}"
+            )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(
                 f"max_retries of task {name!r} must be an int >= 0, not {max_retries!r}"
@@ -672,7 +707,8 @@ class TaskManager:
             priority=check_priority(priority),
             max_retries=max_retries,
             retry_delay=float(retry_delay),
-            retry=_retry_policy(max_retries, float(retry_delay)),
+            retry=retry if retry is not None else _retry_policy(max_retries, float(retry_delay)),
+            timeout=None if timeout is None else float(timeout),
             schedule_spec=schedule_spec,
             schedule=None if schedule_spec is None else parse_schedule(schedule_spec),
             enabled=enabled,
@@ -873,10 +909,15 @@ class TaskManager:
                 }
             )
         try:
-            pool_id = self._pool.submit_call(
-                self._call, args=(run,), priority=run.priority, retry=task.retry, name=task.name
+            future = self._pool.submit_future(
+                self._call,
+                args=(run,),
+                priority=run.priority,
+                retry=task.retry,
+                timeout=task.timeout,
+                name=task.name,
             )
-            future = self._pool.get_future(pool_id)
+            pool_id = future.task_id
         except Exception as exc:
             # The pool refused the task (it is stopping, or full): the run fails,
             # and its dependents are judged as after any failure.

@@ -306,6 +306,29 @@ class ThreadPoolManager:
     ) -> str:
         """Queue ``func(*args, **kwargs)`` with explicit options; return its task id.
 
+        Like :meth:`submit_future`, which returns the future itself.
+        """
+        return self.submit_future(
+            func, args, kwargs, priority=priority, retry=retry, timeout=timeout, name=name
+        ).task_id
+
+    def submit_future(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: int = TaskPriority.NORMAL,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+    ) -> TaskFuture[Any]:
+        """Queue ``func(*args, **kwargs)`` with explicit options; return its future.
+
+        The future carries the task id (``future.task_id``); unlike a later
+        ``get_future(task_id)``, it cannot miss a record that was already
+        pruned because the task finished at once.
+
         Args:
             priority: any int, higher first; FIFO within a priority.
             retry: the retry policy (default: the pool's ``default_retry``).
@@ -368,7 +391,7 @@ class ThreadPoolManager:
             if holds_slot and self._slots is not None:
                 self._slots.release()
             raise
-        return task.task_id
+        return task.future
 
     def _take_slot(self, executor: ThreadPoolExecutor) -> bool:
         """Wait for room in the queue per the policy; False means run in the caller."""

@@ -43,7 +43,6 @@ import functools
 import graphlib
 import heapq
 import importlib
-import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,7 +71,6 @@ __all__ = [
     "load_workflow",
     "parse_workflow",
     "register_workflow",
-    "task_manager_support",
 ]
 
 _TOP_FIELDS = ("workflow", "tasks")
@@ -120,7 +118,6 @@ _INTERVAL_UNITS = (
     "sunday",
 )
 _PRIORITY_NAMES = {p.name.lower(): p for p in TaskPriority}
-_DEFAULT_RETRY_ON = RetryPolicy().retry_on
 
 
 class WorkflowProblem(NamedTuple):
@@ -721,52 +718,8 @@ def _kind(value: object) -> str:
 # --------------------------------------------------------------------------- registering
 
 
-class TaskManagerSupport(NamedTuple):
-    """Which task options this threadloom's ``TaskManager.register_task`` accepts."""
-
-    retry_policy: bool
-    timeout: bool
-
-
-@functools.lru_cache(maxsize=1)
-def task_manager_support() -> TaskManagerSupport:
-    """Return which task options ``TaskManager.register_task`` accepts.
-
-    ``register_task`` passes unknown keywords on to the task's function, so a
-    ``retry`` or ``timeout`` it does not know would not be an error: it would
-    reach the function.  Hence the explicit check.
-    """
-    from .task_manager import TaskManager
-
-    parameters = inspect.signature(TaskManager.register_task).parameters
-    return TaskManagerSupport("retry" in parameters, "timeout" in parameters)
-
-
-def unsupported_options(spec: TaskSpec) -> list[str]:
-    """Return the fields of *spec* this threadloom's TaskManager cannot honour yet.
-
-    A retry that is a count and a fixed delay is always supported (through
-    ``max_retries`` and ``retry_delay``); backoff, jitter and ``retry_on`` need
-    ``register_task(retry=...)``, and a timeout needs ``register_task(timeout=...)``.
-    """
-    support = task_manager_support()
-    missing = []
-    retry = spec.retry
-    if retry is not None and retry.max_retries and not support.retry_policy:
-        fixed_delay = retry.max_retries == 1 or retry.backoff == 1.0
-        if not fixed_delay or retry.jitter or retry.retry_on != _DEFAULT_RETRY_ON:
-            missing.append("retry")
-    if spec.timeout is not None and not support.timeout:
-        missing.append("timeout")
-    return missing
-
-
 def register_workflow(
-    workflow: Workflow,
-    manager: TaskManager,
-    *,
-    schedules: bool = True,
-    on_unsupported: Callable[[TaskSpec, list[str]], None] | None = None,
+    workflow: Workflow, manager: TaskManager, *, schedules: bool = True
 ) -> dict[str, str]:
     """Register every task of *workflow* with *manager*, dependencies first.
 
@@ -778,47 +731,17 @@ def register_workflow(
         workflow: The workflow.
         manager: The task manager (started or not).
         schedules: Register the schedules (False: the tasks only run when executed).
-        on_unsupported: Called with a task and the names of its fields that
-            this threadloom's TaskManager cannot honour yet (``retry`` backoff,
-            ``timeout``).  Default: raise a WorkflowError naming them.
 
     Returns:
         Task name -> task id.
 
     Raises:
-        WorkflowError: A task needs an option the TaskManager lacks (and no
-            *on_unsupported* was given), or the manager refused a task (for
-            instance a name already registered, or a one-off time in the past).
+        WorkflowError: The manager refused a task (for instance a name already
+            registered, or a one-off time in the past); the tasks registered
+            before it stay registered.
     """
-    support = task_manager_support()
     ids: dict[str, str] = {}
     for spec in workflow.tasks.values():
-        missing = unsupported_options(spec)
-        if missing:
-            if on_unsupported is None:
-                raise WorkflowError(
-                    [
-                        WorkflowProblem(
-                            workflow.source,
-                            spec.name,
-                            field,
-                            "this threadloom's TaskManager cannot enforce it yet "
-                            "(backoff/jitter/retry_on and timeouts need register_task(retry=, "
-                            "timeout=))",
-                        )
-                        for field in missing
-                    ]
-                )
-            on_unsupported(spec, missing)
-        options: dict[str, Any] = {}
-        retry = spec.retry
-        if retry is not None and support.retry_policy:
-            options["retry"] = retry
-        elif retry is not None:
-            options["max_retries"] = retry.max_retries
-            options["retry_delay"] = min(retry.delay, retry.max_delay)
-        if spec.timeout is not None and support.timeout:
-            options["timeout"] = spec.timeout
         func: Callable[..., Any] = spec.func
         if spec.args or spec.kwargs:
             func = functools.partial(spec.func, *spec.args, **spec.kwargs)
@@ -828,13 +751,14 @@ def register_workflow(
                 func,
                 dependencies=[ids[d] for d in spec.depends_on],
                 priority=spec.priority,
+                retry=spec.retry,
+                timeout=spec.timeout,
                 schedule=spec.schedule if schedules else None,
                 enabled=spec.enabled,
                 description=spec.description or spec.call,
                 tags=spec.tags,
                 trigger_rule=spec.trigger_rule,
                 results_param=spec.results_param,
-                **options,
             )
         except (TypeError, ValueError) as exc:
             raise WorkflowError(
