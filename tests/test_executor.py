@@ -477,3 +477,27 @@ def test_statistics_queue_depth_by_priority() -> None:
         assert dict(stats.queue_depth_by_priority) == {0: 2, 3: 1}
         assert stats.queue_depth == 3 and stats.workers_busy == 1
         gate.set()
+
+
+def test_shutdown_wait_covers_a_submit_racing_it(executor_cls: type[Any]) -> None:
+    # Whatever submit() accepted while shutdown(wait=True) ran has finished
+    # by the time shutdown returns.
+    for _ in range(50):
+        ex = executor_cls(max_workers=2)
+        barrier = threading.Barrier(2)
+        accepted: list[Any] = []
+
+        def submitter(pool: Any = ex, start: threading.Barrier = barrier) -> None:
+            start.wait(TIMEOUT)
+            for i in range(20):
+                try:
+                    accepted.append(pool.submit(identity, i))
+                except RuntimeError:
+                    return
+
+        thread = threading.Thread(target=submitter)
+        thread.start()
+        barrier.wait(TIMEOUT)
+        ex.shutdown(wait=True)
+        thread.join(TIMEOUT)
+        assert all(f.done() for f in accepted)

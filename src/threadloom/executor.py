@@ -531,8 +531,25 @@ class ThreadPoolExecutor(Executor):
             if cancel_futures:
                 self._cancel_queued()
         if wait:
+            self._join_workers()
+
+    def _join_workers(self) -> None:
+        # A submit that raced this shutdown may have queued its task before
+        # the close and still be about to start the worker for it.  Keep
+        # joining until no worker is left and nothing is queued; if a task is
+        # queued with no worker reserved for it, start one here.
+        dispatch = self._dispatch
+        executor_ref = weakref.ref(self)
+        while True:
             for thread in list(self._threads):
                 thread.join()
+            if dispatch.threads == 0:
+                if len(dispatch.queue) == 0:
+                    return
+                if dispatch.reserve_worker_unconditionally():
+                    self._start_worker(executor_ref)
+                    continue
+            time.sleep(0.001)
 
     def _cancel_queued(self) -> int:
         cancelled = 0
