@@ -41,6 +41,7 @@ from ._types import TaskPriority, TaskStatus
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
+    from ._demo import DemoSite
     from .history import ExecutionRecord, TaskHistory, TaskRunRecord
     from .task_manager import TaskManager
     from .thread_pool_manager import ThreadPoolManager
@@ -287,8 +288,10 @@ class _Session:
 
     def runs(self) -> list[TaskRunRecord]:
         """Every run of this session's tasks that the history holds."""
-        # finished_at >= the session's start: a history file shared with earlier
-        # sessions (or another process) also holds their runs.
+        # A history file shared with earlier sessions (or another process) also
+        # holds their runs: this session's are those of its own task ids (the
+        # task manager's ids are unique per manager), and the time filter only
+        # keeps the query short (with a second of margin: the wall clock may step).
         records = self.history.query_runs(since=self.started_at - 1.0, limit=None)
         return [r for r in records if r.task_id in self.names]
 
@@ -552,7 +555,7 @@ def _demo_loop(
     args: argparse.Namespace,
     console: Console,
     session: _Session,
-    site: Any,
+    site: DemoSite,
     interrupts: _Interrupts,
 ) -> int:
     from . import _demo
@@ -592,7 +595,7 @@ def _demo_loop(
 
     def title() -> str:
         phase = "finishing the rounds in flight" if draining else f"{args.duration:g} s"
-        return f"threadloom demo · {session.elapsed:4.1f} s / {phase} · {base_url_of(site)}"
+        return f"threadloom demo · {session.elapsed:4.1f} s / {phase} · {site.base_url}"
 
     labels = {"feed": "feed (cron)"}
     with _View(session, title, stage_labels=labels) as view:
@@ -623,12 +626,14 @@ def _demo_loop(
     _print_summary(console, summary, session.db)
     if not completed:
         return interrupts.exit_code
-    console.print(f"next: threadloom history --db {args.db} --status failed", highlight=False)
+    db_option = "" if args.db == DEFAULT_DB else f" --db {args.db}"
+    console.print(
+        f"next: threadloom history{db_option} --status failed; "
+        f"threadloom stats{db_option} --by tag",
+        highlight=False,
+        soft_wrap=True,
+    )
     return EXIT_OK
-
-
-def base_url_of(site: Any) -> str:
-    return str(site.base_url)
 
 
 # --------------------------------------------------------------------------- run
@@ -1281,9 +1286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # give tables room and let lines be as long as they are.
     width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 0) or 160
     console = Console(highlight=False, width=width)
+    from .history import HistoryError
+
     try:
         return _COMMANDS[args.command](args, console)
-    except UsageError as exc:
+    except (UsageError, HistoryError) as exc:
         print(f"threadloom {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
