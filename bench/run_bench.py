@@ -30,11 +30,11 @@ def collect(expression: str | None, files: list[str]) -> list[str]:
         "-q",
         "-p",
         "no:cacheprovider",
-        *files,
+        *(str(HERE / f) for f in files),
     ]
     if expression:
         command += ["-k", expression]
-    out = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False).stdout
+    out = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent, check=False).stdout
     return [line.strip() for line in out.splitlines() if "::" in line]
 
 
@@ -53,7 +53,7 @@ def run_one(node: str) -> list[dict[str, object]]:
             f"--benchmark-json={report}",
             "-s",
         ]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent, check=False)
         if done.returncode not in (0, 5):
             print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
             return []

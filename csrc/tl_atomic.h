@@ -141,8 +141,8 @@ static inline int tl_spin_for_completion(uint64_t epoch, uint64_t spin_ns) {
 
 /* Adaptive spinning: a spin that keeps running out (the other thread is not
  * on a CPU, as on a loaded machine) shrinks its budget to nothing; a spin that
- * pays off grows it back up to a cap.  With the budget at zero one wait in 32
- * still probes with a small spin, so the budget can recover. */
+ * pays off grows it back up to a cap.  With the budget at zero one wait in 16
+ * still probes, so the budget can recover. */
 typedef struct {
     _Atomic int64_t budget_ns;
     _Atomic uint64_t waits;
@@ -157,13 +157,15 @@ static inline void tl_spin_policy_init(tl_spin_policy *p, int64_t cap_ns) {
 static inline uint64_t tl_spin_budget(tl_spin_policy *p) {
     int64_t budget = atomic_load_explicit(&p->budget_ns, memory_order_relaxed);
     if (budget > 0) return (uint64_t)budget;
-    if (p->cap_ns > 0 && (atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed) & 31u) == 0)
-        return 2000;
+    /* The probe must be long enough to succeed when the other thread is on
+     * a CPU (a hand-off takes a few microseconds), or the budget never grows back. */
+    if (p->cap_ns > 0 && (atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed) & 15u) == 0)
+        return (uint64_t)(p->cap_ns < 20000 ? p->cap_ns : 20000);
     return 0;
 }
 static inline void tl_spin_outcome(tl_spin_policy *p, int success) {
     int64_t budget = atomic_load_explicit(&p->budget_ns, memory_order_relaxed);
-    int64_t next = success ? budget * 2 + 2000 : budget / 2;
+    int64_t next = success ? budget * 2 + 5000 : budget / 2;
     if (next > p->cap_ns) next = p->cap_ns;
     if (next < 1000) next = 0;
     atomic_store_explicit(&p->budget_ns, next, memory_order_relaxed);
