@@ -365,9 +365,9 @@ def test_future_exception_and_cancel(future_cls: type) -> None:
 
 def test_result_timeout_and_callbacks_after_done(future_cls: type) -> None:
     f = future_cls()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):
         f.result(timeout=0.01)
-    with pytest.raises(TimeoutError):
+    with pytest.raises(cf.TimeoutError):
         f.exception(timeout=0)
     order: list[str] = []
     f.add_done_callback(lambda _: order.append("before"))

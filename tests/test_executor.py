@@ -139,7 +139,7 @@ def test_map_timeout(executor: Any) -> None:
     gate = threading.Event()
     try:
         results = executor.map(gate.wait, [TIMEOUT], timeout=0.05)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(cf.TimeoutError):
             next(results)
     finally:
         gate.set()

@@ -24,6 +24,7 @@ import time
 import types
 from collections.abc import Callable
 from concurrent.futures import CancelledError, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from concurrent.futures._base import (
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -39,6 +40,7 @@ __all__ = [
     "Counters",
     "Dispatcher",
     "QueueClosed",
+    "ResultDrain",
     "TaskQueue",
     "future_add_done_callback",
     "future_cancel",
@@ -224,6 +226,10 @@ def _wait_done(future: Any, timeout: float | None) -> None:
             condition.wait(timeout)
 
 
+# Timeouts raise concurrent.futures.TimeoutError: an alias of the builtin from
+# 3.11, but a class of its own on 3.10, where `except TimeoutError` misses it.
+
+
 def future_result(future: Any, timeout: float | None = None) -> Any:
     """``Future.result``: the fast path reads the state without any lock."""
     state = future._state
@@ -235,7 +241,7 @@ def future_result(future: Any, timeout: float | None = None) -> Any:
         if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
             raise CancelledError()
         if state != FINISHED:
-            raise TimeoutError()
+            raise FutureTimeoutError()
     exception = future._exception
     if exception is not None:
         try:
@@ -258,7 +264,7 @@ def future_exception(future: Any, timeout: float | None = None) -> BaseException
         if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
             raise CancelledError()
         if state != FINISHED:
-            raise TimeoutError()
+            raise FutureTimeoutError()
     exception: BaseException | None = future._exception
     return exception
 
@@ -763,6 +769,10 @@ class Dispatcher:
                         return
                     continue
                 self._run_entry(entry, run_coroutine)
+                # Drop the call (fn, args, future) before blocking for the next
+                # one, as the stdlib does (bpo-16284): an object reachable only
+                # from a finished call must be freed now, not at the next task.
+                entry = None
                 if self._threads > self._max_workers and self._retire(idle=False):
                     return
         except BaseException:
@@ -808,6 +818,11 @@ class Dispatcher:
             self._run_samples.add((time.monotonic_ns() - started) / 1e9)
             with self._gauge_lock:
                 self._busy -= 1
+            # A traceback kept by the future (its exception's, or one inside
+            # its result, as a map chunk's) holds this frame: drop what would
+            # lead back to the future, a cycle only the GC could free (the
+            # stdlib's _WorkItem.run does the same with `self = None`).
+            del entry, fn, args, kwargs, future
 
     # -- introspection ----------------------------------------------------
     def wait_samples(self) -> list[float]:
@@ -844,6 +859,30 @@ def run_chunk(
     except BaseException as exc:
         return results, exc
     return results, None
+
+
+class ResultDrain:
+    """Iterates a list, clearing each slot as its value is handed over (see _core.pyx)."""
+
+    __slots__ = ("_items", "_next")
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = items
+        self._next = 0
+
+    def __iter__(self) -> ResultDrain:
+        return self
+
+    def __next__(self) -> Any:
+        items = self._items
+        index = self._next
+        if index >= len(items):
+            del items[:]
+            raise StopIteration
+        value = items[index]
+        items[index] = None
+        self._next = index + 1
+        return value
 
 
 def _check_idle_timeout(value: float | None) -> float | None:

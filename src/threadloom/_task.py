@@ -19,6 +19,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from concurrent.futures._base import (
     CANCELLED,
     CANCELLED_AND_NOTIFIED,
@@ -448,7 +449,7 @@ class ManagedTask:
             self._owner._dead_entry_added(self.priority)
         self.context._request_cancel()
         self._owner._dispatch.counters.add(core.COUNT_TIMED_OUT)
-        error = TimeoutError(
+        error = FutureTimeoutError(
             f"task {self.name or self.task_id} did not finish within {self.timeout} s"
         )
         self._finish(partial(core.future_set_exception, self.future, error))

@@ -726,7 +726,10 @@ def _map_results(
             except BaseException:
                 chunk.cancel()
                 raise
-            yield from results
+            # Hand each result over without keeping it (bpo-14406): the
+            # consumer may be the last holder of a large result.  The list is
+            # shared with the chunk's future, so emptying it frees both.
+            yield from core.ResultDrain(results)
             if error is not None:
                 try:
                     raise error

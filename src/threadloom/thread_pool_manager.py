@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -529,7 +530,7 @@ class ThreadPoolManager:
             future.exception(timeout)
         except CancelledError:
             return True
-        except TimeoutError:
+        except FutureTimeoutError:
             return future.done()
         return True
 
