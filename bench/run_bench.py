@@ -34,7 +34,9 @@ def collect(expression: str | None, files: list[str]) -> list[str]:
     ]
     if expression:
         command += ["-k", expression]
-    out = subprocess.run(command, capture_output=True, text=True, cwd=HERE.parent, check=False).stdout
+    out = subprocess.run(
+        command, capture_output=True, text=True, cwd=HERE.parent, check=False
+    ).stdout
     return [line.strip() for line in out.splitlines() if "::" in line]
 
 
@@ -79,8 +81,10 @@ def main() -> int:
                 "median": stats["median"],
                 "extra": bench.get("extra_info", {}),
             }
+            extra = bench.get("extra_info", {})
             print(
-                f"{bench['name']:<70} min {stats['min'] * 1e3:10.2f} ms  median {stats['median'] * 1e3:10.2f} ms  {bench.get('extra_info', {})}",
+                f"{bench['name']:<70} min {stats['min'] * 1e3:10.2f} ms  "
+                f"median {stats['median'] * 1e3:10.2f} ms  {extra}",
                 flush=True,
             )
     print()

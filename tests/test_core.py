@@ -270,15 +270,17 @@ class QueueAgainstTwin(RuleBasedStateMachine):
         index = len(self.futures)
         pair = (self.native_future(), self.twin_future()) if with_future else (None, None)
         self.futures.append(pair)
-        sequences = [q.push(priority, noop, (index,), None, f) for q, f in zip(self.queues, pair)]
+        sequences = [
+            q.push(priority, noop, (index,), None, f)
+            for q, f in zip(self.queues, pair, strict=True)
+        ]
         assert sequences[0] == sequences[1]
 
     @rule()
     def pop(self) -> None:
         outcomes = []
-        for queue, closed_error in zip(
-            self.queues, (self.native.QueueClosed, self.twin.QueueClosed)
-        ):
+        closed_errors = (self.native.QueueClosed, self.twin.QueueClosed)
+        for queue, closed_error in zip(self.queues, closed_errors, strict=True):
             try:
                 entry = queue.pop(0)
                 outcomes.append(None if entry is None else (entry[0], entry[1], entry[3]))
@@ -385,8 +387,8 @@ def test_waiter_arriving_during_completion_never_misses_it(future_cls: type) -> 
         f = future_cls()
         barrier = threading.Barrier(2)
 
-        def complete(future: Any = f) -> None:
-            barrier.wait(TIMEOUT)
+        def complete(future: Any = f, start: threading.Barrier = barrier) -> None:
+            start.wait(TIMEOUT)
             future.set_result(1)
 
         thread = threading.Thread(target=complete)
@@ -443,7 +445,7 @@ def test_dispatcher_runs_and_counts(core: ModuleType) -> None:
     for t in threads:
         t.join(TIMEOUT)
         assert not t.is_alive()
-    counts = dict(zip(core.COUNTER_NAMES, dispatcher.counters.snapshot()))
+    counts = dict(zip(core.COUNTER_NAMES, dispatcher.counters.snapshot(), strict=True))
     assert counts["submitted"] == 52
     assert counts["completed"] == 51 and counts["failed"] == 1 and counts["started"] == 52
     assert dispatcher.threads == 0
@@ -479,7 +481,7 @@ def test_dispatcher_skips_cancelled_and_counts_once(core: ModuleType) -> None:
         f.result(TIMEOUT)
     dispatcher.close()
     threads[0].join(TIMEOUT)
-    counts = dict(zip(core.COUNTER_NAMES, dispatcher.counters.snapshot()))
+    counts = dict(zip(core.COUNTER_NAMES, dispatcher.counters.snapshot(), strict=True))
     assert counts["cancelled"] == 3
     assert counts["submitted"] == counts["completed"] + counts["cancelled"] == 6
 
@@ -552,10 +554,12 @@ def test_dispatcher_starts_a_worker_for_every_blocked_task_up_to_max(core: Modul
         dispatcher.spawn()
         release = threading.Event()
         barrier = threading.Barrier(5)
-        futures = [
-            dispatcher.submit(1, lambda: (barrier.wait(TIMEOUT), release.wait(TIMEOUT)), (), None)
-            for _ in range(4)
-        ]
+
+        def hold(start: threading.Barrier = barrier, done: threading.Event = release) -> None:
+            start.wait(TIMEOUT)
+            done.wait(TIMEOUT)
+
+        futures = [dispatcher.submit(1, hold, (), None) for _ in range(4)]
         barrier.wait(TIMEOUT)  # all four run at once, or this raises
         release.set()
         for f in futures:

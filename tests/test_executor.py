@@ -487,11 +487,13 @@ def test_shutdown_wait_covers_a_submit_racing_it(executor_cls: type[Any]) -> Non
         barrier = threading.Barrier(2)
         accepted: list[Any] = []
 
-        def submitter(pool: Any = ex, start: threading.Barrier = barrier) -> None:
+        def submitter(
+            pool: Any = ex, start: threading.Barrier = barrier, out: list[Any] = accepted
+        ) -> None:
             start.wait(TIMEOUT)
             for i in range(20):
                 try:
-                    accepted.append(pool.submit(identity, i))
+                    out.append(pool.submit(identity, i))
                 except RuntimeError:
                     return
 

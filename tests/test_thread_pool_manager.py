@@ -613,7 +613,8 @@ assert m["tasks_timed_out"] == statuses.get(TaskStatus.TIMED_OUT, 0), (m, status
 assert n == m["tasks_completed"] + m["tasks_failed"] + m["tasks_cancelled"] + m["tasks_timed_out"]
 assert m["queue_size"] == 0
 manager.stop()
-print("native" if threadloom.NATIVE else "python", {s.value: c for s, c in statuses.items()}, m["tasks_retried"])
+summary = {s.value: c for s, c in statuses.items()}
+print("native" if threadloom.NATIVE else "python", summary, m["tasks_retried"])
 """
 
 
