@@ -65,6 +65,22 @@ def run_one(node: str) -> list[dict[str, object]]:
         return benchmarks
 
 
+def _baseline_of(name: str, results: dict[str, dict[str, object]]) -> str | None:
+    """The stdlib run of the same benchmark: ``test_x[stdlib]``, or, for an id
+    with a numeric suffix such as ``threadloom-2``, ``test_x[stdlib-2]``."""
+    if "[" not in name:
+        return None
+    test, param = name[:-1].split("[", 1)
+    suffix = param.rsplit("-", 1)[1] if "-" in param and param.rsplit("-", 1)[1].isdigit() else None
+    for other in results:
+        if not other.startswith(test + "[stdlib"):
+            continue
+        other_param = other[len(test) + 1 : -1]
+        if suffix is None or other_param.endswith("-" + suffix):
+            return other
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-k", dest="expression", default=None)
@@ -90,19 +106,11 @@ def main() -> int:
     print()
     print(f"Python {sys.version.split()[0]}, GC on, {os.cpu_count()} CPUs")
     for name, data in sorted(results.items()):
-        if "[stdlib" not in name:
+        baseline = _baseline_of(name, results)
+        if baseline is None or baseline == name:
             continue
-        stdlib = float(data["min"])  # type: ignore[arg-type]
-        for other, other_data in sorted(results.items()):
-            if (
-                other != name
-                and other.replace("[threadloom", "[stdlib")
-                .replace("[fastthreadpool", "[stdlib")
-                .replace("[multiprocessing.ThreadPool", "[stdlib")
-                == name
-            ):
-                ratio = stdlib / float(other_data["min"])  # type: ignore[arg-type]
-                print(f"  {other:<62} {ratio:8.2f}x the stdlib")
+        ratio = float(results[baseline]["min"]) / float(data["min"])  # type: ignore[arg-type]
+        print(f"  {name:<62} {ratio:8.2f}x {baseline}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2))
     return 0
