@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import threading
 import weakref
 from typing import Any
@@ -503,3 +504,31 @@ def test_shutdown_wait_covers_a_submit_racing_it(executor_cls: type[Any]) -> Non
         ex.shutdown(wait=True)
         thread.join(TIMEOUT)
         assert all(f.done() for f in accepted)
+
+
+def test_shutdown_reruns_a_waiting_retry_even_with_no_worker_left() -> None:
+    from threadloom import RetryPolicy, TaskStatus
+
+    ex = threadloom.ThreadPoolExecutor(max_workers=2)
+    ex.resize(2, 0)
+    ex.idle_timeout = 0.01
+    calls: list[int] = []
+
+    def fails_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("first attempt")
+        return "second"
+
+    future = ex.options(retry=RetryPolicy(1, delay=60.0)).submit(fails_once)
+    deadline = time.monotonic() + TIMEOUT
+    while (future.status is not TaskStatus.RETRYING or ex.statistics().workers_total) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.005)
+    assert future.status is TaskStatus.RETRYING and ex.statistics().workers_total == 0
+    done = threading.Event()
+    stopper = threading.Thread(target=lambda: (ex.shutdown(wait=True), done.set()))
+    stopper.start()
+    assert done.wait(TIMEOUT), "shutdown() hung"
+    assert future.result(0) == "second"

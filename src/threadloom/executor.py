@@ -250,7 +250,9 @@ class ThreadPoolExecutor(Executor):
         self._thread_index = 0
         self._shutdown = False
         self._broken: str | bool = False
-        self._shutdown_lock = threading.Lock()
+        # Re-entrant: shutdown() re-queues tasks waiting to retry while holding
+        # it, and a push may start a worker, which takes it again.
+        self._shutdown_lock = threading.RLock()
         # Managed tasks (options with a name, retry or timeout): those waiting
         # for a retry, and queue entries of tasks cancelled while queued.
         self._retry_lock = threading.Lock()
@@ -590,7 +592,7 @@ class ThreadPoolExecutor(Executor):
                 self._dispatch.counters.add(core.COUNT_FAILED, failed)
 
     def _after_fork_in_child(self) -> None:
-        self._shutdown_lock = threading.Lock()
+        self._shutdown_lock = threading.RLock()
         self._retry_lock = threading.Lock()
         self._threads = set()
         self._dispatch._after_fork_in_child()
