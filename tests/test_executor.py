@@ -14,8 +14,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import threading
+import time
 import weakref
 from typing import Any
 
