@@ -376,18 +376,24 @@ cdef int _wait_done(object future, object timeout) except -1:
 # Timeouts raise concurrent.futures.TimeoutError: an alias of the builtin from
 # 3.11, but a class of its own on 3.10, where `except TimeoutError` misses it.
 
+cdef int _wait_finished(object future, object timeout) except -1:
+    """Return once *future* is FINISHED; raise if it is cancelled or time runs out."""
+    cdef object state = future._state
+    if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+        raise CancelledError()
+    _wait_done(future, timeout)
+    state = future._state
+    if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+        raise CancelledError()
+    if state != _FINISHED:
+        raise FutureTimeoutError()
+    return 0
+
+
 def future_result(future, timeout=None):
     """``Future.result``: the fast path reads the state without any lock."""
-    cdef object state = future._state
-    if state != _FINISHED:
-        if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            raise CancelledError()
-        _wait_done(future, timeout)
-        state = future._state
-        if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            raise CancelledError()
-        if state != _FINISHED:
-            raise FutureTimeoutError()
+    if future._state != _FINISHED:
+        _wait_finished(future, timeout)
     exception = future._exception
     if exception is not None:
         raise exception
@@ -396,16 +402,8 @@ def future_result(future, timeout=None):
 
 def future_exception(future, timeout=None):
     """``Future.exception``."""
-    cdef object state = future._state
-    if state != _FINISHED:
-        if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            raise CancelledError()
-        _wait_done(future, timeout)
-        state = future._state
-        if state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            raise CancelledError()
-        if state != _FINISHED:
-            raise FutureTimeoutError()
+    if future._state != _FINISHED:
+        _wait_finished(future, timeout)
     return future._exception
 
 

@@ -230,18 +230,22 @@ def _wait_done(future: Any, timeout: float | None) -> None:
 # 3.11, but a class of its own on 3.10, where `except TimeoutError` misses it.
 
 
+def _wait_finished(future: Any, timeout: float | None) -> None:
+    """Return once *future* is FINISHED; raise if it is cancelled or time runs out."""
+    if future._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+        raise CancelledError()
+    _wait_done(future, timeout)
+    state = future._state
+    if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+        raise CancelledError()
+    if state != FINISHED:
+        raise FutureTimeoutError()
+
+
 def future_result(future: Any, timeout: float | None = None) -> Any:
     """``Future.result``: the fast path reads the state without any lock."""
-    state = future._state
-    if state != FINISHED:
-        if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
-            raise CancelledError()
-        _wait_done(future, timeout)
-        state = future._state
-        if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
-            raise CancelledError()
-        if state != FINISHED:
-            raise FutureTimeoutError()
+    if future._state != FINISHED:
+        _wait_finished(future, timeout)
     exception = future._exception
     if exception is not None:
         try:
@@ -255,16 +259,8 @@ def future_result(future: Any, timeout: float | None = None) -> Any:
 
 def future_exception(future: Any, timeout: float | None = None) -> BaseException | None:
     """``Future.exception``."""
-    state = future._state
-    if state != FINISHED:
-        if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
-            raise CancelledError()
-        _wait_done(future, timeout)
-        state = future._state
-        if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
-            raise CancelledError()
-        if state != FINISHED:
-            raise FutureTimeoutError()
+    if future._state != FINISHED:
+        _wait_finished(future, timeout)
     exception: BaseException | None = future._exception
     return exception
 

@@ -477,25 +477,25 @@ class ManagedTask:
 
     def cancel_from_queue(self) -> None:
         """The queue was drained (shutdown with cancel_futures): cancel."""
+        if self._end_from_queue(TaskStatus.CANCELLED, core.COUNT_CANCELLED):
+            self.context._request_cancel()
+            self._finish(partial(_force_cancel, self.future))
+
+    def fail_from_queue(self, error: BaseException) -> None:
+        """The pool broke with this task queued: fail it."""
+        if self._end_from_queue(TaskStatus.FAILED, core.COUNT_FAILED):
+            self._finish(partial(core.future_set_exception, self.future, error))
+
+    def _end_from_queue(self, status: TaskStatus, counter: int) -> bool:
+        # The task's entry was taken out of the queue without being run.
         with self._lock:
             if self.status is not TaskStatus.QUEUED:
                 # Cancelled or timed out while queued: its dead entry is gone now.
                 self._owner._dead_entry_popped(self.priority)
-                return
-            self.status = TaskStatus.CANCELLED
-        self.context._request_cancel()
-        self._owner._dispatch.counters.add(core.COUNT_CANCELLED)
-        self._finish(partial(_force_cancel, self.future))
-
-    def fail_from_queue(self, error: BaseException) -> None:
-        """The pool broke with this task queued: fail it."""
-        with self._lock:
-            if self.status is not TaskStatus.QUEUED:
-                self._owner._dead_entry_popped(self.priority)
-                return
-            self.status = TaskStatus.FAILED
-        self._owner._dispatch.counters.add(core.COUNT_FAILED)
-        self._finish(partial(core.future_set_exception, self.future, error))
+                return False
+            self.status = status
+        self._owner._dispatch.counters.add(counter)
+        return True
 
     def __repr__(self) -> str:
         return f"<ManagedTask {self.task_id} name={self.name!r} status={self.status.value}>"
