@@ -325,7 +325,9 @@ class ManagedTask:
                 if first:
                     self.started_at = time.time()
             if first:
-                self.future.set_running_or_notify_cancel()
+                # Not the strict variant: a deadline firing right after the
+                # status change above may already have finished the future.
+                core.future_set_running_or_notify_cancel_safe(self.future)
                 counters.add(core.COUNT_STARTED)
                 if self.on_start is not None:
                     try:
