@@ -752,3 +752,67 @@ def test_failing_scheduled_runs_keep_the_schedule_alive(pool: ThreadPoolManager)
         assert [r.status for r in history] == [FAILED] * 3
         executions = manager.history.query_executions(limit=None)
         assert [e.trigger for e in executions] == ["schedule"] * 3
+
+
+# --------------------------------------------- regressions from the review
+
+
+def test_a_cancel_arriving_before_the_start_is_not_undone_by_it() -> None:
+    # Fault injection: hold the starting thread right after the execution
+    # became visible (while its start record is written) until a cancel of
+    # its root task has been applied.
+    ran: list[int] = []
+    manager = TaskManager()
+    manager.start()
+    try:
+        x = manager.register_task("x", lambda: ran.append(1))
+        y = manager.register_task("y", lambda: "y", dependencies=[x])
+        history = manager.history
+        record_execution = history.record_execution
+        in_window = threading.Event()
+        cancelled = threading.Event()
+
+        def held_record_execution(record: Any) -> None:
+            if record.finished_at is None and threading.current_thread().name == "starter":
+                in_window.set()
+                assert cancelled.wait(10)
+            record_execution(record)
+
+        history.record_execution = held_record_execution  # type: ignore[method-assign]
+        result: dict[str, Any] = {}
+        starter = threading.Thread(
+            target=lambda: result.setdefault("id", manager.execute_task(y)), name="starter"
+        )
+        starter.start()
+        assert in_window.wait(10)
+        result["cancelled"] = manager.cancel_task(x)
+        cancelled.set()
+        starter.join(10)
+        assert manager.wait_for_execution(result["id"], timeout=10)
+        info = manager.get_execution_status(result["id"])
+        statuses = {run.name: run.status for run in info.tasks.values()}
+        assert result["cancelled"] is True
+        assert statuses["x"] is TaskStatus.CANCELLED and not ran
+        assert statuses["y"] is TaskStatus.UPSTREAM_FAILED
+        history.flush()
+        rows = manager.get_task_history(execution_id=result["id"])
+        assert sorted(r.task_name for r in rows) == ["x", "y"]  # one row each
+    finally:
+        manager.stop(timeout=10)
+
+
+def test_a_bounded_blocking_pool_does_not_deadlock_an_execution() -> None:
+    # The drainer runs on a worker; waiting there for a queue slot that only
+    # a worker can free would hang forever.
+    pool = ThreadPoolManager(min_workers=1, max_workers=1, max_queue_size=1).start()
+    manager = TaskManager(thread_pool=pool)
+    manager.start()
+    try:
+        root = manager.register_task("root", lambda: 0)
+        kids = [manager.register_task(f"k{i}", lambda: 1, dependencies=[root]) for i in range(3)]
+        (execution_id,) = manager.execute_tasks(kids)
+        assert manager.wait_for_execution(execution_id, timeout=10)
+        assert manager.get_execution_status(execution_id).status is TaskStatus.COMPLETED
+    finally:
+        manager.stop(timeout=10)
+        pool.stop(timeout=10)

@@ -361,7 +361,8 @@ class GraphRun:
         ready = []
         state = self._state
         for i, total in enumerate(self._total):
-            if total == 0:
+            # A node already ended (cancelled before the start) stays ended.
+            if total == 0 and state[i] is None:
                 state[i] = RUN
                 ready.append(self._names[i])
         return ready

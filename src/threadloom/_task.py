@@ -336,6 +336,7 @@ class ManagedTask:
                         LOGGER.exception("task-start hook failed for %s", self.task_id)
             outcome, failed = self._run_attempt()
             retry_inline = False
+            requeue_now = False
             complete: Callable[[], None] | None = None
             with self._lock:
                 if self.status is not TaskStatus.RUNNING:
@@ -355,17 +356,21 @@ class ManagedTask:
                         self.status = TaskStatus.RETRYING
                         if delay > 0:
                             self._retry_timer = TIMERS.call_later(delay, self._requeue)
-                        else:
-                            self.status = TaskStatus.QUEUED
-                            owner._enqueue_managed(self)
-                        return
-                    # Shutting down: no timer will fire later; retry now, here.
-                    self.status = TaskStatus.QUEUED
-                    retry_inline = True
+                            return
+                        requeue_now = True
+                    else:
+                        # Shutting down: no timer will fire later; retry now, here.
+                        self.status = TaskStatus.QUEUED
+                        retry_inline = True
                 else:
                     self.status = TaskStatus.FAILED
                     counters.add(core.COUNT_FAILED)
                     complete = partial(self.future.set_exception, outcome)
+            if requeue_now:
+                # Outside the lock, and through _requeue, which fails the
+                # task (never loses it) if the pool closed meanwhile.
+                self._requeue()
+                return
             if retry_inline:
                 continue
             self._finish(complete)

@@ -113,6 +113,12 @@ def _close_worker_loop() -> None:
         loop.close()
 
 
+def current_worker_executor() -> ThreadPoolExecutor | None:
+    """The executor whose worker is the calling thread, or None."""
+    ref: weakref.ref[ThreadPoolExecutor] | None = getattr(_worker_local, "executor_ref", None)
+    return ref() if ref is not None else None
+
+
 def _worker_main(
     executor_ref: weakref.ref[ThreadPoolExecutor],
     dispatch: Any,
@@ -122,6 +128,7 @@ def _worker_main(
     # The worker holds only a weak reference to its executor, so that an
     # executor nobody references can be collected (its finalizer closes the
     # queue and the workers drain it and exit), as in the stdlib.
+    _worker_local.executor_ref = executor_ref
     if initializer is not None:
         try:
             initializer(*initargs)

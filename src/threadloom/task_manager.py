@@ -212,12 +212,15 @@ class _Run:
         "start_perf",
         "started_at",
         "status",
+        "status_lock",
         "task",
         "upstream_results",
     )
 
     def __init__(self, task: TaskInfo, priority: int) -> None:
         self.task = task
+        # Orders the worker's RUNNING against the drainer's terminal status.
+        self.status_lock = threading.Lock()
         self.priority = priority
         self.status = TaskStatus.PENDING
         # Written by the worker running an attempt (one attempt at a time), read
@@ -801,9 +804,14 @@ class TaskManager:
                 trigger,
                 job_id,
             )
+            # _Start is queued, and the drain claimed, before anyone can find
+            # the execution: a cancel that arrives meanwhile is applied after
+            # the start, never before it (the start would undo it).
+            execution.inbox.append(_Start())
+            execution.draining = True
             self._active[execution.execution_id] = execution
         self._history.record_execution(_execution_record(execution))
-        self._post(execution, _Start())
+        self._drain(execution)
         if wait:
             execution.done.wait()
         return execution.execution_id
@@ -944,11 +952,16 @@ class TaskManager:
     @staticmethod
     def _call(run: _Run) -> Any:
         """Run one attempt of *run* on a worker."""
-        run.attempts += 1
-        if run.started_at is None:
-            run.started_at = time.time()
-            run.start_perf = time.perf_counter()
-            run.status = TaskStatus.RUNNING
+        with run.status_lock:
+            if run.status.is_terminal:
+                # The deadline (or a cancel) ended the run between the pool
+                # starting this attempt and now: its outcome is already decided.
+                return None
+            run.attempts += 1
+            if run.started_at is None:
+                run.started_at = time.time()
+                run.start_perf = time.perf_counter()
+                run.status = TaskStatus.RUNNING
         current_task().upstream_results = run.upstream_results
         task = run.task
         if task.results_param is None:
@@ -976,7 +989,8 @@ class TaskManager:
     def _end_run(self, execution: _Execution, run: _Run, status: TaskStatus) -> None:
         """Record *run*'s end (under execution.lock)."""
         task = run.task
-        run.status = status
+        with run.status_lock:
+            run.status = status
         run.finished_at = time.time()
         # Needed only while it runs; kept, it would hold every upstream result
         # alive as long as the execution is remembered.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._impl import core
 from ._task import ManagedTask, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus, check_priority
-from .executor import ThreadPoolExecutor
+from .executor import ThreadPoolExecutor, current_worker_executor
 from .retry import RetryPolicy, _check_seconds
 
 if TYPE_CHECKING:
@@ -349,13 +349,15 @@ class ThreadPoolManager:
         if executor is None:
             raise RuntimeError("ThreadPoolManager is not started: call start() first")
         run_in_caller = False
+        holds_slot = False
         if self._slots is not None:
-            run_in_caller = not self._take_slot(executor)
+            admission = self._take_slot(executor)
+            run_in_caller = admission == "caller"
+            holds_slot = admission == "slot"
         monitor = self.resource_monitor
         if monitor is not None:
             call_args = (func, call_args, call_kwargs, monitor)
             func, call_kwargs = _observed_call, {}
-        holds_slot = self._slots is not None and not run_in_caller
         created: list[ManagedTask] = []
 
         def register(task: ManagedTask) -> None:
@@ -394,17 +396,27 @@ class ThreadPoolManager:
             raise
         return task.future
 
-    def _take_slot(self, executor: ThreadPoolExecutor) -> bool:
-        """Wait for room in the queue per the policy; False means run in the caller."""
+    def _take_slot(self, executor: ThreadPoolExecutor) -> Literal["slot", "caller", "over"]:
+        """Wait for room in the queue per the policy.
+
+        Returns "slot" (a slot was taken), "caller" (run the task on this
+        thread) or "over" (admitted over the limit, see below).
+        """
         slots = self._slots
         assert slots is not None
         if slots.acquire(blocking=False):
-            return True
+            return "slot"
         policy = self.queue_full_policy
         if policy == "caller_runs":
-            return False
+            return "caller"
+        if policy == "block" and current_worker_executor() is executor:
+            # A task of this pool submitting to it (a TaskManager's drainer
+            # runs on workers) must not wait for a slot: only a worker can
+            # free one, and every worker could be waiting here.  It is let in
+            # over the limit instead.
+            return "over"
         if policy == "block" and slots.acquire(timeout=self.queue_full_timeout):
-            return True
+            return "slot"
         executor._dispatch.counters.add(core.COUNT_REJECTED)
         raise QueueFull(
             f"queue is full ({self.max_queue_size} tasks waiting to start)"
