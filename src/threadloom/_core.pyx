@@ -902,8 +902,6 @@ cdef class Dispatcher:
 
     def run_worker(self, run_coroutine=None):
         """Run queued calls on this thread until closed and drained, or retired."""
-        cdef tl_entry e
-        cdef int r
         tl_worker_enter()
         try:
             self._worker_loop(run_coroutine)

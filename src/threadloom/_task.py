@@ -450,16 +450,15 @@ class ManagedTask:
             self.status = TaskStatus.TIMED_OUT
             retry_timer = self._retry_timer
             self._retry_timer = None
-        if retry_timer is not None:
-            retry_timer.cancel()
-        if was is TaskStatus.QUEUED:
-            self._owner._dead_entry_added(self.priority)
-        self.context._request_cancel()
-        self._owner._dispatch.counters.add(core.COUNT_TIMED_OUT)
         error = FutureTimeoutError(
             f"task {self.name or self.task_id} did not finish within {self.timeout} s"
         )
-        self._finish(partial(core.future_set_exception, self.future, error))
+        self._end_now(
+            was,
+            retry_timer,
+            core.COUNT_TIMED_OUT,
+            partial(core.future_set_exception, self.future, error),
+        )
 
     def cancel(self) -> bool:
         """Cancel: at once if queued or waiting to retry; cooperatively if running."""
@@ -473,14 +472,28 @@ class ManagedTask:
             self.status = TaskStatus.CANCELLED
             retry_timer = self._retry_timer
             self._retry_timer = None
+        self._end_now(
+            status, retry_timer, core.COUNT_CANCELLED, partial(_force_cancel, self.future)
+        )
+        return True
+
+    def _end_now(
+        self,
+        was: TaskStatus,
+        retry_timer: TimerHandle | None,
+        counter: int,
+        complete: Callable[[], None],
+    ) -> None:
+        # After a cancel or the deadline made the status terminal (so this
+        # thread owns the completion): stop a pending retry, account for a
+        # queue entry left behind, ask a running attempt to stop, complete.
         if retry_timer is not None:
             retry_timer.cancel()
-        if status is TaskStatus.QUEUED:
+        if was is TaskStatus.QUEUED:
             self._owner._dead_entry_added(self.priority)
         self.context._request_cancel()
-        self._owner._dispatch.counters.add(core.COUNT_CANCELLED)
-        self._finish(partial(_force_cancel, self.future))
-        return True
+        self._owner._dispatch.counters.add(counter)
+        self._finish(complete)
 
     def cancel_from_queue(self) -> None:
         """The queue was drained (shutdown with cancel_futures): cancel."""
