@@ -42,7 +42,12 @@ extension = Extension(
     "threadloom._core",
     sources=["src/threadloom/_core.pyx"],
     include_dirs=["csrc"],
-    depends=["csrc/tl_queue.h", "csrc/tl_atomic.h", "src/threadloom/_core.pxd"],
+    depends=[
+        "csrc/tl_queue.h",
+        "csrc/tl_atomic.h",
+        "src/threadloom/_core.pxd",
+        "src/threadloom/_core_managed.pxi",
+    ],
     define_macros=define_macros,
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,

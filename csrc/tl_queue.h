@@ -147,9 +147,11 @@ static int tl_queue_home_stripe(tl_queue *q) {
     return (int)(home % (uint64_t)q->nstripes);
 }
 
-/* Push; the entry's references move into the queue on success.
+/* Push; the entry's references move into the queue on success.  With
+ * keep_seq the entry keeps the sequence number it has (a retry goes back to
+ * its place among equal priorities); otherwise it takes the next one.
  * Returns 0, -1 if closed (the caller keeps its references), -2 if out of memory. */
-static int tl_queue_push(tl_queue *q, tl_entry *e) {
+static int tl_queue_push_ex(tl_queue *q, tl_entry *e, int keep_seq) {
     tl_stripe *s = &q->stripes[tl_queue_home_stripe(q)];
     tl_mutex_lock(&s->lock);
     /* Checked under the stripe lock: close() takes every stripe lock, so a
@@ -168,7 +170,7 @@ static int tl_queue_push(tl_queue *q, tl_entry *e) {
         s->heap = heap;
         s->cap = cap;
     }
-    e->seq = atomic_fetch_add(&q->next_seq, 1);
+    if (!keep_seq) e->seq = atomic_fetch_add(&q->next_seq, 1);
     s->heap[s->len] = *e;
     tl_sift_up(s->heap, s->len);
     s->len++;
@@ -185,6 +187,8 @@ static int tl_queue_push(tl_queue *q, tl_entry *e) {
     }
     return 0;
 }
+
+static inline int tl_queue_push(tl_queue *q, tl_entry *e) { return tl_queue_push_ex(q, e, 0); }
 
 static int tl_queue_try_pop(tl_queue *q, tl_entry *out) {
     for (;;) {

@@ -9,6 +9,17 @@ cdef extern from "tl_atomic.h" nogil:
         pass
     ctypedef struct tl_samples:
         pass
+    ctypedef struct tl_mutex:
+        pass
+    ctypedef struct tl_cond:
+        pass
+    void tl_mutex_init(tl_mutex *m)
+    void tl_mutex_lock(tl_mutex *m)
+    void tl_mutex_unlock(tl_mutex *m)
+    void tl_cond_init(tl_cond *c)
+    void tl_cond_signal(tl_cond *c)
+    void tl_cond_wait(tl_cond *c, tl_mutex *m)
+    int tl_cond_timedwait_ns(tl_cond *c, tl_mutex *m, uint64_t rel_ns)
     int TL_COUNTERS
     int TL_SAMPLES
     void tl_counter_add(tl_counters *c, int index, uint64_t n)
@@ -60,6 +71,7 @@ cdef extern from "tl_queue.h" nogil:
     int tl_queue_init(tl_queue *q, int nstripes)
     void tl_queue_after_fork(tl_queue *q)
     int tl_queue_push(tl_queue *q, tl_entry *e)
+    int tl_queue_push_ex(tl_queue *q, tl_entry *e, int keep_seq)
     int tl_queue_try_pop(tl_queue *q, tl_entry *out)
     int tl_queue_pop_wait(tl_queue *q, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns)
     void tl_queue_close(tl_queue *q)
@@ -82,7 +94,7 @@ cdef class TaskQueue:
     cdef bint initialised
     cdef uint64_t cancelled_skipped
     cdef Counters counters_sink
-    cdef uint64_t _push(self, int64_t priority, object fn, object args, object kwargs, object future) except? 0
+    cdef uint64_t _push(self, int64_t priority, object fn, object args, object kwargs, object future, int keep_seq=*, uint64_t seq=*) except? 0
     cdef int _pop_live(self, tl_entry *out, int64_t timeout_ns, uint64_t spin_ns, int64_t *idle_tokens) except -2
     cdef object _entry_tuple(self, tl_entry *e)
 
@@ -100,7 +112,17 @@ cdef class Dispatcher:
     cdef uint64_t _spin_ns
     cdef tl_samples *_wait
     cdef tl_samples *_run
+    cdef dict _dead
+    cdef set _retrying
+    cdef bint _closing
+    cdef public object reject
     cdef _start_worker(self)
+    cdef void _after_push(self) except *
+    cdef void _dead_added(self, int64_t priority) except *
+    cdef void _dead_popped(self, int64_t priority) except *
+    cdef bint _hold_retry(self, object future) except -1
+    cdef void _release_retry(self, object future) except *
+    cdef object _rejection(self)
     cdef bint _reserve(self, bint only_if_needed) noexcept
     cdef bint _retire(self, bint idle) noexcept
     cdef int _run_entry(self, tl_entry *e, object run_coroutine) except -1

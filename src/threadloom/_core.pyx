@@ -508,10 +508,11 @@ cdef class TaskQueue:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
         return self._push(<int64_t>priority, fn, args, kwargs, future)
 
-    cdef uint64_t _push(self, int64_t priority, object fn, object args, object kwargs, object future) except? 0:
+    cdef uint64_t _push(self, int64_t priority, object fn, object args, object kwargs, object future, int keep_seq=0, uint64_t seq=0) except? 0:
         cdef tl_entry e
         cdef int r
         e.priority = priority
+        e.seq = seq
         e.fn = <void *>fn
         e.args = <void *>args
         e.kwargs = <void *>kwargs if kwargs else NULL
@@ -523,7 +524,7 @@ cdef class TaskQueue:
             Py_INCREF(kwargs)
         if e.future != NULL:
             Py_INCREF(future)
-        r = tl_queue_push(&self.q, &e)
+        r = tl_queue_push_ex(&self.q, &e, keep_seq)
         if r != 0:
             _entry_release(&e)
             if r == -1:
@@ -752,6 +753,10 @@ cdef class Dispatcher:
             raise MemoryError()
         self.set_limits(max_workers, min_workers)
         self.idle_timeout = idle_timeout
+        self._dead = {}
+        self._retrying = set()
+        self._closing = False
+        self.reject = None
 
     def __dealloc__(self):
         free(self._wait)
@@ -829,6 +834,96 @@ cdef class Dispatcher:
         if tl_load64(&self._threads) < self._max_workers and self._reserve(True):
             self._start_worker()
         return sequence
+
+    # -- managed tasks (see _core_managed.pxi) ---------------------------------
+    def submit_managed(
+        self, fn, tuple args, dict kwargs, priority, name=None, retry=None, timeout=None,
+        on_done=None, on_start=None, tag=None, bint run_in_caller=False, run_coroutine=None,
+    ):
+        """Queue a managed task; return its future (a task future).
+
+        *timeout* (seconds, validated by the caller) arms a deadline before the
+        task is queued, so that a task that ends at once never leaves a timer
+        holding it.  With *run_in_caller* the first attempt runs on this thread.
+
+        Raises:
+            QueueClosed: the dispatcher was closed.
+            OverflowError: *priority* does not fit in 32 bits.
+        """
+        cdef ManagedTask task
+        if not _INT32_MIN <= priority <= _INT32_MAX:
+            raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        future = _new_managed(self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag)
+        task = <ManagedTask>future._task
+        if timeout is not None:
+            task._deadline_ns = tl_now_ns() + <uint64_t>(<double>timeout * 1e9)
+            task._deadline_entry = _TIMERS.arm(task._deadline_ns, future, TK_DEADLINE)
+        if type(on_done) is TaskRegistry:
+            # Known to its registry before it can end.
+            (<TaskRegistry>on_done)._add(task, future)
+        tl_counter_add(self.counters.c, C_SUBMITTED, 1)
+        if run_in_caller:
+            task._run(future, run_coroutine)
+            return future
+        try:
+            task._sequence = self.queue._push(task._priority, task, _EMPTY_ARGS, None, future)
+        except BaseException:
+            entry = task._deadline_entry
+            if entry is not None:
+                task._deadline_entry = None
+                _TIMERS.disarm(entry)
+            tl_counter_add(self.counters.c, C_SUBMITTED, <uint64_t>-1)
+            if type(on_done) is TaskRegistry:
+                (<TaskRegistry>on_done)._forget(task)
+            raise
+        self._after_push()
+        return future
+
+    cdef void _after_push(self) except *:
+        if tl_load64(&self._threads) < self._max_workers and self._reserve(True):
+            self._start_worker()
+
+    cdef void _dead_added(self, int64_t priority) except *:
+        with cython.critical_section(self):
+            self._dead[priority] = self._dead.get(priority, 0) + 1
+
+    cdef void _dead_popped(self, int64_t priority) except *:
+        with cython.critical_section(self):
+            left = self._dead.get(priority, 0) - 1
+            if left:
+                self._dead[priority] = left
+            else:
+                self._dead.pop(priority, None)
+
+    def dead_entries(self):
+        """Queue entries of managed tasks that ended while queued, by priority."""
+        with cython.critical_section(self):
+            return dict(self._dead)
+
+    cdef bint _hold_retry(self, object future) except -1:
+        with cython.critical_section(self):
+            if self._closing:
+                return False
+            self._retrying.add(future)
+            return True
+
+    cdef void _release_retry(self, object future) except *:
+        with cython.critical_section(self):
+            self._retrying.discard(future)
+
+    def begin_close(self):
+        """No retry waits for a timer from now on; return the futures of those waiting."""
+        with cython.critical_section(self):
+            self._closing = True
+            waiting = list(self._retrying)
+            self._retrying.clear()
+        return waiting
+
+    cdef object _rejection(self):
+        reject = self.reject
+        if reject is None:
+            return QueueClosed("queue is closed")
+        return reject()
 
     cdef _start_worker(self):
         spawn = self.spawn
@@ -933,6 +1028,16 @@ cdef class Dispatcher:
         cdef uint64_t started
         cdef tl_counters *counters = self.counters.c
         _entry_release(e)  # the locals above now own the references
+        if type(fn) is ManagedTask:
+            tl_add64(&self._busy, 1)
+            started = tl_now_ns()
+            tl_samples_add(self._wait, started - enqueued if started > enqueued else 0)
+            try:
+                (<ManagedTask>fn)._run(future, run_coroutine)
+            finally:
+                tl_add64(&self._busy, -1)
+                tl_samples_add(self._run, tl_now_ns() - started)
+            return 0
         if future is not None:
             if not _set_running(future, False):
                 tl_counter_add(counters, C_CANCELLED, 1)
@@ -1047,3 +1152,6 @@ cdef class ResultDrain:
         items[self._next] = None
         self._next += 1
         return value
+
+
+include "_core_managed.pxi"

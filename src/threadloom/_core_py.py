@@ -15,6 +15,7 @@ Three things live here:
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -374,8 +375,9 @@ class TaskQueue:
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         future: object = None,
+        sequence: int | None = None,
     ) -> int:
-        """Queue a call; return its sequence number.
+        """Queue a call; return its sequence number (*sequence*: keep that one).
 
         Raises:
             QueueClosed: the queue was closed.
@@ -383,10 +385,22 @@ class TaskQueue:
         """
         if not _INT32_MIN <= priority <= _INT32_MAX:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        return self._push(priority, fn, args, kwargs, future, sequence)
+
+    def _push(
+        self,
+        priority: int,
+        fn: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        future: object,
+        sequence: int | None,
+    ) -> int:
         with self._mutex:
             if self._closed:
                 raise QueueClosed("queue is closed")
-            sequence = next(self._sequence)
+            if sequence is None:
+                sequence = next(self._sequence)
             heapq.heappush(
                 self._heap,
                 [-priority, sequence, fn, args, kwargs or None, future, time.monotonic_ns()],
@@ -598,6 +612,12 @@ class Dispatcher:
         self._idle_tokens = _IdleTokens()
         #: Called (with no arguments) when a worker slot was reserved for a new thread.
         self.spawn: Callable[[], None] | None = None
+        #: Called (with no arguments) for the exception a refused managed retry fails with.
+        self.reject: Callable[[], BaseException] | None = None
+        self._managed_lock = threading.Lock()
+        self._dead: dict[int, int] = {}
+        self._retrying: set[Any] = set()
+        self._closing = False
 
     # -- configuration ---------------------------------------------------
     def set_limits(self, max_workers: int, min_workers: int | None = None) -> None:
@@ -692,6 +712,99 @@ class Dispatcher:
             self._start_worker()
         return sequence
 
+    # -- managed tasks (the twin of _core_managed.pxi) ----------------------
+    def submit_managed(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        priority: int,
+        name: str | None = None,
+        retry: Any = None,
+        timeout: float | None = None,
+        on_done: Callable[[Any, Any], object] | None = None,
+        on_start: Callable[[Any, Any], object] | None = None,
+        tag: Any = None,
+        run_in_caller: bool = False,
+        run_coroutine: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Queue a managed task; return its future (see the native core)."""
+        if not _INT32_MIN <= priority <= _INT32_MAX:
+            raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        future = _new_managed(
+            self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag
+        )
+        task: ManagedTask = future._task
+        if timeout is not None:
+            task._deadline_ns = time.monotonic_ns() + int(timeout * 1e9)
+            task._deadline_entry = TIMERS._arm(task._deadline_ns, future, _TK_DEADLINE)
+        if isinstance(on_done, TaskRegistry):
+            # Known to its registry before it can end.
+            on_done._add(task, future)
+        self.counters.add(COUNT_SUBMITTED)
+        if run_in_caller:
+            task._run(future, run_coroutine)
+            return future
+        try:
+            task._sequence = self.queue.push(task._priority, task, (), None, future)
+        except BaseException:
+            entry = task._deadline_entry
+            if entry is not None:
+                task._deadline_entry = None
+                TIMERS._disarm(entry)
+            self.counters._retract(COUNT_SUBMITTED)
+            if isinstance(on_done, TaskRegistry):
+                on_done._forget(task)
+            raise
+        self._after_push()
+        return future
+
+    def _after_push(self) -> None:
+        if self._threads < self._max_workers and self.reserve_worker():
+            self._start_worker()
+
+    def _dead_added(self, priority: int) -> None:
+        with self._managed_lock:
+            self._dead[priority] = self._dead.get(priority, 0) + 1
+
+    def _dead_popped(self, priority: int) -> None:
+        with self._managed_lock:
+            left = self._dead.get(priority, 0) - 1
+            if left:
+                self._dead[priority] = left
+            else:
+                self._dead.pop(priority, None)
+
+    def dead_entries(self) -> dict[int, int]:
+        """Queue entries of managed tasks that ended while queued, by priority."""
+        with self._managed_lock:
+            return dict(self._dead)
+
+    def _hold_retry(self, future: Any) -> bool:
+        with self._managed_lock:
+            if self._closing:
+                return False
+            self._retrying.add(future)
+            return True
+
+    def _release_retry(self, future: Any) -> None:
+        with self._managed_lock:
+            self._retrying.discard(future)
+
+    def begin_close(self) -> list[Any]:
+        """No retry waits for a timer from now on; return the futures of those waiting."""
+        with self._managed_lock:
+            self._closing = True
+            waiting = list(self._retrying)
+            self._retrying.clear()
+        return waiting
+
+    def _rejection(self) -> BaseException:
+        reject = self.reject
+        if reject is None:
+            return QueueClosed("queue is closed")
+        return reject()
+
     def _start_worker(self) -> None:
         spawn = self.spawn
         if spawn is None:
@@ -779,6 +892,19 @@ class Dispatcher:
 
     def _run_entry(self, entry: _Entry, run_coroutine: Callable[[Any], Any] | None) -> None:
         fn, args, kwargs, future = entry[2], entry[3], entry[4], entry[5]
+        if type(fn) is ManagedTask:
+            with self._gauge_lock:
+                self._busy += 1
+            started = time.monotonic_ns()
+            self._wait_samples.add((started - entry[6]) / 1e9)
+            try:
+                fn._run(future, run_coroutine)
+            finally:
+                self._run_samples.add((time.monotonic_ns() - started) / 1e9)
+                with self._gauge_lock:
+                    self._busy -= 1
+                del entry, fn, future
+            return
         counters = self.counters
         if future is not None and not future_set_running_or_notify_cancel_safe(future):
             counters.add(COUNT_CANCELLED)
@@ -829,6 +955,7 @@ class Dispatcher:
 
     def _after_fork_in_child(self) -> None:
         self._gauge_lock = threading.Lock()
+        self._managed_lock = threading.Lock()
         self._threads = 0
         self._busy = 0
         self._idle_tokens = _IdleTokens()
@@ -889,3 +1016,783 @@ def _check_idle_timeout(value: float | None) -> float | None:
     if value <= 0:
         raise ValueError(f"idle_timeout must be positive, not {value!r}")
     return float(value)
+
+
+# --------------------------------------------------------------------------
+# Managed tasks, the timer heap and task registries (twin of _core_managed.pxi)
+#
+# A task's status changes only under its lock; whoever moves it to a terminal
+# value owns the completion of the future, which is resolved exactly once.
+# The task never references its future (the future references the task), so
+# a finished task is freed by reference counting.
+# --------------------------------------------------------------------------
+
+from ._errors import TaskCancelled  # noqa: E402
+from ._types import TaskStatus  # noqa: E402
+
+_ST_QUEUED = TaskStatus.QUEUED
+_ST_RUNNING = TaskStatus.RUNNING
+_ST_RETRYING = TaskStatus.RETRYING
+_ST_COMPLETED = TaskStatus.COMPLETED
+_ST_FAILED = TaskStatus.FAILED
+_ST_CANCELLED = TaskStatus.CANCELLED
+_ST_TIMED_OUT = TaskStatus.TIMED_OUT
+_EARLY_ENDABLE = (_ST_QUEUED, _ST_RUNNING, _ST_RETRYING)
+
+_TK_DEADLINE = 0
+_TK_RETRY = 1
+_TK_CALL = 2
+
+# Above every user priority (those fit in 32 bits).
+_INTERNAL_PRIORITY = 1 << 40
+
+#: Durations are validated up to this (threading's own limit on waits).
+MAX_SECONDS = threading.TIMEOUT_MAX
+
+_EMPTY_MAPPING = types.MappingProxyType({})
+_task_numbers = itertools.count(1)
+_task_future_type: type | None = None
+_current = threading.local()
+
+
+def set_task_future_type(cls: type) -> None:
+    """Tell the core which class to instantiate for managed tasks' futures."""
+    global _task_future_type
+    _task_future_type = cls
+
+
+def current_task() -> ManagedTask:
+    """The running managed task's context (the task itself).
+
+    Raises:
+        RuntimeError: not called from inside a managed task.
+    """
+    task: ManagedTask | None = getattr(_current, "task", None)
+    if task is None:
+        raise RuntimeError(
+            "current_task() called outside a managed threadloom task "
+            "(submit through ThreadPoolExecutor.options() or ThreadPoolManager)"
+        )
+    return task
+
+
+def check_seconds(name: str, value: object, allow_zero: bool = True) -> float:
+    """Return *value* as float seconds, or raise naming *name* (same text in both cores)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{name} must be at most {MAX_SECONDS:.0f} seconds, not {value!r}")
+    return float(value)
+
+
+class TimerHeap:
+    """One thread that fires deadlines, ends retry delays and runs short calls.
+
+    See the native core for the contract: disarmed entries keep nothing alive
+    and are compacted once they are more than half the heap; the thread only
+    hands work to the pools.
+    """
+
+    def __init__(self, name: str = "threadloom-timers") -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._heap: list[list[Any]] = []
+        self._sequence = itertools.count()
+        self._disarmed = 0
+        self._thread: threading.Thread | None = None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._heap) - self._disarmed
+
+    @property
+    def heap_size(self) -> int:
+        """Entries in the heap, disarmed ones included (for tests)."""
+        return len(self._heap)
+
+    def _arm(self, due_ns: int, target: Any, kind: int) -> list[Any]:
+        with self._lock:
+            entry = [due_ns, next(self._sequence), target, kind]
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            elif self._heap[0] is entry:
+                self._wake.notify()
+        return entry
+
+    def _disarm(self, entry: list[Any]) -> None:
+        with self._lock:
+            if entry[2] is None:
+                return
+            entry[2] = None
+            self._disarmed += 1
+            if self._disarmed > 64 and self._disarmed * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if e[2] is not None]
+                heapq.heapify(self._heap)
+                self._disarmed = 0
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
+        """Run ``callback()`` on the timer thread after *delay* seconds; return a handle
+        whose ``cancel()`` disarms it.  The callback must be quick and not block."""
+        delay = check_seconds("delay", delay)
+        entry = self._arm(time.monotonic_ns() + int(delay * 1e9), callback, _TK_CALL)
+        return TimerHandle(self, entry)
+
+    def _run(self) -> None:
+        while True:
+            fired: list[list[Any]] = []
+            with self._lock:
+                heap = self._heap
+                while True:
+                    while heap and heap[0][2] is None:
+                        heapq.heappop(heap)
+                        self._disarmed -= 1
+                    if not heap:
+                        self._wake.wait()
+                        heap = self._heap
+                        continue
+                    now = time.monotonic_ns()
+                    while heap and (heap[0][2] is None or heap[0][0] <= now):
+                        entry = heapq.heappop(heap)
+                        if entry[2] is None:
+                            self._disarmed -= 1
+                        else:
+                            fired.append(entry)
+                    if fired:
+                        break
+                    if heap:
+                        self._wake.wait(min((heap[0][0] - now) / 1e9, 3600.0))
+                        heap = self._heap
+            for entry in fired:
+                with self._lock:
+                    target, entry[2] = entry[2], None
+                if target is None:
+                    continue
+                try:
+                    self._fire(target, entry[3])
+                except BaseException:
+                    LOGGER.exception("threadloom timer %r failed", target)
+                target = None
+
+    @staticmethod
+    def _fire(target: Any, kind: int) -> None:
+        if kind == _TK_CALL:
+            target()
+            return
+        task: ManagedTask = target._task
+        if kind == _TK_DEADLINE:
+            task._expire(target)
+        else:
+            task._retry_due(target)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._thread = None
+        if self._heap:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+
+class TimerHandle:
+    """A call scheduled with :meth:`TimerHeap.call_later`."""
+
+    __slots__ = ("_entry", "_timers")
+
+    def __init__(self, timers: TimerHeap, entry: list[Any]) -> None:
+        self._timers = timers
+        self._entry = entry
+
+    def cancel(self) -> None:
+        self._timers._disarm(self._entry)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._entry[2] is None
+
+
+TIMERS = TimerHeap()
+
+
+class ManagedTask:
+    """One managed task: its options, status and attempts; also its context.
+
+    The running task is what ``threadloom.current_task()`` returns: its
+    :attr:`cancelled` flag, :meth:`check_cancelled`, :meth:`wait_cancelled`
+    and :meth:`remaining` let it stop cooperatively (Python cannot stop a
+    thread from outside).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cancel_event",
+        "_cancel_requested",
+        "_counted_dead",
+        "_deadline_entry",
+        "_deadline_ns",
+        "_dispatch",
+        "_finished_at",
+        "_lock",
+        "_number",
+        "_priority",
+        "_retry_entry",
+        "_sequence",
+        "_started_at",
+        "_status",
+        "args",
+        "attempts",
+        "fn",
+        "kwargs",
+        "name",
+        "on_done",
+        "on_start",
+        "retry",
+        "submitted_at",
+        "tag",
+        "timeout",
+        "upstream_results",
+    )
+
+    def __init__(self) -> None:
+        raise TypeError("ManagedTask is created by ThreadPoolExecutor.options(...).submit")
+
+    # -- what the task can know about itself ------------------------------
+    @property
+    def task_id(self) -> str:
+        return f"task-{self._number}"
+
+    @property
+    def priority(self) -> int:
+        return self._priority
+
+    @property
+    def number(self) -> int:
+        """The task's number (its id is ``f"task-{number}"``)."""
+        return self._number
+
+    @property
+    def status(self) -> TaskStatus:
+        return self._status
+
+    @property
+    def attempt(self) -> int:
+        """The 1-based number of the attempt running (or last run)."""
+        return self.attempts
+
+    @property
+    def started_at(self) -> float | None:
+        return self._started_at
+
+    @property
+    def finished_at(self) -> float | None:
+        return self._finished_at
+
+    @property
+    def deadline(self) -> float | None:
+        """The deadline on the ``time.monotonic()`` clock, or None."""
+        return self._deadline_ns / 1e9 if self._deadline_ns else None
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was requested (cancel, deadline, shutdown)."""
+        return self._cancel_requested
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`TaskCancelled` if cancellation was requested."""
+        if self._cancel_requested:
+            raise TaskCancelled(f"task {self.name or self.task_id} was cancelled")
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Sleep up to *timeout* seconds, waking early if cancelled; return :attr:`cancelled`."""
+        event = self._cancel_event
+        if event is None:
+            with self._lock:
+                if self._cancel_event is None:
+                    self._cancel_event = threading.Event()
+                event = self._cancel_event
+            # _request_cancel sets the flag, then reads the event; here the
+            # event is installed, then the flag read: one sees the other.
+            if self._cancel_requested:
+                event.set()
+        return event.wait(timeout)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline, or None without one."""
+        if not self._deadline_ns:
+            return None
+        return (self._deadline_ns - time.monotonic_ns()) / 1e9
+
+    def _request_cancel(self) -> None:
+        self._cancel_requested = True
+        event = self._cancel_event
+        if event is not None:
+            event.set()
+
+    def __repr__(self) -> str:
+        return f"<ManagedTask {self.task_id} name={self.name!r} status={self._status.value}>"
+
+    # -- one attempt, on a worker -----------------------------------------
+    def _run(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> None:
+        dispatch: Dispatcher = self._dispatch
+        with self._lock:
+            was = self._status
+            if was is _ST_QUEUED:
+                self._status = _ST_RUNNING
+                self.attempts += 1
+        if was is not _ST_QUEUED:
+            # Cancelled or timed out while queued: this entry is dead.
+            if self._counted_dead:
+                self._counted_dead = False
+                dispatch._dead_popped(self._priority)
+            return
+        if self.attempts == 1:
+            self._started_at = time.time()
+            future_set_running_or_notify_cancel_safe(future)
+            dispatch.counters.add(COUNT_STARTED)
+            if self.on_start is not None:
+                try:
+                    self.on_start(self, future)
+                except BaseException:
+                    LOGGER.exception("task-start hook failed for %s", self.task_id)
+        previous = getattr(_current, "task", None)
+        _current.task = self
+        failed = False
+        try:
+            kwargs = self.kwargs
+            outcome = self.fn(*self.args, **kwargs) if kwargs else self.fn(*self.args)
+            if run_coroutine is not None and type(outcome) is types.CoroutineType:
+                outcome = run_coroutine(outcome)
+        except BaseException as exc:
+            outcome = exc
+            failed = True
+            # This frame is in the exception's traceback: keep nothing here
+            # that leads back to it (a cycle only the GC could free).
+            del exc
+        finally:
+            _current.task = previous
+            del previous
+        if not failed:
+            ending = _ST_COMPLETED
+        elif isinstance(outcome, TaskCancelled) and self._cancel_requested:
+            ending = _ST_CANCELLED
+        elif self.retry is not None and self._should_retry(outcome):
+            self._schedule_retry(future)
+            outcome = None
+            return
+        else:
+            ending = _ST_FAILED
+        with self._lock:
+            if self._status is not _ST_RUNNING:
+                return  # the deadline (or a cancel) ended the task meanwhile
+            self._status = ending
+        if ending is _ST_COMPLETED:
+            dispatch.counters.add(COUNT_COMPLETED)
+            self._finish(future, outcome, False, False)
+        elif ending is _ST_FAILED:
+            dispatch.counters.add(COUNT_FAILED)
+            self._finish(future, outcome, True, False)
+        else:
+            dispatch.counters.add(COUNT_CANCELLED)
+            self._finish(future, None, True, True)
+        outcome = future = None
+
+    def _should_retry(self, error: BaseException) -> bool:
+        try:
+            return bool(self.retry.should_retry(error, self.attempts))
+        except BaseException:
+            LOGGER.exception("retry policy of %s failed; not retrying", self.task_id)
+            return False
+
+    def _schedule_retry(self, future: Any) -> None:
+        dispatch: Dispatcher = self._dispatch
+        try:
+            delay = float(self.retry.delay_for(self.attempts))
+            if not 0.0 <= delay <= MAX_SECONDS:
+                raise ValueError(f"retry delay {delay!r} out of range")
+        except BaseException:
+            LOGGER.exception("retry policy of %s gave no usable delay; retrying now", self.task_id)
+            delay = 0.0
+        with self._lock:
+            if self._status is not _ST_RUNNING:
+                return
+            self._status = _ST_RETRYING
+        dispatch.counters.add(COUNT_RETRIED)
+        if delay > 0 and dispatch._hold_retry(future):
+            # Armed after the status change: the timer may fire at once.
+            self._retry_entry = TIMERS._arm(
+                time.monotonic_ns() + int(delay * 1e9), future, _TK_RETRY
+            )
+            return
+        # No delay, or the pool is closing (no timer may fire into a closed
+        # queue): back into the queue now.
+        self._requeue(future)
+
+    def _retry_due(self, future: Any) -> None:
+        # On the timer thread.
+        self._retry_entry = None
+        self._dispatch._release_retry(future)
+        self._requeue(future)
+
+    def requeue_now(self, future: Any) -> bool:
+        """A task waiting for its retry delay goes back into the queue at once (shutdown)."""
+        entry = self._retry_entry
+        if entry is None or self._status is not _ST_RETRYING:
+            return False
+        self._retry_entry = None
+        TIMERS._disarm(entry)
+        self._requeue(future)
+        return True
+
+    def _requeue(self, future: Any) -> None:
+        dispatch: Dispatcher = self._dispatch
+        with self._lock:
+            if self._status is not _ST_RETRYING:
+                return
+            self._status = _ST_QUEUED
+        try:
+            # Its original sequence number: a retry whose delay is over does
+            # not wait behind everything submitted after it.
+            dispatch.queue.push(self._priority, self, (), None, future, self._sequence)
+            dispatch._after_push()
+        except QueueClosed:
+            self._end_from_queue(future, _ST_FAILED, dispatch._rejection())
+
+    # -- ending early ------------------------------------------------------
+    def _expire(self, future: Any) -> None:
+        # On the timer thread: the deadline passed.
+        self._deadline_entry = None
+        with self._lock:
+            was = self._status
+            if was in _EARLY_ENDABLE:
+                self._status = _ST_TIMED_OUT
+                if was is _ST_QUEUED:
+                    self._counted_dead = True
+        if was not in _EARLY_ENDABLE:
+            return
+        error = FutureTimeoutError(
+            f"task {self.name or self.task_id} did not finish within {self.timeout} s"
+        )
+        self._end_early(future, was, COUNT_TIMED_OUT, error, False, True)
+
+    def cancel(self, future: Any) -> bool:
+        """Cancel: at once if queued or waiting to retry (True); if running,
+        request cooperative cancellation and return False."""
+        with self._lock:
+            was = self._status
+            if was is _ST_QUEUED or was is _ST_RETRYING:
+                self._status = _ST_CANCELLED
+                if was is _ST_QUEUED:
+                    self._counted_dead = True
+        if was is _ST_RUNNING:
+            self._request_cancel()
+            return False
+        if not (was is _ST_QUEUED or was is _ST_RETRYING):
+            return was is _ST_CANCELLED
+        self._end_early(future, was, COUNT_CANCELLED, None, True, False)
+        return True
+
+    def _end_early(
+        self,
+        future: Any,
+        was: TaskStatus,
+        counter: int,
+        error: BaseException | None,
+        cancel: bool,
+        defer: bool,
+    ) -> None:
+        dispatch: Dispatcher = self._dispatch
+        entry = self._retry_entry
+        if entry is not None:
+            self._retry_entry = None
+            TIMERS._disarm(entry)
+            dispatch._release_retry(future)
+        if was is _ST_QUEUED:
+            dispatch._dead_added(self._priority)
+        self._request_cancel()
+        dispatch.counters.add(counter)
+        self._finish(future, error, True, cancel, defer)
+
+    def cancel_from_queue(self, future: Any) -> None:
+        """The queue was drained (shutdown with cancel_futures): cancel."""
+        self._end_from_queue(future, _ST_CANCELLED, None)
+
+    def fail_from_queue(self, future: Any, error: BaseException) -> None:
+        """The pool broke with this task queued: fail it with *error*."""
+        self._end_from_queue(future, _ST_FAILED, error)
+
+    def _end_from_queue(self, future: Any, status: TaskStatus, error: Any) -> None:
+        # The task's entry was taken out of the queue without being run.
+        dispatch: Dispatcher = self._dispatch
+        with self._lock:
+            was = self._status
+            if was is _ST_QUEUED:
+                self._status = status
+        if was is not _ST_QUEUED:
+            if self._counted_dead:
+                self._counted_dead = False
+                dispatch._dead_popped(self._priority)
+            return
+        if status is _ST_CANCELLED:
+            self._request_cancel()
+            dispatch.counters.add(COUNT_CANCELLED)
+            self._finish(future, None, True, True)
+        else:
+            dispatch.counters.add(COUNT_FAILED)
+            self._finish(future, error, True, False)
+
+    # -- the one completion ------------------------------------------------
+    def _finish(
+        self, future: Any, value: Any, is_exception: bool, cancel: bool, defer: bool = False
+    ) -> None:
+        """Complete *future* (this thread made the status terminal, so it owns this)."""
+        entry = self._deadline_entry
+        if entry is not None:
+            self._deadline_entry = None
+            TIMERS._disarm(entry)
+        self._finished_at = time.time()
+        # What the task ran is not needed any more; a kept record (a pool's
+        # task table) must not keep the arguments alive.
+        self.fn = None
+        self.args = ()
+        self.kwargs = None
+        self.upstream_results = _EMPTY_MAPPING
+        callbacks = None
+        try:
+            if cancel:
+                callbacks = _cancel_notified(future, defer)
+            else:
+                callbacks = _complete(future, value, is_exception, defer)
+        except BaseException:
+            LOGGER.exception("could not complete the future of %s", self.task_id)
+        value = None
+        if defer:
+            # On the timer thread: waiters have their answer; the callbacks
+            # (user code, and the owner's hook) run on the pool.
+            try:
+                self._dispatch.queue._push(
+                    _INTERNAL_PRIORITY, _run_deferred, (self, future, callbacks), None, None, None
+                )
+                self._dispatch._after_push()
+                return
+            except QueueClosed:
+                pass
+        _run_completion(self, future, callbacks)
+
+
+def _run_completion(task: ManagedTask, future: Any, callbacks: Any) -> None:
+    _invoke_callbacks(future, callbacks)
+    on_done = task.on_done
+    if on_done is not None:
+        try:
+            on_done(task, future)
+        except BaseException:
+            LOGGER.exception("task-done hook failed for %s", task.task_id)
+
+
+def _run_deferred(task: ManagedTask, future: Any, callbacks: Any) -> None:
+    _run_completion(task, future, callbacks)
+
+
+def _complete(future: Any, value: Any, is_exception: bool, defer: bool) -> Any:
+    """FINISHED with *value*; notify waiters; return the callbacks if *defer*, else run them."""
+    with _state_lock(future):
+        if future._state in _DONE_STATES:
+            return None
+        if is_exception:
+            future._exception = value
+        else:
+            future._result = value
+        future._state = FINISHED
+        condition = future._tl_condition
+        callbacks = future._tl_callbacks
+    if condition is not None:
+        with condition:
+            for waiter in future._tl_waiters:
+                if is_exception:
+                    waiter.add_exception(future)
+                else:
+                    waiter.add_result(future)
+            condition.notify_all()
+    if defer:
+        return callbacks
+    _invoke_callbacks(future, callbacks)
+    return None
+
+
+def _cancel_notified(future: Any, defer: bool) -> Any:
+    """CANCELLED_AND_NOTIFIED at once (a managed task is never left CANCELLED)."""
+    with _state_lock(future):
+        if future._state in _DONE_STATES:
+            return None
+        future._state = CANCELLED_AND_NOTIFIED
+        condition = future._tl_condition
+        callbacks = future._tl_callbacks
+    if condition is not None:
+        with condition:
+            for waiter in future._tl_waiters:
+                waiter.add_cancelled(future)
+            condition.notify_all()
+    if defer:
+        return callbacks
+    _invoke_callbacks(future, callbacks)
+    return None
+
+
+def _new_managed(
+    dispatch: Dispatcher,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    priority: int,
+    name: str | None,
+    retry: Any,
+    timeout: float | None,
+    on_done: Any,
+    on_start: Any,
+    tag: Any,
+) -> Any:
+    if _task_future_type is None:
+        raise RuntimeError("threadloom core used before set_task_future_type()")
+    task = object.__new__(ManagedTask)
+    task.fn = fn
+    task.args = args
+    task.kwargs = kwargs or None
+    task._priority = priority
+    task.name = name
+    task.retry = retry
+    task.timeout = timeout
+    task.on_done = on_done
+    task.on_start = on_start
+    task.tag = tag
+    task.upstream_results = _EMPTY_MAPPING
+    task._status = _ST_QUEUED
+    task._dispatch = dispatch
+    task._number = next(_task_numbers)
+    task._sequence = 0
+    task._deadline_ns = 0
+    task._deadline_entry = None
+    task._retry_entry = None
+    task._cancel_requested = False
+    task._cancel_event = None
+    task._counted_dead = False
+    task._lock = threading.Lock()
+    task.attempts = 0
+    task.submitted_at = time.time()
+    task._started_at = None
+    task._finished_at = None
+    future = object.__new__(_task_future_type)
+    future._task = task
+    return future
+
+
+class TaskRegistry:
+    """Futures of managed tasks by task id, finished ones kept for a bounded
+    count and time; counts unfinished tasks and wakes ``wait_all``."""
+
+    def __init__(self, keep_finished: int, keep_seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._all_done = threading.Condition(self._lock)
+        self._futures: dict[str, Any] = {}
+        self._finished: collections.deque[tuple[int, int]] = collections.deque()
+        self.keep_finished = keep_finished
+        self.keep_ns = int(keep_seconds * 1e9)
+        self._unfinished = 0
+        self._run_total = 0.0
+        self._run_max = 0.0
+        self._run_min = math.inf
+        self._run_count = 0
+        #: An extra hook called after each end is recorded (events), or None.
+        self.on_task_done: Callable[[Any, Any], object] | None = None
+
+    def configure(self, keep_finished: int, keep_seconds: float) -> None:
+        self.keep_finished = keep_finished
+        self.keep_ns = int(keep_seconds * 1e9)
+
+    def _add(self, task: ManagedTask, future: Any) -> None:
+        with self._lock:
+            self._futures[task._number] = future
+            self._unfinished += 1
+
+    def _forget(self, task: ManagedTask) -> None:
+        # Undoes _add for a task refused before it was queued.
+        with self._lock:
+            if self._futures.pop(task._number, None) is not None:
+                self._unfinished -= 1
+            if self._unfinished == 0:
+                self._all_done.notify_all()
+
+    def get(self, task_id: str) -> Any:
+        """The future of task *task_id* ("task-N"), or None if unknown or pruned."""
+        if type(task_id) is not str or not task_id.startswith("task-"):
+            return None
+        try:
+            number = int(task_id[5:])
+        except ValueError:
+            return None
+        return self._futures.get(number)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [f"task-{number}" for number in self._futures]
+
+    def futures(self) -> list[Any]:
+        with self._lock:
+            return list(self._futures.values())
+
+    def __len__(self) -> int:
+        return len(self._futures)
+
+    @property
+    def unfinished(self) -> int:
+        return self._unfinished
+
+    def run_times(self) -> tuple[int, float, float, float]:
+        """(count, total, max, min) of the finished tasks' run times (seconds)."""
+        with self._lock:
+            return self._run_count, self._run_total, self._run_max, self._run_min
+
+    def _task_done_hook(self, task: ManagedTask, future: Any) -> None:
+        now = time.monotonic_ns()
+        started = task._started_at
+        with self._lock:
+            if started is not None and task._finished_at is not None:
+                elapsed = max(0.0, task._finished_at - started)
+                self._run_total += elapsed
+                self._run_count += 1
+                self._run_max = max(self._run_max, elapsed)
+                self._run_min = min(self._run_min, elapsed)
+            self._unfinished -= 1
+            finished = self._finished
+            finished.append((now, task._number))
+            while finished and (
+                len(finished) > self.keep_finished or finished[0][0] + self.keep_ns < now
+            ):
+                self._futures.pop(finished.popleft()[1], None)
+            if self._unfinished == 0:
+                self._all_done.notify_all()
+        hook = self.on_task_done
+        if hook is not None:
+            hook(task, future)
+
+    __call__ = _task_done_hook
+
+    def wait_all(self, timeout: float | None = None) -> bool:
+        """Wait until no task is unfinished; True if none is."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._unfinished > 0:
+                if deadline is None:
+                    self._all_done.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._all_done.wait(left)
+        return True
+

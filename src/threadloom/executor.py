@@ -30,7 +30,8 @@ from ._impl import core
 from ._types import TaskPriority, check_priority
 
 if TYPE_CHECKING:
-    from ._task import ManagedTask, SubmitOptions
+    from ._core_py import ManagedTask
+    from ._task import SubmitOptions, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
 _T = TypeVar("_T")
 
 _NORMAL = int(TaskPriority.NORMAL)
+_USER_PRIORITY_MAX = 2**31 - 1
 
 # --------------------------------------------------------------------------
 # Process-wide state: interpreter exit and fork.
@@ -64,7 +66,9 @@ def _python_exit() -> None:
         _interpreter_shutdown = True
         executors = list(_live_executors)
     for executor in executors:
-        executor._dispatch.close()
+        # A task waiting for its retry delay is queued work: it runs now,
+        # as everything else queued does, before the workers are joined.
+        executor._close_for_exit()
     for executor in executors:
         for thread in list(executor._threads):
             thread.join()
@@ -260,14 +264,9 @@ class ThreadPoolExecutor(Executor):
         # Re-entrant: shutdown() re-queues tasks waiting to retry while holding
         # it, and a push may start a worker, which takes it again.
         self._shutdown_lock = threading.RLock()
-        # Managed tasks (options with a name, retry or timeout): those waiting
-        # for a retry, and queue entries of tasks cancelled while queued.
-        self._retry_lock = threading.Lock()
-        self._closing = False
-        self._retrying: weakref.WeakSet[ManagedTask] = weakref.WeakSet()
-        self._dead_entries: dict[int, int] = {}
         self._dispatch = core.Dispatcher(max_workers)
         self._dispatch.spawn = self._make_spawner()
+        self._dispatch.reject = self._make_rejecter()
         dispatch = self._dispatch
         # Closing the queue when the executor is collected lets its workers
         # drain what is queued and exit.
@@ -287,6 +286,17 @@ class ThreadPoolExecutor(Executor):
             executor._start_worker(executor_ref)
 
         return spawn
+
+    def _make_rejecter(self) -> Callable[[], BaseException]:
+        executor_ref = weakref.ref(self)
+
+        def reject() -> BaseException:
+            executor = executor_ref()
+            if executor is None:
+                return RuntimeError("cannot schedule new futures after shutdown")
+            return executor._rejection()
+
+        return reject
 
     def _start_worker(self, executor_ref: weakref.ref[ThreadPoolExecutor]) -> None:
         # Called with a worker slot already reserved in the dispatcher.
@@ -351,6 +361,10 @@ class ThreadPoolExecutor(Executor):
 
         return SubmitOptions(self, check_priority(priority), name, retry, timeout)
 
+    def count_rejected(self) -> None:
+        """Count a task refused above the pool (a full queue) in ``statistics().rejected``."""
+        self._dispatch.counters.add(core.COUNT_REJECTED)
+
     def _rejection(self) -> BaseException:
         self._dispatch.counters.add(core.COUNT_REJECTED)
         if self._broken:
@@ -361,62 +375,72 @@ class ThreadPoolExecutor(Executor):
             return RuntimeError("cannot schedule new futures after interpreter shutdown")
         return RuntimeError("cannot schedule new futures after shutdown")
 
-    # -- managed tasks ----------------------------------------------------
-    def _submit_managed(
+    # -- managed tasks: the protocol of the layers above ------------------
+    def submit_managed(
         self,
         fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        priority: int,
-        name: str | None,
-        retry: RetryPolicy | None,
-        timeout: float | None,
-        on_done: Callable[[ManagedTask], None] | None = None,
-        on_start: Callable[[ManagedTask], None] | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: int = TaskPriority.NORMAL,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_done: Callable[[ManagedTask, TaskFuture[Any]], object] | None = None,
+        on_start: Callable[[ManagedTask, TaskFuture[Any]], object] | None = None,
+        tag: Any = None,
         run_in_caller: bool = False,
-        on_created: Callable[[ManagedTask], object] | None = None,
-    ) -> ManagedTask:
-        if self._shutdown or self._broken:
-            raise self._rejection()
-        task = _managed_task_class()(
-            self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start
-        )
-        if on_created is not None:
-            # Before the task can run: its owner must know it before it ends.
-            on_created(task)
-        if run_in_caller:
-            task.run_in_caller()
-        else:
-            task.start()
-        return task
+    ) -> TaskFuture[Any]:
+        """Queue a managed task with explicit hooks; return its :class:`TaskFuture`.
 
-    def _enqueue_managed(self, task: ManagedTask, count_submitted: bool = False) -> None:
+        This is how ``ThreadPoolManager`` and ``TaskManager`` submit; users
+        normally call ``options(...).submit``.  Arguments are not checked here
+        (the caller did): *priority* an int, *retry* a ``RetryPolicy`` or None,
+        *timeout* float seconds or None.
+
+        Args:
+            on_done: ``on_done(task, future)`` once, after the future resolved,
+                on the thread that ended the task (a worker, a canceller, or a
+                worker the timer thread handed a deadline's end to).  It must
+                not block.
+            on_start: ``on_start(task, future)`` when the first attempt starts.
+            tag: anything the caller wants to find on the task (``task.tag``).
+            run_in_caller: run the first attempt on this thread (the
+                ``caller_runs`` backpressure policy).
+
+        Raises:
+            RuntimeError: the pool was shut down.
+            BrokenThreadPool: an initializer failed.
+        """
         try:
-            self._dispatch.submit_entry(task.priority, task, (), None, None, count_submitted)
+            return self._dispatch.submit_managed(  # type: ignore[no-any-return]
+                fn,
+                args,
+                kwargs,
+                priority,
+                name,
+                retry,
+                timeout,
+                on_done,
+                on_start,
+                tag,
+                run_in_caller,
+                _run_coroutine if run_in_caller else None,
+            )
         except core.QueueClosed:
             raise self._rejection() from None
 
-    def _accepting_retries(self, task: ManagedTask) -> bool:
-        # Called with the task's lock held.  Once shutdown has begun, a failed
-        # attempt is retried at once on its worker instead of after a delay:
-        # no timer may fire into a closed queue.
-        with self._retry_lock:
-            if self._closing:
-                return False
-            self._retrying.add(task)
-            return True
+    def join_workers(self, timeout: float | None = None) -> bool:
+        """Wait for the worker threads to exit (after a shutdown); True if they all did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in list(self._threads))
 
-    def _dead_entry_added(self, priority: int) -> None:
-        with self._retry_lock:
-            self._dead_entries[priority] = self._dead_entries.get(priority, 0) + 1
-
-    def _dead_entry_popped(self, priority: int) -> None:
-        with self._retry_lock:
-            left = self._dead_entries.get(priority, 0) - 1
-            if left > 0:
-                self._dead_entries[priority] = left
-            else:
-                self._dead_entries.pop(priority, None)
+    def _close_for_exit(self) -> None:
+        for future in self._dispatch.begin_close():
+            future._task.requeue_now(future)
+        self._dispatch.close()
 
     # -- map --------------------------------------------------------------
     def map(
@@ -524,17 +548,13 @@ class ThreadPoolExecutor(Executor):
         """
         with self._shutdown_lock:
             self._shutdown = True
-            with self._retry_lock:
-                self._closing = True
-                retrying = list(self._retrying)
-                self._retrying.clear()
             # Tasks waiting out a retry delay: cancelled with the queue, or
             # re-queued now so that they finish before the workers exit.
-            for task in retrying:
+            for future in self._dispatch.begin_close():
                 if cancel_futures:
-                    task.cancel()
+                    future.cancel()
                 else:
-                    task.fire_retry_now()
+                    future._task.requeue_now(future)
             # Closing before draining means no submit can slip in after it.
             self._dispatch.close()
             if cancel_futures:
@@ -565,14 +585,15 @@ class ThreadPoolExecutor(Executor):
         for entry in self._dispatch.queue.drain():
             future = entry[5]
             fn = entry[2]
-            if future is not None:
+            if type(fn) is core.ManagedTask:
+                fn.cancel_from_queue(future)
+            elif future is not None:
                 if future.cancel():
                     core.future_set_running_or_notify_cancel_safe(future)
                     cancelled += 1
-            else:
-                on_drain = getattr(fn, "cancel_from_queue", None)
-                if on_drain is not None:
-                    on_drain()
+            elif entry[0] > _USER_PRIORITY_MAX:
+                # A completion a timer handed over: it must still run.
+                fn(*entry[3])
         if cancelled:
             self._dispatch.counters.add(core.COUNT_CANCELLED, cancelled)
         return cancelled
@@ -585,22 +606,21 @@ class ThreadPoolExecutor(Executor):
             for entry in self._dispatch.queue.drain():
                 future = entry[5]
                 fn = entry[2]
-                if future is not None:
+                if type(fn) is core.ManagedTask:
+                    fn.fail_from_queue(future, BrokenThreadPool(self._broken))
+                elif future is not None:
                     try:
                         future.set_exception(BrokenThreadPool(self._broken))
                         failed += 1
                     except Exception:  # already cancelled
                         pass
-                else:
-                    on_broken = getattr(fn, "fail_from_queue", None)
-                    if on_broken is not None:
-                        on_broken(BrokenThreadPool(self._broken))
+                elif entry[0] > _USER_PRIORITY_MAX:
+                    fn(*entry[3])
             if failed:
                 self._dispatch.counters.add(core.COUNT_FAILED, failed)
 
     def _after_fork_in_child(self) -> None:
         self._shutdown_lock = threading.RLock()
-        self._retry_lock = threading.Lock()
         self._threads = set()
         self._dispatch._after_fork_in_child()
 
@@ -643,13 +663,14 @@ class ThreadPoolExecutor(Executor):
         total = dispatch.threads
         busy = min(dispatch.busy, total)
         depth = dispatch.queue.depth_by_priority()
-        with self._retry_lock:
-            for priority, dead in self._dead_entries.items():
-                left = depth.get(priority, 0) - dead
-                if left > 0:
-                    depth[priority] = left
-                else:
-                    depth.pop(priority, None)
+        for priority in [p for p in depth if p > _USER_PRIORITY_MAX]:
+            del depth[priority]  # completions handed over by timers are not tasks
+        for priority, dead in dispatch.dead_entries().items():
+            left = depth.get(priority, 0) - dead
+            if left > 0:
+                depth[priority] = left
+            else:
+                depth.pop(priority, None)
         return ExecutorStatistics(
             workers_total=total,
             workers_busy=busy,
@@ -662,19 +683,6 @@ class ThreadPoolExecutor(Executor):
             native=core.NATIVE,
             **counters,
         )
-
-
-def _managed_task_class() -> type[ManagedTask]:
-    # _task imports this module, so it is imported on first use.
-    global _ManagedTask
-    if _ManagedTask is None:
-        from ._task import ManagedTask
-
-        _ManagedTask = ManagedTask
-    return _ManagedTask
-
-
-_ManagedTask: type[ManagedTask] | None = None
 
 
 def _auto_chunksize(n: int, workers: int) -> int:

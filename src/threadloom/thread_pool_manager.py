@@ -8,10 +8,8 @@ loop that follows queue wait times and the resource monitor's advice.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -19,13 +17,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._impl import core
-from ._task import ManagedTask, TaskFuture, current_task
+from ._task import TaskFuture, check_name, check_retry, check_timeout, current_task
 from ._types import TaskPriority, TaskStatus, check_priority
 from .executor import ThreadPoolExecutor, current_worker_executor
 from .retry import RetryPolicy, _check_seconds
 
 if TYPE_CHECKING:
+    from ._core_py import ManagedTask
     from .resource_monitor import ResourceMonitor
+
+# Tag of a task that holds a queue slot until its first attempt starts.
+_HOLDS_SLOT = object()
 
 __all__ = [
     "QueueFull",
@@ -169,16 +171,12 @@ class ThreadPoolManager:
 
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
-        self._tasks: dict[str, ManagedTask] = {}
-        self._finished: deque[tuple[float, str]] = deque()
-        self._unfinished = 0
-        self._all_done = threading.Condition(self._lock)
+        # Task futures by id, finished ones pruned by count and age; counts
+        # unfinished tasks.  Native: it is every task's done-hook.
+        self._registry = core.TaskRegistry(keep_finished, self.keep_finished_seconds)
         self._slots = threading.Semaphore(max_queue_size) if max_queue_size else None
-        self._holding_slot: set[str] = set()
-        self._run_time_total = 0.0
-        self._run_time_count = 0
-        self._run_time_max = 0.0
-        self._run_time_min = math.inf
+        if self._slots is not None:
+            self._registry.on_task_done = self._task_ended
         self._started_at: float | None = None
         self._target_workers = max_workers
         self._adjuster: threading.Thread | None = None
@@ -239,16 +237,11 @@ class ThreadPoolManager:
         # leave its worker free to start queued work that is being cancelled.
         executor.shutdown(wait=False, cancel_futures=not wait_for_tasks)
         if not wait_for_tasks:
-            with self._lock:
-                unfinished = [t for t in self._tasks.values() if t.status not in _TERMINAL]
-            for task in unfinished:
-                task.cancel()
+            for future in self._registry.futures():
+                if not future.done():
+                    future.cancel()
         deadline = None if timeout is None else time.monotonic() + timeout
-        all_exited = True
-        for thread in list(executor._threads):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            thread.join(remaining)
-            all_exited = all_exited and not thread.is_alive()
+        all_exited = executor.join_workers(timeout)
         if adjuster is not None:
             adjuster.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if not all_exited:
@@ -286,13 +279,13 @@ class ThreadPoolManager:
             RuntimeError: the pool is not started.
             QueueFull: see ``queue_full_policy``.
         """
-        if max_retries == 0 and self.default_retry is not None:
-            retry: RetryPolicy | None = self.default_retry
-        elif max_retries == 0:
-            retry = None
+        if max_retries:
+            retry: RetryPolicy | None = RetryPolicy(
+                max_retries=max_retries, delay=retry_delay, backoff=1.0
+            )
         else:
-            retry = RetryPolicy(max_retries=max_retries, delay=retry_delay, backoff=1.0)
-        return self.submit_call(func, args, kwargs, priority=priority, retry=retry)
+            retry = self.default_retry
+        return self._submit(func, args, kwargs, priority, retry, None, None).task_id
 
     def submit_call(
         self,
@@ -338,63 +331,81 @@ class ThreadPoolManager:
                 to stop (``current_task().cancelled``).
             name: a name for the task (seen by ``current_task().name``).
         """
+        return self._submit(
+            func,
+            tuple(args),
+            dict(kwargs) if kwargs else {},
+            priority,
+            self.default_retry if retry is None else check_retry(retry),
+            check_timeout(timeout),
+            check_name(name),
+        )
+
+    def _submit(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        name: str | None,
+    ) -> TaskFuture[Any]:
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        priority = check_priority(priority)
-        call_args = tuple(args)
-        call_kwargs = dict(kwargs) if kwargs else {}
-        if retry is None:
-            retry = self.default_retry
+        if type(priority) is not int:
+            priority = check_priority(priority)
         executor = self._executor
         if executor is None:
             raise RuntimeError("ThreadPoolManager is not started: call start() first")
-        run_in_caller = False
-        holds_slot = False
-        if self._slots is not None:
-            admission = self._take_slot(executor)
-            run_in_caller = admission == "caller"
-            holds_slot = admission == "slot"
+        if self._slots is None and self.resource_monitor is None:
+            # The fast path: the registry is the task's done-hook, in the core.
+            return executor.submit_managed(
+                func,
+                args,
+                kwargs,
+                priority=priority,
+                name=name,
+                retry=retry,
+                timeout=timeout,
+                on_done=self._registry,
+            )
         monitor = self.resource_monitor
         if monitor is not None:
-            call_args = (func, call_args, call_kwargs, monitor)
-            func, call_kwargs = _observed_call, {}
-        created: list[ManagedTask] = []
-
-        def register(task: ManagedTask) -> None:
-            created.append(task)
-            with self._lock:
-                self._tasks[task.task_id] = task
-                self._unfinished += 1
-                if holds_slot:
-                    self._holding_slot.add(task.task_id)
-
-        try:
-            task = executor._submit_managed(
+            args = (func, args, kwargs, monitor)
+            func, kwargs = _observed_call, {}
+        if self._slots is None:
+            return executor.submit_managed(
                 func,
-                call_args,
-                call_kwargs,
-                priority,
-                name,
-                retry,
-                timeout,
-                on_done=self._task_done,
-                on_start=self._task_started if self._slots is not None else None,
-                run_in_caller=run_in_caller,
-                on_created=register,
+                args,
+                kwargs,
+                priority=priority,
+                name=name,
+                retry=retry,
+                timeout=timeout,
+                on_done=self._registry,
+            )
+        admission = self._take_slot(executor)
+        holds_slot = admission == "slot"
+        try:
+            future = executor.submit_managed(
+                func,
+                args,
+                kwargs,
+                priority=priority,
+                name=name,
+                retry=retry,
+                timeout=timeout,
+                on_done=self._registry,
+                on_start=self._task_started,
+                tag=_HOLDS_SLOT if holds_slot else None,
+                run_in_caller=admission == "caller",
             )
         except BaseException:
-            # Refused (the pool was stopped meanwhile): forget the record.
-            with self._lock:
-                for refused in created:
-                    if self._tasks.pop(refused.task_id, None) is not None:
-                        self._unfinished -= 1
-                    self._holding_slot.discard(refused.task_id)
-                if self._unfinished == 0:
-                    self._all_done.notify_all()
-            if holds_slot and self._slots is not None:
+            if holds_slot:
                 self._slots.release()
             raise
-        return task.future
+        return future
 
     def _take_slot(self, executor: ThreadPoolExecutor) -> Literal["slot", "caller", "over"]:
         """Wait for room in the queue per the policy.
@@ -410,60 +421,36 @@ class ThreadPoolManager:
         if policy == "caller_runs":
             return "caller"
         if policy == "block" and current_worker_executor() is executor:
-            # A task of this pool submitting to it (a TaskManager's drainer
-            # runs on workers) must not wait for a slot: only a worker can
-            # free one, and every worker could be waiting here.  It is let in
-            # over the limit instead.
+            # A task of this pool submitting to it must not wait for a slot:
+            # only a worker can free one, and every worker could be waiting
+            # here.  It is let in over the limit instead.
             return "over"
         if policy == "block" and slots.acquire(timeout=self.queue_full_timeout):
             return "slot"
-        executor._dispatch.counters.add(core.COUNT_REJECTED)
+        executor.count_rejected()
         raise QueueFull(
             f"queue is full ({self.max_queue_size} tasks waiting to start)"
             + (f" and stayed full for {self.queue_full_timeout} s" if policy == "block" else "")
         )
 
-    def _task_started(self, task: ManagedTask) -> None:
-        if self._slots is not None:
-            with self._lock:
-                holding = task.task_id in self._holding_slot
-                self._holding_slot.discard(task.task_id)
-            if holding:
-                self._slots.release()
-
-    def _task_done(self, task: ManagedTask) -> None:
-        # Runs once per task, on whichever thread ended it.
-        with self._lock:
-            if task.started_at is not None and task.finished_at is not None:
-                elapsed = max(0.0, task.finished_at - task.started_at)
-                self._run_time_total += elapsed
-                self._run_time_count += 1
-                self._run_time_max = max(self._run_time_max, elapsed)
-                self._run_time_min = min(self._run_time_min, elapsed)
-            self._unfinished -= 1
-            holding = task.task_id in self._holding_slot
-            self._holding_slot.discard(task.task_id)
-            self._finished.append((time.monotonic(), task.task_id))
-            self._prune_locked()
-            if self._unfinished == 0:
-                self._all_done.notify_all()
-        if holding and self._slots is not None:
+    def _task_started(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
+        # A slot is held from admission until the first attempt starts, or
+        # until the task ends without starting (cancelled or timed out while
+        # queued).  The two hooks never both see the tag: a task that started
+        # ends after its start hook ran.
+        if task.tag is _HOLDS_SLOT:
+            task.tag = None
+            assert self._slots is not None
             self._slots.release()
 
-    def _prune_locked(self) -> None:
-        finished = self._finished
-        horizon = time.monotonic() - self.keep_finished_seconds
-        while finished and (len(finished) > self.keep_finished or finished[0][0] < horizon):
-            _, task_id = finished.popleft()
-            self._tasks.pop(task_id, None)
+    _task_ended = _task_started
 
     # -- queries --------------------------------------------------------------
-    def _task(self, task_id: str) -> ManagedTask:
-        with self._lock:
-            task = self._tasks.get(task_id)
-        if task is None:
+    def _future(self, task_id: str) -> TaskFuture[Any]:
+        future: TaskFuture[Any] | None = self._registry.get(task_id)
+        if future is None:
             raise UnknownTaskError(task_id)
-        return task
+        return future
 
     def get_future(self, task_id: str) -> TaskFuture[Any]:
         """The task's ``concurrent.futures.Future`` (resolves after the last attempt).
@@ -471,7 +458,7 @@ class ThreadPoolManager:
         Raises:
             UnknownTaskError: no such task.
         """
-        return self._task(task_id).future
+        return self._future(task_id)
 
     def get_task_status(self, task_id: str) -> TaskStatus:
         """The task's status.
@@ -479,7 +466,7 @@ class ThreadPoolManager:
         Raises:
             UnknownTaskError: no such task.
         """
-        return self._task(task_id).status
+        return self._future(task_id).status
 
     def get_task_info(self, task_id: str) -> TaskInfo:
         """A snapshot of the task's record.
@@ -487,8 +474,8 @@ class ThreadPoolManager:
         Raises:
             UnknownTaskError: no such task.
         """
-        task = self._task(task_id)
-        future = task.future
+        future = self._future(task_id)
+        task = future.task
         error = None
         if future.done() and not future.cancelled():
             error = future.exception(0)
@@ -514,7 +501,10 @@ class ThreadPoolManager:
             concurrent.futures.CancelledError: the task was cancelled.
             Exception: whatever the task raised on its last attempt.
         """
-        return self._task(task_id).future.result(timeout)
+        future = self._registry.get(task_id)
+        if future is None:
+            raise UnknownTaskError(task_id)
+        return future.result(timeout)
 
     def get_task_error(self, task_id: str) -> BaseException | None:
         """The exception a finished task ended with, or None if it succeeded.
@@ -523,10 +513,9 @@ class ThreadPoolManager:
             UnknownTaskError: no such task.
             TaskNotFinished: it is still queued, running or waiting to retry.
         """
-        task = self._task(task_id)
-        future = task.future
+        future = self._future(task_id)
         if not future.done():
-            raise TaskNotFinished(f"task {task_id} is {task.status.value}")
+            raise TaskNotFinished(f"task {task_id} is {future.status.value}")
         if future.cancelled():
             return CancelledError(f"task {task_id} was cancelled")
         return future.exception(0)
@@ -537,7 +526,7 @@ class ThreadPoolManager:
         Raises:
             UnknownTaskError: no such task.
         """
-        future = self._task(task_id).future
+        future = self._future(task_id)
         try:
             future.exception(timeout)
         except CancelledError:
@@ -548,14 +537,7 @@ class ThreadPoolManager:
 
     def wait_all(self, timeout: float | None = None) -> bool:
         """Wait until every submitted task has finished; True if they all have."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while self._unfinished > 0:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._all_done.wait(remaining)
-        return True
+        return bool(self._registry.wait_all(timeout))
 
     def cancel_task(self, task_id: str) -> bool:
         """Cancel a task: at once if queued or waiting to retry (True); if it is
@@ -564,14 +546,12 @@ class ThreadPoolManager:
         Raises:
             UnknownTaskError: no such task.
         """
-        return self._task(task_id).cancel()
+        return self._future(task_id).cancel()
 
     def list_tasks(self, status: TaskStatus | None = None) -> list[TaskInfo]:
         """Snapshots of the known tasks, optionally only those with *status*."""
-        with self._lock:
-            ids = list(self._tasks)
         infos = []
-        for task_id in ids:
+        for task_id in self._registry.ids():
             try:
                 info = self.get_task_info(task_id)
             except UnknownTaskError:
@@ -594,16 +574,16 @@ class ThreadPoolManager:
         stats = (current or executors[-1]).statistics() if executors else None
         totals = dict.fromkeys(core.COUNTER_NAMES, 0)
         for executor in executors:
-            snapshot = executor._dispatch.counters.snapshot()
-            for counter_name, value in zip(core.COUNTER_NAMES, snapshot, strict=True):
-                totals[counter_name] += value
-        with self._lock:
-            count = self._run_time_count
-            avg = self._run_time_total / count if count else 0.0
-            max_time = self._run_time_max if count else 0.0
-            min_time = self._run_time_min if count else 0.0
-            unfinished = self._unfinished
-            tracked = len(self._tasks)
+            seen = executor.statistics() if executor is not current else stats
+            assert seen is not None
+            for counter_name in core.COUNTER_NAMES:
+                totals[counter_name] += getattr(seen, counter_name)
+        count, total, max_time, min_time = self._registry.run_times()
+        avg = total / count if count else 0.0
+        if not count:
+            max_time = min_time = 0.0
+        unfinished = self._registry.unfinished
+        tracked = len(self._registry)
         uptime = time.monotonic() - self._started_at if self._started_at is not None else 0.0
         finished = totals["completed"] + totals["failed"]
         return {
@@ -651,7 +631,9 @@ class ThreadPoolManager:
                 target = max(self.min_workers, min(self.max_workers, int(advice)))
                 if monitor.memory_pressure:
                     # Shrink under memory pressure: one step below what runs now.
-                    running = executor._dispatch.threads if executor is not None else target
+                    running = (
+                        executor.statistics().workers_total if executor is not None else target
+                    )
                     target = max(self.min_workers, min(target, running - 1))
             except Exception:
                 LOGGER.exception("resource monitor advice failed; keeping max_workers")

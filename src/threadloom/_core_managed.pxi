@@ -1,0 +1,960 @@
+# Included by _core.pyx: managed tasks, the timer heap and task registries.
+#
+# A managed task is one queue entry ``(priority, sequence, task, (), NULL,
+# future)`` whose worker step is ``ManagedTask._run``: one attempt, then the
+# decision (complete, fail, cancel, or retry after a delay).  Its status is a
+# C int changed only by ``_transition``-style sections that run no Python code
+# between reading and writing it, so under the GIL each is atomic; free-
+# threaded builds wrap them in a critical section on the task.  Whoever moves
+# the status to a terminal value owns the completion of the future, which is
+# therefore resolved exactly once.  The task never references its future (the
+# future references the task), so a finished task is freed by reference
+# counting, never left to the cyclic GC.
+
+from cpython.object cimport PyObject
+from threadloom._errors import TaskCancelled
+from threadloom._types import TaskStatus
+import heapq as _heapq
+
+cdef object _heappush = _heapq.heappush
+cdef object _heappop = _heapq.heappop
+cdef object _heapify = _heapq.heapify
+import time as _time
+import types as _types
+from collections import deque as _deque
+
+cdef tuple _EMPTY_ARGS = ()
+cdef object _task_future_type = None
+cdef object _EMPTY_MAPPING = _types.MappingProxyType({})
+cdef object time_time = _time.time
+cdef object time_monotonic = _time.monotonic
+
+cdef extern from *:
+    """
+    /* The managed task running on this thread (borrowed: the worker running
+     * it holds a reference for as long as it is set). */
+    #if defined(_MSC_VER)
+    static __declspec(thread) PyObject *tl_current_task = NULL;
+    #else
+    static _Thread_local PyObject *tl_current_task = NULL;
+    #endif
+    static inline PyObject *tl_current_task_get(void) { return tl_current_task; }
+    static inline void tl_current_task_set(PyObject *o) { tl_current_task = o; }
+    """
+    PyObject *tl_current_task_get()
+    void tl_current_task_set(PyObject *o)
+
+
+cdef enum:
+    ST_QUEUED = 1
+    ST_RUNNING = 2
+    ST_RETRYING = 3
+    ST_COMPLETED = 4
+    ST_FAILED = 5
+    ST_CANCELLED = 6
+    ST_TIMED_OUT = 7
+
+cdef tuple _STATUS = (
+    None,
+    TaskStatus.QUEUED,
+    TaskStatus.RUNNING,
+    TaskStatus.RETRYING,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.TIMED_OUT,
+)
+
+# Counter indexes not in _core.pyx's enum.
+cdef enum:
+    C_RETRIED = 5
+    C_TIMED_OUT = 6
+
+# Timer kinds.
+cdef enum:
+    TK_DEADLINE = 0
+    TK_RETRY = 1
+    TK_CALL = 2
+
+# Above every user priority (those fit in 32 bits): the completions a timer
+# hands to the pool run before any queued task.
+cdef int64_t _INTERNAL_PRIORITY = (<int64_t>1) << 40
+
+cdef int64_t _task_numbers = 0
+# Validated durations stop here: threading.TIMEOUT_MAX is about 292 years on
+# Linux and 49 days on Windows; every timer and wait must stay below it.
+MAX_SECONDS = threading.TIMEOUT_MAX
+
+
+def set_task_future_type(cls):
+    """Tell the core which class to instantiate for managed tasks' futures."""
+    global _task_future_type
+    _task_future_type = cls
+
+
+def current_task():
+    """The running managed task's context (the task itself).
+
+    Raises:
+        RuntimeError: not called from inside a managed task.
+    """
+    cdef PyObject *task = tl_current_task_get()
+    if task == NULL:
+        raise RuntimeError(
+            "current_task() called outside a managed threadloom task "
+            "(submit through ThreadPoolExecutor.options() or ThreadPoolManager)"
+        )
+    return <object>task
+
+
+def check_seconds(name, value, allow_zero=True):
+    """Return *value* as float seconds, or raise naming *name* (same text in both cores)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{name} must be at most {MAX_SECONDS:.0f} seconds, not {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------
+# The timer heap
+# --------------------------------------------------------------------------
+
+@cython.final
+cdef class TimerHeap:
+    """One thread that fires deadlines, ends retry delays and runs short calls.
+
+    Entries are lists ``[due_ns, sequence, target, kind]`` in a heap.  A
+    disarmed entry has its target cleared at once (so it keeps nothing alive)
+    and is dropped when it reaches the top; when disarmed entries are more
+    than half the heap, the heap is rebuilt without them (as asyncio does), so
+    it never grows with tasks that finished before their deadline.
+
+    The thread only hands work over: a retry goes back into its pool's queue,
+    a deadline ends its task and gives the future's callbacks to the pool.
+    It sleeps (without the GIL) until the earliest due time, and an arm that
+    becomes the new earliest wakes it.
+    """
+
+    cdef list _heap
+    cdef uint64_t _sequence
+    cdef Py_ssize_t _disarmed
+    cdef object _thread
+    cdef object _name
+    cdef tl_mutex _mutex
+    cdef tl_cond _cond
+    cdef int64_t _sleep_until  # ns; 0: not sleeping; -1: sleeping with nothing due
+    cdef int _signalled
+
+    def __cinit__(self, name="threadloom-timers"):
+        self._heap = []
+        self._sequence = 0
+        self._disarmed = 0
+        self._thread = None
+        self._name = name
+        tl_mutex_init(&self._mutex)
+        tl_cond_init(&self._cond)
+        self._sleep_until = 0
+        self._signalled = 0
+
+    def __len__(self):
+        return len(self._heap) - self._disarmed
+
+    @property
+    def heap_size(self):
+        """Entries in the heap, disarmed ones included (for tests)."""
+        return len(self._heap)
+
+    cdef list arm(self, uint64_t due_ns, object target, int kind):
+        cdef list entry = [due_ns, self._sequence, target, kind]
+        cdef int64_t sleeping
+        cdef bint wake = False
+        with cython.critical_section(self):
+            entry[1] = self._sequence
+            self._sequence += 1
+            _heappush(self._heap, entry)
+            if self._heap[0] is entry:
+                sleeping = self._sleep_until
+                wake = sleeping == -1 or (sleeping > 0 and <uint64_t>sleeping > due_ns)
+        if self._thread is None:
+            self._start()
+        elif wake:
+            # The thread published its wake-up time before it let go of the
+            # GIL (and before it checks _signalled under the mutex): either it
+            # sees this entry when it looks at the heap, or this signal.
+            with nogil:
+                tl_mutex_lock(&self._mutex)
+                self._signalled = 1
+                tl_cond_signal(&self._cond)
+                tl_mutex_unlock(&self._mutex)
+        return entry
+
+    cdef void disarm(self, list entry) noexcept:
+        with cython.critical_section(self):
+            if entry[2] is None:
+                return
+            entry[2] = None
+            self._disarmed += 1
+            if self._disarmed > 64 and self._disarmed * 2 > len(self._heap):
+                self._heap = [e for e in self._heap if e[2] is not None]
+                _heapify(self._heap)
+                self._disarmed = 0
+
+    def call_later(self, delay, callback):
+        """Run ``callback()`` on the timer thread after *delay* seconds; return a handle
+        whose ``cancel()`` disarms it.  The callback must be quick and not block."""
+        delay = check_seconds("delay", delay)
+        entry = self.arm(tl_now_ns() + <uint64_t>(delay * 1e9), callback, TK_CALL)
+        return TimerHandle(self, entry)
+
+    cdef void _start(self) noexcept:
+        with cython.critical_section(self):
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread = thread
+        try:
+            thread.start()
+        except BaseException:
+            self._thread = None
+            LOGGER.exception("could not start the threadloom timer thread")
+
+    cdef list _take_due(self, uint64_t now):
+        """Pop the due entries; if none, publish when to wake (-1: never)."""
+        cdef list fired = []
+        cdef list heap
+        cdef list top
+        with cython.critical_section(self):
+            heap = self._heap
+            self._sleep_until = -1
+            while heap:
+                top = heap[0]
+                if top[2] is None:
+                    _heappop(heap)
+                    self._disarmed -= 1
+                elif <uint64_t>top[0] <= now:
+                    _heappop(heap)
+                    fired.append(top)
+                else:
+                    self._sleep_until = <int64_t>top[0]
+                    break
+            if fired:
+                # Not going to sleep: the loop looks at the heap again first.
+                self._sleep_until = 0
+        return fired
+
+    def _run(self):
+        cdef list fired
+        cdef list entry
+        cdef int64_t until
+        cdef uint64_t now
+        while True:
+            fired = self._take_due(tl_now_ns())
+            if fired:
+                for entry in fired:
+                    target = entry[2]
+                    entry[2] = None
+                    if target is None:
+                        continue
+                    try:
+                        self._fire(target, <int>entry[3])
+                    except BaseException:
+                        LOGGER.exception("threadloom timer %r failed", target)
+                    target = None
+                continue
+            with nogil:
+                tl_mutex_lock(&self._mutex)
+                while not self._signalled:
+                    until = self._sleep_until
+                    if until == -1:
+                        tl_cond_wait(&self._cond, &self._mutex)
+                        continue
+                    now = tl_now_ns()
+                    if <uint64_t>until <= now:
+                        break
+                    # Bounded like threading's waits, whatever the due time.
+                    tl_cond_timedwait_ns(&self._cond, &self._mutex, min(<uint64_t>until - now, <uint64_t>3600_000_000_000))
+                self._signalled = 0
+                tl_mutex_unlock(&self._mutex)
+
+    cdef void _fire(self, object target, int kind) except *:
+        cdef ManagedTask task
+        if kind == TK_CALL:
+            target()
+            return
+        task = <ManagedTask>(target._task)
+        if kind == TK_DEADLINE:
+            task._expire(target)
+        else:
+            task._retry_due(target)
+
+    def _after_fork_in_child(self):
+        tl_mutex_init(&self._mutex)
+        tl_cond_init(&self._cond)
+        self._thread = None
+        self._sleep_until = 0
+        self._signalled = 0
+        if self._heap:
+            self._start()
+
+
+@cython.final
+cdef class TimerHandle:
+    """A call scheduled with :meth:`TimerHeap.call_later`."""
+
+    cdef TimerHeap _timers
+    cdef list _entry
+
+    def __cinit__(self, TimerHeap timers, list entry):
+        self._timers = timers
+        self._entry = entry
+
+    def cancel(self):
+        self._timers.disarm(self._entry)
+
+    @property
+    def cancelled(self):
+        return self._entry[2] is None
+
+
+cdef TimerHeap _TIMERS = TimerHeap()
+TIMERS = _TIMERS
+
+
+# --------------------------------------------------------------------------
+# Managed tasks
+# --------------------------------------------------------------------------
+
+@cython.final
+cdef class ManagedTask:
+    """One managed task: its options, status and attempts; also its context.
+
+    The running task is what ``threadloom.current_task()`` returns: its
+    :attr:`cancelled` flag, :meth:`check_cancelled`, :meth:`wait_cancelled`
+    and :meth:`remaining` let it stop cooperatively (Python cannot stop a
+    thread from outside).
+    """
+
+    cdef readonly object fn
+    cdef readonly object args
+    cdef readonly object kwargs
+    cdef readonly object name
+    cdef readonly object retry
+    cdef readonly object timeout
+    cdef readonly int attempts
+    cdef readonly double submitted_at
+    cdef object _started_at
+    cdef object _finished_at
+    cdef int64_t _priority
+    cdef uint64_t _number
+    cdef uint64_t _sequence
+    cdef uint64_t _deadline_ns
+    cdef int _status
+    cdef bint _cancel_requested
+    cdef bint _counted_dead
+    cdef object _cancel_event
+    cdef list _deadline_entry
+    cdef list _retry_entry
+    cdef Dispatcher _dispatch
+    cdef object on_done
+    cdef object on_start
+    #: Results of the task's dependencies (set by a TaskManager).
+    cdef public object upstream_results
+    #: The owner's data about this task (a TaskManager's run record).
+    cdef public object tag
+    cdef object __weakref__
+
+    def __init__(self):
+        raise TypeError("ManagedTask is created by ThreadPoolExecutor.options(...).submit")
+
+    # -- what the task can know about itself --------------------------------
+    @property
+    def task_id(self):
+        return f"task-{self._number}"
+
+    @property
+    def priority(self):
+        return self._priority
+
+    @property
+    def number(self):
+        """The task's number (its id is ``f"task-{number}"``)."""
+        return self._number
+
+    @property
+    def status(self):
+        return _STATUS[self._status]
+
+    @property
+    def attempt(self):
+        """The 1-based number of the attempt running (or last run)."""
+        return self.attempts
+
+    @property
+    def started_at(self):
+        return self._started_at
+
+    @property
+    def finished_at(self):
+        return self._finished_at
+
+    @property
+    def deadline(self):
+        """The deadline on the ``time.monotonic()`` clock, or None."""
+        if not self._deadline_ns:
+            return None
+        return self._deadline_ns / 1e9
+
+    @property
+    def cancelled(self):
+        """True once cancellation was requested (cancel, deadline, shutdown)."""
+        return self._cancel_requested
+
+    def check_cancelled(self):
+        """Raise :class:`TaskCancelled` if cancellation was requested."""
+        if self._cancel_requested:
+            raise TaskCancelled(f"task {self.name or self.task_id} was cancelled")
+
+    def wait_cancelled(self, timeout=None):
+        """Sleep up to *timeout* seconds, waking early if cancelled; return :attr:`cancelled`."""
+        event = self._cancel_event
+        if event is None:
+            fresh = threading.Event()
+            with cython.critical_section(self):
+                if self._cancel_event is None:
+                    self._cancel_event = fresh
+                event = self._cancel_event
+            # _request_cancel sets the flag, then reads the event; here the
+            # event is installed, then the flag read: one sees the other.
+            if self._cancel_requested:
+                event.set()
+        return event.wait(timeout)
+
+    def remaining(self):
+        """Seconds left before the deadline, or None without one."""
+        if not self._deadline_ns:
+            return None
+        return (<double>self._deadline_ns - <double>tl_now_ns()) / 1e9
+
+    cdef void _request_cancel(self) noexcept:
+        self._cancel_requested = True
+        event = self._cancel_event
+        if event is not None:
+            try:
+                event.set()
+            except BaseException:
+                pass
+
+    def __repr__(self):
+        return f"<ManagedTask {self.task_id} name={self.name!r} status={self.status.value}>"
+
+    # -- one attempt, on a worker -------------------------------------------
+    cdef int _run(self, object future, object run_coroutine) except -1:
+        cdef bint first
+        cdef bint failed = False
+        cdef object outcome = None
+        cdef PyObject *previous
+        cdef int ending = 0
+        cdef int was
+        cdef Dispatcher dispatch = self._dispatch
+        with cython.critical_section(self):
+            was = self._status
+            if was == ST_QUEUED:
+                self._status = ST_RUNNING
+                self.attempts += 1
+        if was != ST_QUEUED:
+            # Cancelled or timed out while queued: this entry is dead.
+            if self._counted_dead:
+                self._counted_dead = False
+                dispatch._dead_popped(self._priority)
+            return 0
+        first = self.attempts == 1
+        if first:
+            self._started_at = time_time()
+            _set_running(future, False)
+            tl_counter_add(dispatch.counters.c, C_STARTED, 1)
+            if self.on_start is not None:
+                try:
+                    self.on_start(self, future)
+                except BaseException:
+                    LOGGER.exception("task-start hook failed for %s", self.task_id)
+        previous = tl_current_task_get()
+        tl_current_task_set(<PyObject *>self)
+        try:
+            kwargs = self.kwargs
+            if kwargs is not None:
+                outcome = self.fn(*self.args, **kwargs)
+            else:
+                outcome = self.fn(*self.args)
+            if run_coroutine is not None and PyCoro_CheckExact(outcome):
+                outcome = run_coroutine(outcome)
+        except BaseException as exc:
+            outcome = exc
+            failed = True
+        finally:
+            tl_current_task_set(previous)
+        if not failed:
+            ending = ST_COMPLETED
+        elif isinstance(outcome, TaskCancelled) and self._cancel_requested:
+            ending = ST_CANCELLED
+        elif self.retry is not None and self._should_retry(outcome):
+            return self._schedule_retry(future, outcome)
+        else:
+            ending = ST_FAILED
+        with cython.critical_section(self):
+            if self._status != ST_RUNNING:
+                # The deadline (or a cancel) ended the task meanwhile.
+                return 0
+            self._status = ending
+        if ending == ST_COMPLETED:
+            tl_counter_add(dispatch.counters.c, C_COMPLETED, 1)
+            self._finish(future, outcome, False, False)
+        elif ending == ST_FAILED:
+            tl_counter_add(dispatch.counters.c, C_FAILED, 1)
+            self._finish(future, outcome, True, False)
+        else:
+            tl_counter_add(dispatch.counters.c, C_CANCELLED, 1)
+            self._finish(future, None, True, True)
+        return 0
+
+    cdef bint _should_retry(self, object error) except -1:
+        try:
+            return bool(self.retry.should_retry(error, self.attempts))
+        except BaseException:
+            LOGGER.exception("retry policy of %s failed; not retrying", self.task_id)
+            return False
+
+    cdef int _schedule_retry(self, object future, object error) except -1:
+        cdef Dispatcher dispatch = self._dispatch
+        cdef double delay
+        try:
+            delay = self.retry.delay_for(self.attempts)
+            if not 0.0 <= delay <= MAX_SECONDS:
+                raise ValueError(f"retry delay {delay!r} out of range")
+        except BaseException:
+            LOGGER.exception("retry policy of %s gave no usable delay; retrying now", self.task_id)
+            delay = 0.0
+        with cython.critical_section(self):
+            if self._status != ST_RUNNING:
+                return 0
+            self._status = ST_RETRYING
+        tl_counter_add(dispatch.counters.c, C_RETRIED, 1)
+        if delay > 0 and dispatch._hold_retry(future):
+            # Armed after the status change: the timer may fire at once.
+            self._retry_entry = _TIMERS.arm(tl_now_ns() + <uint64_t>(delay * 1e9), future, TK_RETRY)
+            return 0
+        # No delay, or the pool is closing (no timer may fire into a closed
+        # queue): back into the queue now.
+        self._requeue(future)
+        return 0
+
+    cdef void _retry_due(self, object future) except *:
+        # On the timer thread.
+        self._retry_entry = None
+        self._dispatch._release_retry(future)
+        self._requeue(future)
+
+    def requeue_now(self, future):
+        """A task waiting for its retry delay goes back into the queue at once (shutdown)."""
+        entry = self._retry_entry
+        if entry is None or self._status != ST_RETRYING:
+            return False
+        self._retry_entry = None
+        _TIMERS.disarm(entry)
+        self._requeue(future)
+        return True
+
+    cdef void _requeue(self, object future) except *:
+        cdef Dispatcher dispatch = self._dispatch
+        with cython.critical_section(self):
+            if self._status != ST_RETRYING:
+                return
+            self._status = ST_QUEUED
+        try:
+            # Its original sequence number: a retry whose delay is over does
+            # not wait behind everything submitted after it.
+            dispatch.queue._push(self._priority, self, _EMPTY_ARGS, None, future, 1, self._sequence)
+            dispatch._after_push()
+        except QueueClosed:
+            self._end_from_queue(future, ST_FAILED, dispatch._rejection())
+
+    # -- ending early ----------------------------------------------------------
+    cdef void _expire(self, object future) except *:
+        # On the timer thread: the deadline passed.
+        cdef int was
+        self._deadline_entry = None
+        with cython.critical_section(self):
+            was = self._status
+            if was == ST_QUEUED or was == ST_RUNNING or was == ST_RETRYING:
+                self._status = ST_TIMED_OUT
+                if was == ST_QUEUED:
+                    self._counted_dead = True
+        if not (was == ST_QUEUED or was == ST_RUNNING or was == ST_RETRYING):
+            return
+        error = FutureTimeoutError(
+            f"task {self.name or self.task_id} did not finish within {self.timeout} s"
+        )
+        self._end_early(future, was, C_TIMED_OUT, error, False, True)
+
+    def cancel(self, future):
+        """Cancel: at once if queued or waiting to retry (True); if running,
+        request cooperative cancellation and return False."""
+        cdef int was
+        with cython.critical_section(self):
+            was = self._status
+            if was == ST_QUEUED or was == ST_RETRYING:
+                self._status = ST_CANCELLED
+                if was == ST_QUEUED:
+                    self._counted_dead = True
+        if was == ST_RUNNING:
+            self._request_cancel()
+            return False
+        if not (was == ST_QUEUED or was == ST_RETRYING):
+            return was == ST_CANCELLED
+        self._end_early(future, was, C_CANCELLED, None, True, False)
+        return True
+
+    cdef void _end_early(self, object future, int was, int counter, object error, bint cancel, bint defer) except *:
+        cdef Dispatcher dispatch = self._dispatch
+        cdef list entry = self._retry_entry
+        if entry is not None:
+            self._retry_entry = None
+            _TIMERS.disarm(entry)
+            dispatch._release_retry(future)
+        if was == ST_QUEUED:
+            dispatch._dead_added(self._priority)
+        self._request_cancel()
+        tl_counter_add(dispatch.counters.c, counter, 1)
+        self._finish(future, error, True, cancel, defer)
+
+    def cancel_from_queue(self, future):
+        """The queue was drained (shutdown with cancel_futures): cancel."""
+        self._end_from_queue(future, ST_CANCELLED, None)
+
+    def fail_from_queue(self, future, error):
+        """The pool broke with this task queued: fail it with *error*."""
+        self._end_from_queue(future, ST_FAILED, error)
+
+    cdef void _end_from_queue(self, object future, int status, object error) except *:
+        # The task's entry was taken out of the queue without being run.
+        cdef int was
+        cdef Dispatcher dispatch = self._dispatch
+        with cython.critical_section(self):
+            was = self._status
+            if was == ST_QUEUED:
+                self._status = status
+        if was != ST_QUEUED:
+            if self._counted_dead:
+                self._counted_dead = False
+                dispatch._dead_popped(self._priority)
+            return
+        if status == ST_CANCELLED:
+            self._request_cancel()
+            tl_counter_add(dispatch.counters.c, C_CANCELLED, 1)
+            self._finish(future, None, True, True)
+        else:
+            tl_counter_add(dispatch.counters.c, C_FAILED, 1)
+            self._finish(future, error, True, False)
+
+    # -- the one completion ------------------------------------------------------
+    cdef void _finish(self, object future, object value, bint is_exception, bint cancel, bint defer=False) except *:
+        """Complete *future* (this thread made the status terminal, so it owns this)."""
+        cdef list entry = self._deadline_entry
+        if entry is not None:
+            self._deadline_entry = None
+            _TIMERS.disarm(entry)
+        self._finished_at = time_time()
+        # What the task ran is not needed any more; a kept record (a pool's
+        # task table) must not keep the arguments alive.
+        self.fn = None
+        self.args = _EMPTY_ARGS
+        self.kwargs = None
+        self.upstream_results = _EMPTY_MAPPING
+        callbacks = None
+        try:
+            if cancel:
+                callbacks = _cancel_notified(future, defer)
+            else:
+                callbacks = _complete(future, value, is_exception, defer)
+        except BaseException:
+            LOGGER.exception("could not complete the future of %s", self.task_id)
+        value = None
+        if defer:
+            # On the timer thread: waiters have their answer; the callbacks
+            # (user code, and the owner's hook) run on the pool.
+            try:
+                self._dispatch.queue._push(
+                    _INTERNAL_PRIORITY, _run_deferred, (self, future, callbacks), None, None, 0, 0
+                )
+                self._dispatch._after_push()
+                return
+            except QueueClosed:
+                pass
+        _run_completion(self, future, callbacks)
+
+
+
+
+cdef void _run_completion(ManagedTask task, object future, object callbacks) except *:
+    _invoke_callbacks(future, callbacks)
+    on_done = task.on_done
+    if on_done is not None:
+        try:
+            if type(on_done) is TaskRegistry:
+                (<TaskRegistry>on_done)._task_done(task, future)
+            else:
+                on_done(task, future)
+        except BaseException:
+            LOGGER.exception("task-done hook failed for %s", task.task_id)
+
+
+def _run_deferred(task, future, callbacks):
+    _run_completion(<ManagedTask>task, future, callbacks)
+
+
+cdef object _complete(object future, object value, bint is_exception, bint defer):
+    """FINISHED with *value*; notify waiters; return the callbacks if *defer*, else run them."""
+    cdef object state
+    cdef object condition = None
+    cdef object callbacks = None
+    tl_future_lock(future)
+    try:
+        state = future._state
+        if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+            return None
+        if is_exception:
+            future._exception = value
+        else:
+            future._result = value
+        future._state = _FINISHED
+        condition = future._tl_condition
+        callbacks = future._tl_callbacks
+    finally:
+        tl_future_unlock(future)
+    tl_completion_signal()
+    if condition is not None:
+        with condition:
+            for waiter in future._tl_waiters:
+                if is_exception:
+                    waiter.add_exception(future)
+                else:
+                    waiter.add_result(future)
+            condition.notify_all()
+    if defer:
+        return callbacks
+    _invoke_callbacks(future, callbacks)
+    return None
+
+
+cdef object _cancel_notified(object future, bint defer):
+    """CANCELLED_AND_NOTIFIED at once (a managed task is never left CANCELLED)."""
+    cdef object state
+    cdef object condition = None
+    cdef object callbacks = None
+    tl_future_lock(future)
+    try:
+        state = future._state
+        if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+            return None
+        future._state = _CANCELLED_AND_NOTIFIED
+        condition = future._tl_condition
+        callbacks = future._tl_callbacks
+    finally:
+        tl_future_unlock(future)
+    tl_completion_signal()
+    if condition is not None:
+        with condition:
+            for waiter in future._tl_waiters:
+                waiter.add_cancelled(future)
+            condition.notify_all()
+    if defer:
+        return callbacks
+    _invoke_callbacks(future, callbacks)
+    return None
+
+
+cdef object _new_managed(
+    Dispatcher dispatch, object fn, object args, object kwargs, int64_t priority,
+    object name, object retry, object timeout, object on_done, object on_start, object tag,
+):
+    cdef ManagedTask task = ManagedTask.__new__(ManagedTask)
+    if _task_future_type is None:
+        raise RuntimeError("threadloom core used before set_task_future_type()")
+    future = tl_new_instance(_task_future_type)
+    future._task = task
+    task.fn = fn
+    task.args = args
+    task.kwargs = kwargs if kwargs else None
+    task._priority = priority
+    task.name = name
+    task.retry = retry
+    task.timeout = timeout
+    task.on_done = on_done
+    task.on_start = on_start
+    task.tag = tag
+    task.upstream_results = _EMPTY_MAPPING
+    task._status = ST_QUEUED
+    task._dispatch = dispatch
+    task.submitted_at = time_time()
+    task._number = <uint64_t>tl_add64(&_task_numbers, 1)
+    return future
+
+
+# --------------------------------------------------------------------------
+# Task registries (ThreadPoolManager's table of tasks by id)
+# --------------------------------------------------------------------------
+
+@cython.final
+cdef class TaskRegistry:
+    """Futures of managed tasks by task id, finished ones kept for a bounded
+    count and time; counts unfinished tasks and wakes ``wait_all``.
+
+    Used as a task's done-hook: ends are recorded natively, without a lock
+    (each step runs no Python code, so under the GIL it is atomic; free-
+    threaded builds take a critical section).
+    """
+
+    cdef dict _futures
+    cdef object _finished   # deque of (monotonic ns, task id)
+    cdef Py_ssize_t keep_finished
+    cdef uint64_t keep_ns
+    cdef int64_t _unfinished
+    cdef double _run_total
+    cdef double _run_max
+    cdef double _run_min
+    cdef int64_t _run_count
+    cdef object _all_done   # threading.Condition, made when someone waits
+    cdef int64_t _waiters
+    cdef public object on_task_done   # an extra Python hook (events), or None
+
+    def __cinit__(self, keep_finished, keep_seconds):
+        self._futures = {}
+        self._finished = _deque()
+        self.keep_finished = keep_finished
+        self.keep_ns = <uint64_t>(keep_seconds * 1e9)
+        self._unfinished = 0
+        self._run_total = 0.0
+        self._run_max = 0.0
+        self._run_min = float("inf")
+        self._run_count = 0
+        self._all_done = threading.Condition(threading.Lock())
+        self._waiters = 0
+        self.on_task_done = None
+
+    def configure(self, keep_finished, keep_seconds):
+        self.keep_finished = keep_finished
+        self.keep_ns = <uint64_t>(keep_seconds * 1e9)
+
+    cdef void _add(self, ManagedTask task, object future) except *:
+        with cython.critical_section(self):
+            self._futures[task._number] = future
+            self._unfinished += 1
+
+    cdef void _forget(self, ManagedTask task) except *:
+        # Undoes _add for a task refused before it was queued.
+        with cython.critical_section(self):
+            if self._futures.pop(task._number, None) is not None:
+                self._unfinished -= 1
+        self._notify_if_idle()
+
+    def get(self, task_id):
+        """The future of task *task_id* ("task-N"), or None if unknown or pruned."""
+        if type(task_id) is not str or not task_id.startswith("task-"):
+            return None
+        try:
+            number = int(task_id[5:])
+        except ValueError:
+            return None
+        return self._futures.get(number)
+
+    def ids(self):
+        with cython.critical_section(self):
+            return [f"task-{number}" for number in self._futures]
+
+    def futures(self):
+        with cython.critical_section(self):
+            return list(self._futures.values())
+
+    def __len__(self):
+        return len(self._futures)
+
+    @property
+    def unfinished(self):
+        return self._unfinished
+
+    def run_times(self):
+        """(count, total, max, min) of the finished tasks' run times (seconds)."""
+        with cython.critical_section(self):
+            return self._run_count, self._run_total, self._run_max, self._run_min
+
+    cdef void _task_done(self, ManagedTask task, object future) except *:
+        cdef double elapsed
+        cdef uint64_t now = tl_now_ns()
+        cdef object finished = self._finished
+        cdef tuple oldest
+        started = task._started_at
+        with cython.critical_section(self):
+            if started is not None:
+                elapsed = <double>task._finished_at - <double>started
+                if elapsed < 0:
+                    elapsed = 0.0
+                self._run_total += elapsed
+                self._run_count += 1
+                if elapsed > self._run_max:
+                    self._run_max = elapsed
+                if elapsed < self._run_min:
+                    self._run_min = elapsed
+            self._unfinished -= 1
+            finished.append((now, task._number))
+            while finished:
+                oldest = finished[0]
+                if len(finished) > self.keep_finished or <uint64_t>oldest[0] + self.keep_ns < now:
+                    finished.popleft()
+                    self._futures.pop(oldest[1], None)
+                else:
+                    break
+        if self._unfinished == 0 and self._waiters:
+            self._notify_if_idle()
+        hook = self.on_task_done
+        if hook is not None:
+            hook(task, future)
+
+    def __call__(self, task, future):
+        self._task_done(task, future)
+
+    cdef void _notify_if_idle(self) except *:
+        condition = self._all_done
+        with condition:
+            if self._unfinished == 0:
+                condition.notify_all()
+
+    def wait_all(self, timeout=None):
+        """Wait until no task is unfinished; True if none is."""
+        cdef double deadline = 0.0
+        if timeout is not None:
+            deadline = time_monotonic() + timeout
+        condition = self._all_done
+        with condition:
+            tl_add64(&self._waiters, 1)
+            try:
+                # Ordering: this thread counts itself a waiter, then reads
+                # _unfinished (under the condition); a finishing task lowers
+                # _unfinished, then reads _waiters and notifies under the
+                # condition.  One of the two sees the other's write.
+                while self._unfinished > 0:
+                    if timeout is None:
+                        condition.wait()
+                    else:
+                        left = deadline - time_monotonic()
+                        if left <= 0:
+                            return False
+                        condition.wait(left)
+            finally:
+                tl_add64(&self._waiters, -1)
+        return True
+
+
