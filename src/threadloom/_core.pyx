@@ -850,9 +850,19 @@ cdef class Dispatcher:
             QueueClosed: the dispatcher was closed.
             OverflowError: *priority* does not fit in 32 bits.
         """
-        cdef ManagedTask task
         if not _INT32_MIN <= priority <= _INT32_MAX:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        return self._submit_managed(
+            fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag,
+            run_in_caller, run_coroutine,
+        )
+
+    cdef object _submit_managed(
+        self, object fn, tuple args, dict kwargs, int64_t priority, object name, object retry,
+        object timeout, object on_done, object on_start, object tag, bint run_in_caller,
+        object run_coroutine,
+    ):
+        cdef ManagedTask task
         future = _new_managed(self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag)
         task = <ManagedTask>future._task
         if timeout is not None:
@@ -868,10 +878,9 @@ cdef class Dispatcher:
         try:
             task._sequence = self.queue._push(task._priority, task, _EMPTY_ARGS, None, future)
         except BaseException:
-            entry = task._deadline_entry
-            if entry is not None:
+            if task._deadline_entry is not None:
+                _TIMERS.disarm(task._deadline_entry)
                 task._deadline_entry = None
-                _TIMERS.disarm(entry)
             tl_counter_add(self.counters.c, C_SUBMITTED, <uint64_t>-1)
             if type(on_done) is TaskRegistry:
                 (<TaskRegistry>on_done)._forget(task)

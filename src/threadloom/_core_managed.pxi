@@ -28,6 +28,12 @@ cdef object _task_future_type = None
 cdef object _EMPTY_MAPPING = _types.MappingProxyType({})
 cdef object time_time = _time.time
 cdef object time_monotonic = _time.monotonic
+# Wall-clock seconds = monotonic ns / 1e9 + this (fixed at import).
+cdef double _WALL_OFFSET = _time.time() - <double>tl_now_ns() / 1e9
+
+
+cdef inline double _wall(uint64_t ns):
+    return <double>ns / 1e9 + _WALL_OFFSET
 
 cdef extern from *:
     """
@@ -124,11 +130,28 @@ def check_seconds(name, value, allow_zero=True):
 # The timer heap
 # --------------------------------------------------------------------------
 
+# Not tracked by the cyclic GC (nor is ManagedTask): a task allocates these by
+# the hundred thousand, and every tracked object is work for each collection.
+# Safe because each cycle through them (task -> entry -> future -> task) is
+# broken explicitly when the task ends or the timer fires or is disarmed.
+@cython.final
+@cython.no_gc
+cdef class TimerEntry:
+    cdef uint64_t due
+    cdef uint64_t sequence
+    cdef object target
+    cdef int kind
+
+    def __richcmp__(TimerEntry self, TimerEntry other, int op):
+        if op != 0:
+            return NotImplemented
+        return self.due < other.due or (self.due == other.due and self.sequence < other.sequence)
+
 @cython.final
 cdef class TimerHeap:
     """One thread that fires deadlines, ends retry delays and runs short calls.
 
-    Entries are lists ``[due_ns, sequence, target, kind]`` in a heap.  A
+    Entries (due time, sequence, target, kind) are in a heap.  A
     disarmed entry has its target cleared at once (so it keeps nothing alive)
     and is dropped when it reaches the top; when disarmed entries are more
     than half the heap, the heap is rebuilt without them (as asyncio does), so
@@ -169,12 +192,15 @@ cdef class TimerHeap:
         """Entries in the heap, disarmed ones included (for tests)."""
         return len(self._heap)
 
-    cdef list arm(self, uint64_t due_ns, object target, int kind):
-        cdef list entry = [due_ns, self._sequence, target, kind]
+    cdef TimerEntry arm(self, uint64_t due_ns, object target, int kind):
+        cdef TimerEntry entry = TimerEntry.__new__(TimerEntry)
         cdef int64_t sleeping
         cdef bint wake = False
+        entry.due = due_ns
+        entry.target = target
+        entry.kind = kind
         with cython.critical_section(self):
-            entry[1] = self._sequence
+            entry.sequence = self._sequence
             self._sequence += 1
             _heappush(self._heap, entry)
             if self._heap[0] is entry:
@@ -193,14 +219,15 @@ cdef class TimerHeap:
                 tl_mutex_unlock(&self._mutex)
         return entry
 
-    cdef void disarm(self, list entry) noexcept:
+    cdef void disarm(self, TimerEntry entry) noexcept:
+        cdef TimerEntry e
         with cython.critical_section(self):
-            if entry[2] is None:
+            if entry.target is None:
                 return
-            entry[2] = None
+            entry.target = None
             self._disarmed += 1
             if self._disarmed > 64 and self._disarmed * 2 > len(self._heap):
-                self._heap = [e for e in self._heap if e[2] is not None]
+                self._heap = [e for e in self._heap if e.target is not None]
                 _heapify(self._heap)
                 self._disarmed = 0
 
@@ -227,20 +254,20 @@ cdef class TimerHeap:
         """Pop the due entries; if none, publish when to wake (-1: never)."""
         cdef list fired = []
         cdef list heap
-        cdef list top
+        cdef TimerEntry top
         with cython.critical_section(self):
             heap = self._heap
             self._sleep_until = -1
             while heap:
                 top = heap[0]
-                if top[2] is None:
+                if top.target is None:
                     _heappop(heap)
                     self._disarmed -= 1
-                elif <uint64_t>top[0] <= now:
+                elif top.due <= now:
                     _heappop(heap)
                     fired.append(top)
                 else:
-                    self._sleep_until = <int64_t>top[0]
+                    self._sleep_until = <int64_t>top.due
                     break
             if fired:
                 # Not going to sleep: the loop looks at the heap again first.
@@ -249,19 +276,20 @@ cdef class TimerHeap:
 
     def _run(self):
         cdef list fired
-        cdef list entry
+        cdef TimerEntry entry
         cdef int64_t until
         cdef uint64_t now
         while True:
             fired = self._take_due(tl_now_ns())
             if fired:
                 for entry in fired:
-                    target = entry[2]
-                    entry[2] = None
+                    with cython.critical_section(self):
+                        target = entry.target
+                        entry.target = None
                     if target is None:
                         continue
                     try:
-                        self._fire(target, <int>entry[3])
+                        self._fire(target, entry.kind)
                     except BaseException:
                         LOGGER.exception("threadloom timer %r failed", target)
                     target = None
@@ -307,9 +335,9 @@ cdef class TimerHandle:
     """A call scheduled with :meth:`TimerHeap.call_later`."""
 
     cdef TimerHeap _timers
-    cdef list _entry
+    cdef TimerEntry _entry
 
-    def __cinit__(self, TimerHeap timers, list entry):
+    def __cinit__(self, TimerHeap timers, TimerEntry entry):
         self._timers = timers
         self._entry = entry
 
@@ -318,7 +346,7 @@ cdef class TimerHandle:
 
     @property
     def cancelled(self):
-        return self._entry[2] is None
+        return self._entry.target is None
 
 
 cdef TimerHeap _TIMERS = TimerHeap()
@@ -330,6 +358,7 @@ TIMERS = _TIMERS
 # --------------------------------------------------------------------------
 
 @cython.final
+@cython.no_gc
 cdef class ManagedTask:
     """One managed task: its options, status and attempts; also its context.
 
@@ -346,9 +375,11 @@ cdef class ManagedTask:
     cdef readonly object retry
     cdef readonly object timeout
     cdef readonly int attempts
-    cdef readonly double submitted_at
-    cdef object _started_at
-    cdef object _finished_at
+    # Monotonic nanoseconds (0: not yet); shown as wall-clock seconds through
+    # one offset taken at import, which saves three clock reads per task.
+    cdef uint64_t _submitted_ns
+    cdef uint64_t _started_ns
+    cdef uint64_t _finished_ns
     cdef int64_t _priority
     cdef uint64_t _number
     cdef uint64_t _sequence
@@ -357,8 +388,8 @@ cdef class ManagedTask:
     cdef bint _cancel_requested
     cdef bint _counted_dead
     cdef object _cancel_event
-    cdef list _deadline_entry
-    cdef list _retry_entry
+    cdef TimerEntry _deadline_entry
+    cdef TimerEntry _retry_entry
     cdef Dispatcher _dispatch
     cdef object on_done
     cdef object on_start
@@ -395,12 +426,19 @@ cdef class ManagedTask:
         return self.attempts
 
     @property
+    def submitted_at(self):
+        """When the task was submitted (``time.time()`` seconds)."""
+        return _wall(self._submitted_ns)
+
+    @property
     def started_at(self):
-        return self._started_at
+        """When its first attempt started, or None."""
+        return _wall(self._started_ns) if self._started_ns else None
 
     @property
     def finished_at(self):
-        return self._finished_at
+        """When it ended, or None."""
+        return _wall(self._finished_ns) if self._finished_ns else None
 
     @property
     def deadline(self):
@@ -474,7 +512,7 @@ cdef class ManagedTask:
             return 0
         first = self.attempts == 1
         if first:
-            self._started_at = time_time()
+            self._started_ns = tl_now_ns()
             _set_running(future, False)
             tl_counter_add(dispatch.counters.c, C_STARTED, 1)
             if self.on_start is not None:
@@ -620,7 +658,7 @@ cdef class ManagedTask:
 
     cdef void _end_early(self, object future, int was, int counter, object error, bint cancel, bint defer) except *:
         cdef Dispatcher dispatch = self._dispatch
-        cdef list entry = self._retry_entry
+        cdef TimerEntry entry = self._retry_entry
         if entry is not None:
             self._retry_entry = None
             _TIMERS.disarm(entry)
@@ -663,11 +701,11 @@ cdef class ManagedTask:
     # -- the one completion ------------------------------------------------------
     cdef void _finish(self, object future, object value, bint is_exception, bint cancel, bint defer=False) except *:
         """Complete *future* (this thread made the status terminal, so it owns this)."""
-        cdef list entry = self._deadline_entry
+        cdef TimerEntry entry = self._deadline_entry
         if entry is not None:
             self._deadline_entry = None
             _TIMERS.disarm(entry)
-        self._finished_at = time_time()
+        self._finished_ns = tl_now_ns()
         # What the task ran is not needed any more; a kept record (a pool's
         # task table) must not keep the arguments alive.
         self.fn = None
@@ -702,6 +740,11 @@ cdef class ManagedTask:
 cdef void _run_completion(ManagedTask task, object future, object callbacks) except *:
     _invoke_callbacks(future, callbacks)
     on_done = task.on_done
+    # The task is not tracked by the cyclic GC: nothing it references after
+    # its end may lead back to it (an owner's hook holds the owner's table,
+    # which holds the task's future).
+    task.on_done = None
+    task.on_start = None
     if on_done is not None:
         try:
             if type(on_done) is TaskRegistry:
@@ -710,6 +753,7 @@ cdef void _run_completion(ManagedTask task, object future, object callbacks) exc
                 on_done(task, future)
         except BaseException:
             LOGGER.exception("task-done hook failed for %s", task.task_id)
+    task.tag = None
 
 
 def _run_deferred(task, future, callbacks):
@@ -799,7 +843,7 @@ cdef object _new_managed(
     task.upstream_results = _EMPTY_MAPPING
     task._status = ST_QUEUED
     task._dispatch = dispatch
-    task.submitted_at = time_time()
+    task._submitted_ns = tl_now_ns()
     task._number = <uint64_t>tl_add64(&_task_numbers, 1)
     return future
 
@@ -819,7 +863,10 @@ cdef class TaskRegistry:
     """
 
     cdef dict _futures
-    cdef object _finished   # deque of (monotonic ns, task id)
+    # Finished tasks, oldest first: two deques of ints (end time in monotonic
+    # ns, task number) rather than one of tuples, which the GC would track.
+    cdef object _finished_ns
+    cdef object _finished_numbers
     cdef Py_ssize_t keep_finished
     cdef uint64_t keep_ns
     cdef int64_t _unfinished
@@ -833,7 +880,8 @@ cdef class TaskRegistry:
 
     def __cinit__(self, keep_finished, keep_seconds):
         self._futures = {}
-        self._finished = _deque()
+        self._finished_ns = _deque()
+        self._finished_numbers = _deque()
         self.keep_finished = keep_finished
         self.keep_ns = <uint64_t>(keep_seconds * 1e9)
         self._unfinished = 0
@@ -860,6 +908,21 @@ cdef class TaskRegistry:
             if self._futures.pop(task._number, None) is not None:
                 self._unfinished -= 1
         self._notify_if_idle()
+
+    def submit(self, Dispatcher dispatch, fn, tuple args, dict kwargs, priority, retry):
+        """Queue a managed task known to this registry; return its id ("task-N").
+
+        ``ThreadPoolManager.submit``'s fast path: one call into the core.
+
+        Raises:
+            QueueClosed: the dispatcher was closed.
+        """
+        if not _INT32_MIN <= priority <= _INT32_MAX:
+            raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        future = dispatch._submit_managed(
+            fn, args, kwargs, priority, None, retry, None, self, None, None, False, None
+        )
+        return f"task-{(<ManagedTask>future._task)._number}"
 
     def get(self, task_id):
         """The future of task *task_id* ("task-N"), or None if unknown or pruned."""
@@ -894,12 +957,11 @@ cdef class TaskRegistry:
     cdef void _task_done(self, ManagedTask task, object future) except *:
         cdef double elapsed
         cdef uint64_t now = tl_now_ns()
-        cdef object finished = self._finished
-        cdef tuple oldest
-        started = task._started_at
+        cdef object ends = self._finished_ns
+        cdef object numbers = self._finished_numbers
         with cython.critical_section(self):
-            if started is not None:
-                elapsed = <double>task._finished_at - <double>started
+            if task._started_ns:
+                elapsed = (<double>task._finished_ns - <double>task._started_ns) / 1e9
                 if elapsed < 0:
                     elapsed = 0.0
                 self._run_total += elapsed
@@ -909,14 +971,13 @@ cdef class TaskRegistry:
                 if elapsed < self._run_min:
                     self._run_min = elapsed
             self._unfinished -= 1
-            finished.append((now, task._number))
-            while finished:
-                oldest = finished[0]
-                if len(finished) > self.keep_finished or <uint64_t>oldest[0] + self.keep_ns < now:
-                    finished.popleft()
-                    self._futures.pop(oldest[1], None)
-                else:
-                    break
+            ends.append(now)
+            numbers.append(task._number)
+            while numbers and (
+                len(numbers) > self.keep_finished or <uint64_t>ends[0] + self.keep_ns < now
+            ):
+                ends.popleft()
+                self._futures.pop(numbers.popleft(), None)
         if self._unfinished == 0 and self._waiters:
             self._notify_if_idle()
         hook = self.on_task_done
@@ -958,3 +1019,111 @@ cdef class TaskRegistry:
         return True
 
 
+
+
+# --------------------------------------------------------------------------
+# The options view's submit (ThreadPoolExecutor.options(...).submit)
+# --------------------------------------------------------------------------
+
+cdef class SubmitView:
+    """The native half of ``SubmitOptions``: options checked once, submit in C."""
+
+    cdef Dispatcher _dispatch
+    cdef int64_t _priority
+    cdef readonly object name
+    cdef readonly object retry
+    cdef readonly object timeout
+    cdef readonly bint managed
+
+    def __cinit__(self, Dispatcher dispatch, priority, name, retry, timeout, *args, **kwargs):
+        if not _INT32_MIN <= priority <= _INT32_MAX:
+            raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        self._dispatch = dispatch
+        self._priority = priority
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.managed = name is not None or retry is not None or timeout is not None
+
+    @property
+    def priority(self):
+        return self._priority
+
+    def submit(self, fn, /, *args, **kwargs):
+        """Like ``ThreadPoolExecutor.submit``, with this view's options.
+
+        With a name, retry policy or timeout the future is a ``TaskFuture``
+        and the function can call ``threadloom.current_task()``.
+        """
+        cdef Dispatcher dispatch = self._dispatch
+        try:
+            if not self.managed:
+                return dispatch.submit(self._priority, fn, args, kwargs)
+            return dispatch._submit_managed(
+                fn, args, kwargs, self._priority, self.name, self.retry, self.timeout,
+                None, None, None, False, None,
+            )
+        except QueueClosed:
+            raise dispatch._rejection() from None
+
+
+# --------------------------------------------------------------------------
+# ThreadPoolManager's hot methods
+# --------------------------------------------------------------------------
+
+cdef class PoolBase:
+    """The native half of ``ThreadPoolManager``: ``submit`` and
+    ``get_task_result`` in the common case (no queue limit, no resource
+    monitor, no retry arguments) never leave the core."""
+
+    #: The running executor's dispatcher when the fast path applies, else None.
+    cdef public object _fast_dispatch
+    cdef public TaskRegistry _registry
+    cdef public object default_retry
+
+    def submit(self, func, *args, priority=1, max_retries=0, retry_delay=1.0, **kwargs):
+        """Queue ``func(*args, **kwargs)``; return its task id.
+
+        ``priority``, ``max_retries`` and ``retry_delay`` are this method's own
+        (as in the seed API); use ``submit_call`` to pass keywords of those
+        names to *func*, or for a full ``RetryPolicy`` and a deadline.
+
+        Raises:
+            TypeError: *func* is not callable, or a bad priority.
+            RuntimeError: the pool is not started.
+            QueueFull: see ``queue_full_policy``.
+        """
+        cdef object dispatch = self._fast_dispatch
+        cdef ManagedTask task
+        if (
+            dispatch is not None
+            and type(priority) is int
+            and _INT32_MIN <= priority <= _INT32_MAX
+            and (max_retries is None or max_retries == 0)
+            and callable(func)
+        ):
+            try:
+                future = (<Dispatcher>dispatch)._submit_managed(
+                    func, args, kwargs, priority, None, self.default_retry, None,
+                    self._registry, None, None, False, None,
+                )
+            except QueueClosed:
+                raise self._rejection() from None
+            task = <ManagedTask>future._task
+            return f"task-{task._number}"
+        return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay)
+
+    def get_task_result(self, task_id, timeout=None):
+        """The task's result, waiting up to *timeout* seconds for it.
+
+        Raises:
+            UnknownTaskError: no such task.
+            TimeoutError: not finished within *timeout* (or the task's own
+                deadline passed: then ``get_task_status`` says TIMED_OUT).
+            concurrent.futures.CancelledError: the task was cancelled.
+            Exception: whatever the task raised on its last attempt.
+        """
+        future = self._registry.get(task_id)
+        if future is None:
+            raise self._unknown_task(task_id)
+        return future_result(future, timeout)

@@ -1050,6 +1050,8 @@ _INTERNAL_PRIORITY = 1 << 40
 MAX_SECONDS = threading.TIMEOUT_MAX
 
 _EMPTY_MAPPING = types.MappingProxyType({})
+# Wall-clock seconds = monotonic ns / 1e9 + this (fixed at import).
+_WALL_OFFSET = time.time() - time.monotonic_ns() / 1e9
 _task_numbers = itertools.count(1)
 _task_future_type: type | None = None
 _current = threading.local()
@@ -1237,13 +1239,14 @@ class ManagedTask:
         "_deadline_entry",
         "_deadline_ns",
         "_dispatch",
-        "_finished_at",
+        "_finished_ns",
         "_lock",
         "_number",
         "_priority",
         "_retry_entry",
         "_sequence",
-        "_started_at",
+        "_started_ns",
+        "_submitted_ns",
         "_status",
         "args",
         "attempts",
@@ -1253,7 +1256,6 @@ class ManagedTask:
         "on_done",
         "on_start",
         "retry",
-        "submitted_at",
         "tag",
         "timeout",
         "upstream_results",
@@ -1286,12 +1288,19 @@ class ManagedTask:
         return self.attempts
 
     @property
+    def submitted_at(self) -> float:
+        """When the task was submitted (``time.time()`` seconds)."""
+        return self._submitted_ns / 1e9 + _WALL_OFFSET
+
+    @property
     def started_at(self) -> float | None:
-        return self._started_at
+        """When its first attempt started, or None."""
+        return self._started_ns / 1e9 + _WALL_OFFSET if self._started_ns else None
 
     @property
     def finished_at(self) -> float | None:
-        return self._finished_at
+        """When it ended, or None."""
+        return self._finished_ns / 1e9 + _WALL_OFFSET if self._finished_ns else None
 
     @property
     def deadline(self) -> float | None:
@@ -1352,7 +1361,7 @@ class ManagedTask:
                 dispatch._dead_popped(self._priority)
             return
         if self.attempts == 1:
-            self._started_at = time.time()
+            self._started_ns = time.monotonic_ns()
             future_set_running_or_notify_cancel_safe(future)
             dispatch.counters.add(COUNT_STARTED)
             if self.on_start is not None:
@@ -1555,7 +1564,7 @@ class ManagedTask:
         if entry is not None:
             self._deadline_entry = None
             TIMERS._disarm(entry)
-        self._finished_at = time.time()
+        self._finished_ns = time.monotonic_ns()
         # What the task ran is not needed any more; a kept record (a pool's
         # task table) must not keep the arguments alive.
         self.fn = None
@@ -1683,9 +1692,9 @@ def _new_managed(
     task._counted_dead = False
     task._lock = threading.Lock()
     task.attempts = 0
-    task.submitted_at = time.time()
-    task._started_at = None
-    task._finished_at = None
+    task._submitted_ns = time.monotonic_ns()
+    task._started_ns = 0
+    task._finished_ns = 0
     future = object.__new__(_task_future_type)
     future._task = task
     return future
@@ -1727,6 +1736,23 @@ class TaskRegistry:
             if self._unfinished == 0:
                 self._all_done.notify_all()
 
+    def submit(
+        self,
+        dispatch: Dispatcher,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        priority: int,
+        retry: Any,
+    ) -> str:
+        """Queue a managed task known to this registry; return its id ("task-N").
+
+        Raises:
+            QueueClosed: the dispatcher was closed.
+        """
+        future = dispatch.submit_managed(fn, args, kwargs, priority, None, retry, None, self)
+        return f"task-{future._task._number}"
+
     def get(self, task_id: str) -> Any:
         """The future of task *task_id* ("task-N"), or None if unknown or pruned."""
         if type(task_id) is not str or not task_id.startswith("task-"):
@@ -1759,10 +1785,9 @@ class TaskRegistry:
 
     def _task_done_hook(self, task: ManagedTask, future: Any) -> None:
         now = time.monotonic_ns()
-        started = task._started_at
         with self._lock:
-            if started is not None and task._finished_at is not None:
-                elapsed = max(0.0, task._finished_at - started)
+            if task._started_ns:
+                elapsed = max(0.0, (task._finished_ns - task._started_ns) / 1e9)
                 self._run_total += elapsed
                 self._run_count += 1
                 self._run_max = max(self._run_max, elapsed)
@@ -1796,3 +1821,113 @@ class TaskRegistry:
                     self._all_done.wait(left)
         return True
 
+
+class SubmitView:
+    """The core half of ``SubmitOptions``: options checked once, then submit."""
+
+    __slots__ = ("_dispatch", "_priority", "managed", "name", "retry", "timeout")
+
+    def __new__(
+        cls,
+        dispatch: Dispatcher,
+        priority: int,
+        name: str | None,
+        retry: Any,
+        timeout: float | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> SubmitView:
+        if not _INT32_MIN <= priority <= _INT32_MAX:
+            raise OverflowError(f"priority {priority} does not fit in 32 bits")
+        self = object.__new__(cls)
+        self._dispatch = dispatch
+        self._priority = priority
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.managed = name is not None or retry is not None or timeout is not None
+        return self
+
+    @property
+    def priority(self) -> int:
+        return self._priority
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Like ``ThreadPoolExecutor.submit``, with this view's options.
+
+        With a name, retry policy or timeout the future is a ``TaskFuture``
+        and the function can call ``threadloom.current_task()``.
+        """
+        dispatch = self._dispatch
+        try:
+            if not self.managed:
+                return dispatch.submit(self._priority, fn, args, kwargs)
+            return dispatch.submit_managed(
+                fn, args, kwargs, self._priority, self.name, self.retry, self.timeout
+            )
+        except QueueClosed:
+            raise dispatch._rejection() from None
+
+
+class PoolBase:
+    """The core half of ``ThreadPoolManager``: ``submit`` and
+    ``get_task_result`` in the common case (no queue limit, no resource
+    monitor, no retry arguments)."""
+
+    _fast_dispatch: Dispatcher | None
+    _registry: TaskRegistry
+    default_retry: Any
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        *args: Any,
+        priority: int = 1,
+        max_retries: int = 0,
+        retry_delay: float = 1.0,
+        **kwargs: Any,
+    ) -> str:
+        """Queue ``func(*args, **kwargs)``; return its task id.
+
+        ``priority``, ``max_retries`` and ``retry_delay`` are this method's own
+        (as in the seed API); use ``submit_call`` to pass keywords of those
+        names to *func*, or for a full ``RetryPolicy`` and a deadline.
+
+        Raises:
+            TypeError: *func* is not callable, or a bad priority.
+            RuntimeError: the pool is not started.
+            QueueFull: see ``queue_full_policy``.
+        """
+        dispatch = self._fast_dispatch
+        if (
+            dispatch is not None
+            and type(priority) is int
+            and _INT32_MIN <= priority <= _INT32_MAX
+            and (max_retries is None or max_retries == 0)
+            and callable(func)
+        ):
+            try:
+                future = dispatch.submit_managed(
+                    func, args, kwargs, priority, None, self.default_retry, None, self._registry
+                )
+            except QueueClosed:
+                raise self._rejection() from None  # type: ignore[attr-defined]
+            return f"task-{future._task._number}"
+        return self._submit_slow(  # type: ignore[attr-defined,no-any-return]
+            func, args, kwargs, priority, max_retries, retry_delay
+        )
+
+    def get_task_result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The task's result, waiting up to *timeout* seconds for it.
+
+        Raises:
+            UnknownTaskError: no such task.
+            TimeoutError: not finished within *timeout* (or the task's own
+                deadline passed: then ``get_task_status`` says TIMED_OUT).
+            concurrent.futures.CancelledError: the task was cancelled.
+            Exception: whatever the task raised on its last attempt.
+        """
+        future = self._registry.get(task_id)
+        if future is None:
+            raise self._unknown_task(task_id)  # type: ignore[attr-defined]
+        return future_result(future, timeout)

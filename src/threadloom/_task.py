@@ -109,14 +109,15 @@ def check_name(name: object) -> str | None:
     return name
 
 
-class SubmitOptions:
+class SubmitOptions(core.SubmitView):
     """A view of a pool that submits with priority, name, retry policy and deadline.
 
     Obtained from :meth:`ThreadPoolExecutor.options`; immutable and cheap.
-    The options are checked once, here, not at every submit.
+    The options are checked once, here, not at every submit; ``submit`` is
+    the core's.
     """
 
-    __slots__ = ("_executor", "_managed", "name", "priority", "retry", "timeout")
+    __slots__ = ("_executor",)
 
     def __init__(
         self,
@@ -127,33 +128,23 @@ class SubmitOptions:
         timeout: float | None,
     ) -> None:
         self._executor = executor
-        self.priority = check_priority(priority)
-        self.name = check_name(name)
-        self.retry = check_retry(retry)
-        self.timeout = check_timeout(timeout)
-        self._managed = name is not None or retry is not None or timeout is not None
 
-    @property
-    def managed(self) -> bool:
-        return self._managed
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        """Like ``ThreadPoolExecutor.submit``, with this view's options.
-
-        With a name, retry policy or timeout the future is a :class:`TaskFuture`
-        and the function can call ``threadloom.current_task()``.
-        """
-        executor = self._executor
-        try:
-            if not self._managed:
-                return executor._dispatch.submit(  # type: ignore[no-any-return]
-                    self.priority, fn, args, kwargs
-                )
-            return executor._dispatch.submit_managed(  # type: ignore[no-any-return]
-                fn, args, kwargs, self.priority, self.name, self.retry, self.timeout
-            )
-        except core.QueueClosed:
-            raise executor._rejection() from None
+    def __new__(
+        cls,
+        executor: ThreadPoolExecutor,
+        priority: int,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+    ) -> SubmitOptions:
+        return super().__new__(  # type: ignore[no-any-return,call-arg]
+            cls,
+            executor._dispatch,
+            check_priority(priority),
+            check_name(name),
+            check_retry(retry),
+            check_timeout(timeout),
+        )
 
     def map(
         self,
@@ -169,7 +160,7 @@ class SubmitOptions:
             ValueError: the view has a name, retry policy or timeout (per-task
                 options do not apply to chunks of a map).
         """
-        if self._managed:
+        if self.managed:
             raise ValueError("options(...).map supports priority only, not name/retry/timeout")
         return self._executor._map_at(
             self.priority,

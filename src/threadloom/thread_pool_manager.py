@@ -81,7 +81,7 @@ class TaskInfo:
     error: BaseException | None
 
 
-class ThreadPoolManager:
+class ThreadPoolManager(core.PoolBase):
     """A priority thread pool addressed by task ids, with retries, deadlines,
     cancellation, backpressure, metrics, and a worker count that follows load.
 
@@ -174,6 +174,9 @@ class ThreadPoolManager:
         # Task futures by id, finished ones pruned by count and age; counts
         # unfinished tasks.  Native: it is every task's done-hook.
         self._registry = core.TaskRegistry(keep_finished, self.keep_finished_seconds)
+        # The executor's dispatcher while running with no queue limit and no
+        # resource monitor (see PoolBase.submit).
+        self._fast_dispatch = None
         self._slots = threading.Semaphore(max_queue_size) if max_queue_size else None
         if self._slots is not None:
             self._registry.on_task_done = self._task_ended
@@ -200,6 +203,8 @@ class ThreadPoolManager:
             executor.resize(self.max_workers, self.min_workers)
             self._executor = executor
             self._executors_seen.append(executor)
+            if self._slots is None and self.resource_monitor is None:
+                self._fast_dispatch = executor._dispatch
             self._started_at = time.monotonic()
             self._target_workers = self.max_workers
             self._stop_adjusting = threading.Event()
@@ -228,6 +233,7 @@ class ThreadPoolManager:
         with self._lock:
             executor = self._executor
             self._executor = None
+            self._fast_dispatch = None
             adjuster = self._adjuster
             self._adjuster = None
             self._stop_adjusting.set()
@@ -259,26 +265,16 @@ class ThreadPoolManager:
         return self._executor is not None
 
     # -- submission ---------------------------------------------------------
-    def submit(
+    # submit() is the core's (PoolBase): its fast path never leaves C.
+    def _submit_slow(
         self,
         func: Callable[..., Any],
-        *args: Any,
-        priority: int = TaskPriority.NORMAL,
-        max_retries: int = 0,
-        retry_delay: float = 1.0,
-        **kwargs: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        priority: int,
+        max_retries: int,
+        retry_delay: float,
     ) -> str:
-        """Queue ``func(*args, **kwargs)``; return its task id.
-
-        ``priority``, ``max_retries`` and ``retry_delay`` are this method's own
-        (as in the seed API); use :meth:`submit_call` to pass keywords of those
-        names to *func*, or for a full ``RetryPolicy`` and a deadline.
-
-        Raises:
-            TypeError: *func* is not callable, or a bad priority.
-            RuntimeError: the pool is not started.
-            QueueFull: see ``queue_full_policy``.
-        """
         if max_retries:
             retry: RetryPolicy | None = RetryPolicy(
                 max_retries=max_retries, delay=retry_delay, backoff=1.0
@@ -286,6 +282,9 @@ class ThreadPoolManager:
         else:
             retry = self.default_retry
         return self._submit(func, args, kwargs, priority, retry, None, None).task_id
+
+    def _unknown_task(self, task_id: str) -> UnknownTaskError:
+        return UnknownTaskError(task_id)
 
     def submit_call(
         self,
@@ -407,6 +406,12 @@ class ThreadPoolManager:
             raise
         return future
 
+    def _rejection(self) -> BaseException:
+        executor = self._executor
+        if executor is None:
+            return RuntimeError("ThreadPoolManager is not started: call start() first")
+        return executor._rejection()
+
     def _take_slot(self, executor: ThreadPoolExecutor) -> Literal["slot", "caller", "over"]:
         """Wait for room in the queue per the policy.
 
@@ -490,21 +495,6 @@ class ThreadPoolManager:
             finished_at=task.finished_at,
             error=error,
         )
-
-    def get_task_result(self, task_id: str, timeout: float | None = None) -> Any:
-        """The task's result, waiting up to *timeout* seconds for it.
-
-        Raises:
-            UnknownTaskError: no such task.
-            TimeoutError: not finished within *timeout* (or the task's own
-                deadline passed: then ``get_task_status`` says TIMED_OUT).
-            concurrent.futures.CancelledError: the task was cancelled.
-            Exception: whatever the task raised on its last attempt.
-        """
-        future = self._registry.get(task_id)
-        if future is None:
-            raise UnknownTaskError(task_id)
-        return future.result(timeout)
 
     def get_task_error(self, task_id: str) -> BaseException | None:
         """The exception a finished task ended with, or None if it succeeded.
