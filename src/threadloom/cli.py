@@ -851,7 +851,9 @@ def _open_history(db: str) -> Iterator[TaskHistory]:
             "or point --db (or $THREADLOOM_DB) at one"
         )
     try:
-        history = TaskHistory(db)
+        # Read-only: a read command works on a file it may not write, and never
+        # writes into one (not even a schema into an empty file).
+        history = TaskHistory(db, readonly=True)
     except HistoryError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -971,7 +973,34 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     more = "" if limit is None or len(runs) < limit else f"; --limit {limit} reached"
     console.print(f"{len(runs)} run(s), newest first{more}", highlight=False)
+    if args.task is not None:
+        _print_tracebacks(console, runs)
     return EXIT_OK
+
+
+_TRACEBACKS_SHOWN = 3
+
+
+def _print_tracebacks(console: Console, runs: Sequence[TaskRunRecord]) -> None:
+    """Print the stored tracebacks of the newest failed runs in *runs* (newest first)."""
+    from rich.text import Text
+
+    failed = [run for run in runs if run.traceback]
+    for run in failed[:_TRACEBACKS_SHOWN]:
+        finished = _dt.datetime.fromtimestamp(run.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+        title = Text(f"{run.task_name}: {run.status.value} at {finished}")
+        console.rule(title, style="dim")
+        # Printed as it was stored: a traceback holds user text, never markup.
+        console.print(
+            (run.traceback or "").rstrip("\n"), markup=False, highlight=False, soft_wrap=True
+        )
+    if len(failed) > _TRACEBACKS_SHOWN:
+        console.print(
+            f"({len(failed) - _TRACEBACKS_SHOWN} older traceback(s) not shown; "
+            "--json has them all)",
+            style="dim",
+            highlight=False,
+        )
 
 
 def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
