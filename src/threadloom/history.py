@@ -603,7 +603,7 @@ class TaskHistory:
                     "the database has been unwritable (locked by another connection, "
                     f"or its file is gone) for {time.monotonic() - blocked:.0f} s"
                     if blocked is not None
-                    else "the writer is slower than the producers"
+                    else "the writer has not caught up yet"
                 )
                 raise HistoryError(
                     f"history {self._path!r} is full: {self._pending} records wait to be "
