@@ -942,6 +942,19 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
             execution=args.execution,
             limit=limit,
         )
+        # Runs are recorded when they end, so the runs of an execution whose
+        # process died are missing: the execution itself says so.
+        interrupted = (
+            history.query_executions(
+                execution_id=args.execution,
+                status=TaskStatus.INTERRUPTED,
+                since=since,
+                until=until,
+                limit=None,
+            )
+            if args.task is None and (statuses is None or TaskStatus.INTERRUPTED in statuses)
+            else []
+        )
     if args.json:
         for run in runs:
             row = run._asdict()
@@ -952,6 +965,7 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     if not runs:
         console.print("no runs match", highlight=False)
+        _print_interrupted(console, interrupted)
         return EXIT_OK
     from rich.table import Table
 
@@ -975,7 +989,22 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
     console.print(f"{len(runs)} run(s), newest first{more}", highlight=False)
     if args.task is not None:
         _print_tracebacks(console, runs)
+    _print_interrupted(console, interrupted)
     return EXIT_OK
+
+
+def _print_interrupted(console: Console, executions: Sequence[ExecutionRecord]) -> None:
+    if not executions:
+        return
+    console.print(
+        f"{len(executions)} execution(s) interrupted: their process ended before recording "
+        "their end, so their unfinished runs are not listed: "
+        + ", ".join(e.execution_id for e in executions),
+        style="yellow",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 _TRACEBACKS_SHOWN = 3
