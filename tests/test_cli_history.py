@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from threadloom import TaskStatus
@@ -76,23 +75,17 @@ def test_history_of_a_task_shows_its_stored_tracebacks_literally(
     ]
 
 
-def _dead_owner() -> str:
-    # A child that has exited and been reaped: its pid names no process (or,
-    # reused, one with another start time).
-    child = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.dumps(
-        {
-            "host": socket.gethostname(),
-            "boot": round(psutil.boot_time()),
-            "pid": int(child.stdout),
-            "start": 0.0,
-        }
-    )
+_KILLED = """
+import os, signal, sys
+from threadloom import TaskStatus
+from threadloom.history import ExecutionRecord, TaskHistory
+history = TaskHistory(sys.argv[1])
+history.record_execution(
+    ExecutionRecord("killed", ("t",), TaskStatus.RUNNING, "manual", 1, 20.0, None, None, None, None)
+)
+assert history.flush(30)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
 def test_history_and_stats_show_an_interrupted_execution(
@@ -105,18 +98,9 @@ def test_history_and_stats_show_an_interrupted_execution(
                 "done", ("t",), TaskStatus.COMPLETED, "manual", 1, 10.0, 11.0, 1.0, None, None
             )
         )
-        history.record_execution(
-            ExecutionRecord(
-                "killed", ("t",), TaskStatus.RUNNING, "manual", 1, 20.0, None, None, None, None
-            )
-        )
         history.record_run(failed_run(1)._replace(execution_id="done"))
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.execute(
-            "UPDATE executions SET owner = ? WHERE execution_id = 'killed'", (_dead_owner(),)
-        )
-    conn.close()
+    killed = subprocess.run([sys.executable, "-c", _KILLED, str(db)], timeout=60)
+    assert killed.returncode == -signal.SIGKILL
     code, out, _ = call(capsys, "stats", "--db", db, "--json")
     assert code == 0
     assert json.loads(out)["executions_by_status"] == {"completed": 1, "interrupted": 1}

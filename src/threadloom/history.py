@@ -1193,19 +1193,48 @@ def _select_list(columns: str, present: set[str]) -> str:
 _OWNER_CACHE: dict[int, str] = {}
 
 
+def _read_first_line(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            return file.readline().strip()
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> tuple[str, str]:
+    """(host name, machine id): two processes with both equal share a process table."""
+    machine_id = _read_first_line("/etc/machine-id") or _read_first_line("/var/lib/dbus/machine-id")
+    return socket.gethostname(), machine_id
+
+
+def _boot() -> str:
+    # Linux names each boot; elsewhere the boot time stands in for it (in
+    # whole seconds: it is derived from the wall clock, which may be stepped).
+    return _read_first_line("/proc/sys/kernel/random/boot_id") or f"t{round(psutil.boot_time())}"
+
+
+def _seconds_since_boot(process: psutil.Process) -> float:
+    # create_time() is boot time + a count of ticks since boot: the difference
+    # is what identifies the process, immune to steps of the wall clock.
+    return float(process.create_time() - psutil.boot_time())
+
+
 def _this_owner() -> str:
-    """Who this process is, durably: host, boot, pid and the pid's start time."""
+    """Who this process is, durably: machine, boot, pid and the pid's start."""
     pid = os.getpid()
     owner = _OWNER_CACHE.get(pid)
     if owner is None:
-        # pid and start time together name one process (a pid is reused, the
-        # pair is not); the boot time tells a pid from before a reboot.
+        # A pid is reused, a pid and its start time since boot are not; the boot
+        # tells a pid of this boot from the same pid before a reboot.
+        host, machine = _machine()
         owner = json.dumps(
             {
-                "host": socket.gethostname(),
-                "boot": round(psutil.boot_time()),
+                "host": host,
+                "machine": machine,
+                "boot": _boot(),
                 "pid": pid,
-                "start": psutil.Process(pid).create_time(),
+                "start": _seconds_since_boot(psutil.Process(pid)),
             },
             separators=(",", ":"),
         )
@@ -1226,18 +1255,29 @@ def _owner_is_dead(owner: str | None, cache: dict[str, bool]) -> bool:
 def _check_owner_dead(owner: str) -> bool:
     try:
         info = json.loads(owner)
-        host, boot, pid, start = info["host"], info["boot"], info["pid"], info["start"]
+        machine, boot, pid, start = (
+            (info["host"], info["machine"]),
+            info["boot"],
+            int(info["pid"]),
+            float(info["start"]),
+        )
     except (ValueError, TypeError, KeyError):
         return False
-    if host != socket.gethostname():
-        return False  # another machine's process: nothing here can tell
-    if abs(boot - psutil.boot_time()) > 2:
+    if machine != _machine():
+        return False  # another machine's (or container's) process: nothing here can tell
+    here = _boot()
+    if boot != here:
+        if boot.startswith("t") and here.startswith("t"):
+            # Boot times read at different moments differ by clock steps, not
+            # by a reboot's minutes.
+            return abs(float(boot[1:]) - float(here[1:])) > 60
         return True
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return True
-        return bool(abs(process.create_time() - start) > 0.001)
+        # Start times are counted in clock ticks (1/100 s on Linux).
+        return abs(_seconds_since_boot(process) - start) > 0.05
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:
