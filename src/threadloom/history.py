@@ -996,11 +996,13 @@ class TaskHistory:
             if now - last_log >= _LOCK_LOG_INTERVAL:
                 last_log = now
                 logger.warning(
-                    "history database %r %s; %d record(s) wait for it (for %.0f s so far)",
+                    "history database %r %s; %d record(s) wait for it%s",
                     self._path,
                     reason,
                     self._pending,
-                    now - self._blocked_since,
+                    f" (for {now - self._blocked_since:.0f} s so far)"
+                    if now - self._blocked_since >= 1
+                    else "",
                 )
             time.sleep(_BUSY_RETRY_DELAY)
 
