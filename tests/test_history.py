@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
+import multiprocessing
 import os
+import selectors
+import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from threadloom import TaskStatus
+from threadloom.cli import main as cli_main
 from threadloom.history import (
+    MEMORY_RETAIN_COUNT,
     ExecutionRecord,
     HistoryError,
     TaskHistory,
@@ -42,6 +57,11 @@ def run(
         error_type="ValueError" if status is TaskStatus.FAILED else None,
         error_message="bad" if status is TaskStatus.FAILED else None,
         tags=tags,
+        traceback=(
+            'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad\n'
+            if status is TaskStatus.FAILED
+            else None
+        ),
     )
 
 
@@ -242,28 +262,6 @@ def test_bad_query_arguments(history: TaskHistory) -> None:
 # -- failures while running ------------------------------------------------------
 
 
-def test_a_failed_write_is_logged_and_counted_and_the_writer_carries_on(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    path = tmp_path / "h.db"
-    history = TaskHistory(path, lock_timeout=0.05)
-    holder = sqlite3.connect(path, isolation_level=None)
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
-        with caplog.at_level(logging.ERROR, logger="threadloom.history"):
-            history.record_run(run(1))
-            assert history.flush(timeout=10)
-        assert history.stats() == (0, 1, 1)
-        assert "1 record(s) dropped" in caplog.text
-        holder.execute("ROLLBACK")
-        history.record_run(run(2))
-        assert [r.run_id for r in history.query_runs()] == ["e1:t1:2"]
-        assert history.stats() == (1, 1, 1)
-    finally:
-        holder.close()
-        history.close()
-
-
 def test_recording_does_not_wait_for_a_blocked_writer(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     history = TaskHistory(path, lock_timeout=60)
@@ -310,3 +308,548 @@ def test_records_of_the_wrong_shape_are_refused_at_the_call(history: TaskHistory
     with pytest.raises(TypeError, match="ExecutionRecord"):
         history.record_execution(("e1",))  # type: ignore[arg-type]
     assert history.query_runs() == []
+
+
+# -- helpers for other processes ----------------------------------------------------
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The next line *proc* prints, waiting at most *timeout* seconds."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no output from the child within {timeout} s")
+    return proc.stdout.readline().strip()
+
+
+def _python(code: str, *args: str | Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(30)
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+
+
+_LOCKER = """
+    import sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+    conn.execute("BEGIN EXCLUSIVE")
+    print("locked", flush=True)
+    sys.stdin.readline()
+    conn.execute("COMMIT")
+    print("released", flush=True)
+"""
+
+
+@contextlib.contextmanager
+def locked_by_another_process(path: Path) -> Iterator[Callable[[], None]]:
+    """Hold *path* under BEGIN EXCLUSIVE in another process until the callable is called."""
+    proc = _python(_LOCKER, path)
+    try:
+        assert _readline(proc, 30) == "locked"
+
+        def release() -> None:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            assert _readline(proc, 30) == "released"
+
+        yield release
+    finally:
+        _stop(proc)
+
+
+def _wait_child(pid: int, timeout: float) -> int:
+    """The exit code of forked child *pid*; killed (and -9) if it outlives *timeout*."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -9
+
+
+def _in_child(func: Callable[[], Any], *, unprivileged: bool = False, timeout: float = 60) -> Any:
+    """Run *func* in a forked child (as user nobody if *unprivileged* and we are root).
+
+    Returns what *func* returned (JSON), or raises if the child failed or hung.
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read)
+            if unprivileged and os.geteuid() == 0:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+            result = json.dumps(func()).encode()
+            with os.fdopen(write, "wb") as out:
+                out.write(result)
+            code = 0
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                os.write(write, json.dumps({"child error": repr(exc)}).encode())
+        finally:
+            os._exit(code)
+    os.close(write)
+    code = _wait_child(pid, timeout)
+    with os.fdopen(read, "rb") as data:
+        text = data.read().decode()
+    assert code == 0, f"child exited {code}: {text}"
+    return json.loads(text)
+
+
+# -- 14: a locked database makes records wait, never drops them ------------------------
+
+
+def test_records_wait_for_a_lock_held_by_another_process_and_all_land(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "h.db"
+    history = TaskHistory(path, lock_timeout=0.05)
+    try:
+        with caplog.at_level(logging.WARNING, logger="threadloom.history"):
+            with locked_by_another_process(path) as release:
+                history.record_execution(execution("x", TaskStatus.RUNNING, None))
+                for n in range(7):
+                    history.record_run(run(n, execution="x"))
+                history.record_execution(execution("x", TaskStatus.COMPLETED, 60.0))
+                # Nothing can be committed while the other process holds the lock.
+                assert not history.flush(timeout=0.2)
+                release()
+            assert history.flush(timeout=30)
+        assert history.stats() == (9, 0, 0)
+        assert len(history.query_runs(limit=None)) == 7
+        assert [e.status for e in history.query_executions()] == [TaskStatus.COMPLETED]
+        assert "locked by another connection; 9 record(s) wait" in caplog.text
+        assert "writable again" in caplog.text
+        assert "dropped" not in caplog.text
+    finally:
+        history.close()
+
+
+def test_a_full_queue_refuses_a_record_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    history = TaskHistory(path, lock_timeout=0.05, max_pending=5, backpressure_timeout=0.05)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(5):
+            history.record_run(run(n))
+        with pytest.raises(HistoryError, match="is full: 5 records wait to be written"):
+            history.record_run(run(5))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert history.flush(timeout=30)
+    assert [r.run_id for r in history.query_runs()] == [f"e1:t1:{n}" for n in range(4, -1, -1)]
+    assert history.stats() == (5, 0, 0)
+    history.close()
+
+
+def test_a_full_queue_makes_producers_wait_until_the_lock_clears(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    history = TaskHistory(path, lock_timeout=0.05, max_pending=5, backpressure_timeout=None)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    producer = threading.Thread(target=lambda: [history.record_run(run(n)) for n in range(20)])
+    try:
+        producer.start()
+        producer.join(0.2)
+        # Held back by the bound, not finished: the database has taken nothing.
+        assert producer.is_alive()
+        assert history.stats().written == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    producer.join(30)
+    assert not producer.is_alive()
+    assert len(history.query_runs(limit=None)) == 20
+    history.close()
+
+
+def test_one_record_sqlite_refuses_costs_only_itself(
+    history: TaskHistory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = run(3)._replace(error_message=object())  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="threadloom.history"):
+        for record in (run(1), run(2), bad, run(4)):
+            history.record_run(record)
+        assert history.flush(timeout=10)
+    assert [r.run_id for r in history.query_runs()] == ["e1:t1:4", "e1:t1:2", "e1:t1:1"]
+    assert history.stats() == (3, 1, 1)
+    assert "record e1:t1:3; dropped" in caplog.text
+
+
+# -- 15: processes creating the same file at once -------------------------------------------
+
+
+def _create_and_record(
+    pattern: str, rounds: int, worker: int, barrier: Any, results: Any
+) -> None:  # pragma: no cover - runs in a child process
+    for number in range(rounds):
+        barrier.wait(60)
+        try:
+            with TaskHistory(pattern.format(number)) as history:
+                history.record_run(run(worker, execution=f"r{number}"))
+            results.put((number, worker, None))
+        except Exception as exc:
+            results.put((number, worker, repr(exc)))
+
+
+def test_processes_creating_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    rounds, workers = 12, 4
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers)
+    results = context.Queue()
+    pattern = str(tmp_path / "h{}.db")
+    processes = [
+        context.Process(target=_create_and_record, args=(pattern, rounds, w, barrier, results))
+        for w in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=120) for _ in range(rounds * workers)]
+    finally:
+        for process in processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+    assert [o for o in outcomes if o[2] is not None] == []
+    for number in range(rounds):
+        with TaskHistory(pattern.format(number), readonly=True) as history:
+            assert len(history.query_runs(limit=None)) == workers
+
+
+# -- 16: a deleted file, fork(), retention ---------------------------------------------------
+
+
+def test_a_file_deleted_while_in_use_is_recreated_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "h.db"
+    with TaskHistory(path) as history:
+        history.record_run(run(1))
+        assert history.flush(timeout=10)
+        os.unlink(path)
+        with caplog.at_level(logging.ERROR, logger="threadloom.history"):
+            history.record_run(run(2))
+            assert history.flush(timeout=10)
+        assert "was deleted or replaced while in use" in caplog.text
+        assert path.exists()
+        assert [r.run_id for r in history.query_runs()] == ["e1:t1:2"]
+        history.record_run(run(3))
+        assert [r.run_id for r in history.query_runs()] == ["e1:t1:3", "e1:t1:2"]
+        assert history.stats() == (3, 0, 0)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert sorted(conn.execute("SELECT run_id FROM task_runs")) == [
+            ("e1:t1:2",),
+            ("e1:t1:3",),
+        ]
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_a_history_inherited_across_fork_works_in_the_child(tmp_path: Path, where: str) -> None:
+    path = ":memory:" if where == "memory" else str(tmp_path / "h.db")
+    with TaskHistory(path) as history:
+        history.record_run(run(1))
+        assert history.flush(timeout=10)
+
+        def child() -> Any:
+            history.record_run(run(2))
+            flushed = history.flush(timeout=10)
+            ids = [r.run_id for r in history.query_runs()]
+            return [flushed, ids, history.close(timeout=10)]
+
+        flushed, ids, closed = _in_child(child)
+        assert flushed and closed
+        # In memory, the child's store starts empty; a file is shared.
+        assert ids == (["e1:t1:2"] if where == "memory" else ["e1:t1:2", "e1:t1:1"])
+        parent_sees = [r.run_id for r in history.query_runs()]
+        assert parent_sees == (["e1:t1:1"] if where == "memory" else ["e1:t1:2", "e1:t1:1"])
+
+
+def test_an_in_memory_history_keeps_a_bounded_count_by_default() -> None:
+    total = MEMORY_RETAIN_COUNT + 2_000
+    with TaskHistory(batch_size=500) as history:
+        for n in range(total):
+            history.record_run(run(n))
+        kept = history.query_runs(limit=None)
+    assert MEMORY_RETAIN_COUNT <= len(kept) <= MEMORY_RETAIN_COUNT * 11 // 10 + 1
+    assert kept[0].run_id == f"e1:t1:{total - 1}"
+    assert [r.finished_at for r in kept] == [
+        1001.0 + n for n in range(total - 1, total - 1 - len(kept), -1)
+    ]
+
+
+def test_retention_keeps_the_newest_runs_and_executions_and_every_running_one(
+    history: TaskHistory,
+) -> None:
+    store = TaskHistory(history.path if history.path != ":memory:" else ":memory:", retain_count=20)
+    history.close()
+    with store:
+        store.record_execution(execution("live", TaskStatus.RUNNING, None))
+        for n in range(300):
+            store.record_run(run(n, execution=f"e{n}"))
+            store.record_execution(execution(f"e{n}", TaskStatus.COMPLETED, 60.0 + n))
+        runs = store.query_runs(limit=None)
+        executions = store.query_executions(limit=None)
+    assert 20 <= len(runs) <= 23
+    assert runs[0].run_id == "e299:t1:299"
+    assert {r.run_id for r in runs} == {f"e{n}:t1:{n}" for n in range(300 - len(runs), 300)}
+    ids = {e.execution_id for e in executions}
+    assert "live" in ids
+    assert 21 <= len(ids) <= 24
+    assert ids - {"live"} == {f"e{n}" for n in range(300 - len(ids) + 1, 300)}
+
+
+def test_retention_by_age(tmp_path: Path) -> None:
+    now = time.time()
+    with TaskHistory(tmp_path / "h.db", retain_seconds=3600) as history:
+        old = [run(n) for n in range(5)]  # finished around epoch 1000: long ago
+        new = [run(n)._replace(run_id=f"new{n}", finished_at=now - n) for n in range(5)]
+        for record in old + new:
+            history.record_run(record)
+        assert history.flush(timeout=10)
+        history.record_run(run(0)._replace(run_id="last", finished_at=now))
+        kept = {r.run_id for r in history.query_runs(limit=None)}
+    assert kept == {"last", *(f"new{n}" for n in range(5))}
+
+
+def test_retention_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="retain_count"):
+        TaskHistory(retain_count=-1)
+    with pytest.raises(ValueError, match="retain_seconds"):
+        TaskHistory(retain_seconds=0)
+    with pytest.raises(ValueError, match="max_pending"):
+        TaskHistory(max_pending=0)
+    with pytest.raises(ValueError, match="backpressure_timeout"):
+        TaskHistory(backpressure_timeout=-1)
+    with pytest.raises(ValueError, match="read-only"):
+        TaskHistory(readonly=True)
+
+
+# -- 17: executions of a killed process ------------------------------------------------------------
+
+_OWNER = """
+    import sys
+    from threadloom import TaskStatus
+    from threadloom.history import ExecutionRecord, TaskHistory, TaskRunRecord
+    history = TaskHistory(sys.argv[1])
+    eid = sys.argv[2]
+    history.record_execution(
+        ExecutionRecord(eid, ("t1",), TaskStatus.RUNNING, "manual", 2, 50.0, None, None, None, None)
+    )
+    history.record_run(
+        TaskRunRecord(eid + ":t0", eid, "t0", "T0", TaskStatus.COMPLETED, 1, 51.0, 52.0, 70.0,
+                      18.0, None, None, ())
+    )
+    assert history.flush(30)
+    print("recorded", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_an_execution_left_running_by_a_killed_process_is_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    TaskHistory(path).close()
+    killed = _python(_OWNER, path, "dead")
+    alive = _python(_OWNER, path, "alive")
+    try:
+        assert _readline(killed, 60) == "recorded"
+        assert _readline(alive, 60) == "recorded"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+
+        def raw() -> dict[str, tuple[Any, ...]]:
+            conn = sqlite3.connect(path)
+            try:
+                return {
+                    row[0]: row[1:]
+                    for row in conn.execute(
+                        "SELECT execution_id, status, finished_at, error_message FROM executions"
+                    )
+                }
+            finally:
+                conn.close()
+
+        # A reader tells the truth before any writer has opened the file again...
+        with TaskHistory(path, readonly=True) as reader:
+            statuses = {e.execution_id: e.status for e in reader.query_executions()}
+            assert statuses == {"dead": TaskStatus.INTERRUPTED, "alive": TaskStatus.RUNNING}
+            assert [e.execution_id for e in reader.query_executions(status="interrupted")] == [
+                "dead"
+            ]
+            assert [e.execution_id for e in reader.query_executions(status="running")] == ["alive"]
+        assert raw()["dead"][0] == "running"
+        # ... and the next writer marks it in the file; the live owner's stays running.
+        TaskHistory(path).close()
+        rows = raw()
+        assert rows["dead"][:2] == ("interrupted", 70.0)
+        assert f"pid {killed.pid}" in rows["dead"][2]
+        assert rows["alive"] == ("running", None, None)
+    finally:
+        _stop(killed)
+        _stop(alive)
+
+
+# -- 18: read-only opening ---------------------------------------------------------------------
+
+
+def test_readonly_open_of_an_empty_file_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    path.touch()
+    with pytest.raises(HistoryError, match="is empty"):
+        TaskHistory(path, readonly=True)
+    assert path.stat().st_size == 0
+    assert os.listdir(tmp_path) == ["h.db"]
+
+
+def test_readonly_open_refuses_recording_and_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with pytest.raises(HistoryError, match="no history database"):
+        TaskHistory(path, readonly=True)
+    with TaskHistory(path) as history:
+        history.record_run(run(1))
+    with TaskHistory(path, readonly=True) as reader:
+        assert reader.readonly
+        assert reader.flush()
+        with pytest.raises(HistoryError, match="read-only"):
+            reader.record_run(run(2))
+        assert reader.query_runs() == [run(1)]
+    foreign = tmp_path / "app.db"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(HistoryError, match="not a threadloom history"):
+        TaskHistory(foreign, readonly=True)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n" * 100)
+    with pytest.raises(HistoryError, match="not an SQLite database"):
+        TaskHistory(text, readonly=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_history_and_stats_read_a_read_only_file_in_a_read_only_directory() -> None:
+    # Not tmp_path: its parents are private to this user, and as root the read
+    # runs as user nobody (root ignores file modes), who must reach the file.
+    directory = tempfile.mkdtemp(prefix="threadloom-ro-")
+    path = os.path.join(directory, "h.db")
+    try:
+        with TaskHistory(path) as history:
+            history.record_run(run(1, status=TaskStatus.FAILED))
+            history.record_execution(execution("e1", TaskStatus.COMPLETED, 60.0))
+        assert sorted(os.listdir(directory)) == ["h.db"]
+        # Once here first: as user nobody the child may not read this Python's
+        # installation, so every module the commands import must be loaded already.
+        # (On a copy: a reader leaves -wal and -shm files in a writable directory.)
+        warm = tempfile.mkdtemp(prefix="threadloom-warm-")
+        shutil.copy(path, warm)
+        with contextlib.redirect_stdout(io.StringIO()):
+            for command in ("history", "stats"):
+                assert cli_main([command, "--db", os.path.join(warm, "h.db"), "--json"]) == 0
+        shutil.rmtree(warm)
+        os.chmod(path, 0o444)
+        os.chmod(directory, 0o555)
+
+        def read() -> Any:
+            with TaskHistory(path, readonly=True) as reader:
+                ids = [r.run_id for r in reader.query_runs()]
+            outputs = []
+            for command in ("history", "stats"):
+                out = io.StringIO()
+                with contextlib.redirect_stdout(out):
+                    code = cli_main([command, "--db", path, "--json"])
+                outputs.append([code, out.getvalue()])
+            return [os.geteuid(), os.access(path, os.W_OK), ids, outputs]
+
+        uid, writable, ids, outputs = _in_child(read, unprivileged=True)
+        assert uid != 0 and not writable  # the read really was unprivileged
+        assert ids == ["e1:t1:1"]
+        (history_code, history_out), (stats_code, stats_out) = outputs
+        assert history_code == 0 and json.loads(history_out)["run_id"] == "e1:t1:1"
+        assert stats_code == 0 and json.loads(stats_out)["runs"] == 1
+        assert sorted(os.listdir(directory)) == ["h.db"]
+    finally:
+        os.chmod(directory, 0o755)
+        os.chmod(path, 0o644)
+        for name in os.listdir(directory):
+            os.unlink(os.path.join(directory, name))
+        os.rmdir(directory)
+
+
+# -- 19: tracebacks, and files from before the column ---------------------------------------
+
+_OLD_SCHEMA = """
+CREATE TABLE task_runs (
+    run_id TEXT NOT NULL, execution_id TEXT NOT NULL, task_id TEXT NOT NULL,
+    task_name TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+    queued_at REAL, started_at REAL, finished_at REAL NOT NULL, duration REAL,
+    error_type TEXT, error_message TEXT, tags TEXT NOT NULL
+);
+CREATE TABLE executions (
+    execution_id TEXT PRIMARY KEY, targets TEXT NOT NULL, status TEXT NOT NULL,
+    trigger TEXT NOT NULL, task_count INTEGER NOT NULL, started_at REAL NOT NULL,
+    finished_at REAL, duration REAL, error_type TEXT, error_message TEXT
+);
+INSERT INTO task_runs VALUES
+    ('old', 'e0', 't1', 'T1', 'failed', 1, 1.0, 2.0, 3.0, 1.0, 'KeyError', 'k', '[]');
+INSERT INTO executions VALUES
+    ('e0', '["t1"]', 'running', 'manual', 1, 1.0, NULL, NULL, NULL, NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_failed_runs_traceback_is_stored(history: TaskHistory) -> None:
+    failed = run(1, status=TaskStatus.FAILED)
+    assert failed.traceback is not None
+    history.record_run(failed)
+    history.record_run(run(2))
+    by_id = {r.run_id: r.traceback for r in history.query_runs()}
+    assert by_id == {"e1:t1:1": failed.traceback, "e1:t1:2": None}
+
+
+def test_a_file_from_before_the_new_columns_is_read_and_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(_OLD_SCHEMA)
+    conn.close()
+    with TaskHistory(path, readonly=True) as reader:
+        (old,) = reader.query_runs()
+        assert (old.run_id, old.error_type, old.traceback) == ("old", "KeyError", None)
+        # No owner is known: it may be running still, so it is left as it is.
+        assert reader.query_executions()[0].status is TaskStatus.RUNNING
+    with TaskHistory(path) as history:
+        history.record_run(run(1, status=TaskStatus.FAILED))
+        got = {r.run_id: r.traceback for r in history.query_runs()}
+    assert got["old"] is None and "ValueError: bad" in (got["e1:t1:1"] or "")
+    conn = sqlite3.connect(path)
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(task_runs)")}
+        assert "traceback" in columns
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    finally:
+        conn.close()

@@ -21,7 +21,7 @@ class TaskPriority(enum.IntEnum):
 
 
 class TaskStatus(str, enum.Enum):
-    """Where a task is in its life.  The last six are terminal except RETRYING."""
+    """Where a task is in its life.  The last seven are terminal except RETRYING."""
 
     PENDING = "pending"
     QUEUED = "queued"
@@ -33,6 +33,9 @@ class TaskStatus(str, enum.Enum):
     TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
     UPSTREAM_FAILED = "upstream_failed"
+    #: An execution whose process ended (killed, crashed) before recording its
+    #: end; set by the history, never by a live task manager.
+    INTERRUPTED = "interrupted"
 
     @property
     def is_terminal(self) -> bool:
@@ -50,6 +53,7 @@ _TERMINAL = frozenset(
         TaskStatus.TIMED_OUT,
         TaskStatus.SKIPPED,
         TaskStatus.UPSTREAM_FAILED,
+        TaskStatus.INTERRUPTED,
     }
 )
 

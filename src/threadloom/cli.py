@@ -851,7 +851,9 @@ def _open_history(db: str) -> Iterator[TaskHistory]:
             "or point --db (or $THREADLOOM_DB) at one"
         )
     try:
-        history = TaskHistory(db)
+        # Read-only: a read command works on a file it may not write, and never
+        # writes into one (not even a schema into an empty file).
+        history = TaskHistory(db, readonly=True)
     except HistoryError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -940,6 +942,19 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
             execution=args.execution,
             limit=limit,
         )
+        # Runs are recorded when they end, so the runs of an execution whose
+        # process died are missing: the execution itself says so.
+        interrupted = (
+            history.query_executions(
+                execution_id=args.execution,
+                status=TaskStatus.INTERRUPTED,
+                since=since,
+                until=until,
+                limit=None,
+            )
+            if args.task is None and (statuses is None or TaskStatus.INTERRUPTED in statuses)
+            else []
+        )
     if args.json:
         for run in runs:
             row = run._asdict()
@@ -950,6 +965,7 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     if not runs:
         console.print("no runs match", highlight=False)
+        _print_interrupted(console, interrupted)
         return EXIT_OK
     from rich.table import Table
 
@@ -971,7 +987,49 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     more = "" if limit is None or len(runs) < limit else f"; --limit {limit} reached"
     console.print(f"{len(runs)} run(s), newest first{more}", highlight=False)
+    if args.task is not None:
+        _print_tracebacks(console, runs)
+    _print_interrupted(console, interrupted)
     return EXIT_OK
+
+
+def _print_interrupted(console: Console, executions: Sequence[ExecutionRecord]) -> None:
+    if not executions:
+        return
+    console.print(
+        f"{len(executions)} execution(s) interrupted: their process ended before recording "
+        "their end, so their unfinished runs are not listed: "
+        + ", ".join(e.execution_id for e in executions),
+        style="yellow",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+_TRACEBACKS_SHOWN = 3
+
+
+def _print_tracebacks(console: Console, runs: Sequence[TaskRunRecord]) -> None:
+    """Print the stored tracebacks of the newest failed runs in *runs* (newest first)."""
+    from rich.text import Text
+
+    failed = [run for run in runs if run.traceback]
+    for run in failed[:_TRACEBACKS_SHOWN]:
+        finished = _dt.datetime.fromtimestamp(run.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+        title = Text(f"{run.task_name}: {run.status.value} at {finished}")
+        console.rule(title, style="dim")
+        # Printed as it was stored: a traceback holds user text, never markup.
+        console.print(
+            (run.traceback or "").rstrip("\n"), markup=False, highlight=False, soft_wrap=True
+        )
+    if len(failed) > _TRACEBACKS_SHOWN:
+        console.print(
+            f"({len(failed) - _TRACEBACKS_SHOWN} older traceback(s) not shown; "
+            "--json has them all)",
+            style="dim",
+            highlight=False,
+        )
 
 
 def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
