@@ -60,8 +60,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 DEFAULT_DB = "threadloom-history.db"
-#: Seconds ``run`` waits for running tasks to stop after Ctrl-C (or the end).
-_STOP_TIMEOUT = 30.0
 _DB_ENV = "THREADLOOM_DB"
 
 #: Terminal statuses in the order the summary prints them.
@@ -292,6 +290,7 @@ class _Session:
         self.names: dict[str, str] = {}
         self.stages: list[str] = []
         self.live = live
+        self.abandoned: list[str] = []
         self.started_at = time.time()
         self.started_perf = time.perf_counter()
         self._stopped = False
@@ -321,12 +320,18 @@ class _Session:
         return time.perf_counter() - self.started_perf
 
     def stop(self, *, cancel: bool, timeout: float = 30.0) -> None:
-        """Stop the manager (cancelling what is in flight if *cancel*), the pool and the monitor."""
+        """Stop the manager (cancelling what is in flight if *cancel*), the pool and the monitor.
+
+        Waits *timeout* seconds in all for running tasks; those still running
+        then (a thread cannot be killed) are listed in :attr:`abandoned`.
+        """
         if self._stopped:
             return
         self._stopped = True
+        deadline = time.monotonic() + timeout
         self.manager.stop(wait_for_tasks=not cancel, timeout=timeout)
-        self.pool.stop(wait_for_tasks=False, timeout=timeout)
+        self.abandoned = self.running_tasks()
+        self.pool.stop(wait_for_tasks=False, timeout=max(0.0, deadline - time.monotonic()))
         self.monitor.stop()
         if not self.history.flush(timeout=timeout):
             logger.warning("the history writer did not catch up within %s s", timeout)
@@ -595,21 +600,43 @@ def _print_summary(console: Console, summary: _Summary, db: str, *, title: str =
         console.print(f"  {line}", soft_wrap=True)
 
 
-def _print_leftovers(console: Console, summary: _Summary, signum: int) -> None:
+def _print_leftovers(
+    console: Console, summary: _Summary, signum: int, abandoned: Sequence[str] = ()
+) -> None:
     name = signal.Signals(signum).name
     cancelled = [r for r in summary.runs if r.status is TaskStatus.CANCELLED]
     not_started = sum(1 for r in cancelled if r.started_at is None)
     stopped = len(cancelled) - not_started
     executions = sum(1 for e in summary.executions if e.status is TaskStatus.CANCELLED)
-    console.print(
-        f"interrupted ({name}): stopped cleanly after {summary.elapsed:.1f} s", style="yellow"
-    )
+    how = "stopped" if abandoned else "stopped cleanly"
+    console.print(f"interrupted ({name}): {how} after {summary.elapsed:.1f} s", style="yellow")
     console.print(
         f"  left: {executions} execution(s) cancelled; {not_started} task(s) cancelled "
         f"before they started, {stopped} stopped after starting",
         highlight=False,
         soft_wrap=True,
     )
+    if abandoned:
+        console.print(
+            _text(
+                f"  abandoned: {len(abandoned)} task(s) still running did not stop in time "
+                f"and are left unfinished: {', '.join(abandoned)}"
+            ),
+            style="yellow",
+            soft_wrap=True,
+        )
+
+
+def _exit_abandoning(session: _Session, code: int) -> int:
+    """Exit now if tasks were abandoned running: waiting for their threads could take forever.
+
+    Everything else is done by then (summary printed, history flushed and closed).
+    """
+    if not session.abandoned:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # --------------------------------------------------------------------------- demo
@@ -625,6 +652,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         site = _demo.DemoSite(seed=args.seed)
         base_url = site.start()
         session: _Session | None = None
+        code = EXIT_FAILED
         try:
             workflow = _demo.build_workflow(base_url, feed_cron=_demo.FEED_CRON)
             session = _Session(console, db=args.db, workers=args.workers, live=args.live)
@@ -638,12 +666,13 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 ),
                 soft_wrap=True,
             )
-            return _demo_loop(args, console, session, site, interrupts)
+            code = _demo_loop(args, console, session, site, interrupts)
         finally:
             if session is not None:
                 session.stop(cancel=True, timeout=10.0)
                 session.close()
             site.stop()
+    return _exit_abandoning(session, code)
 
 
 def _demo_loop(
@@ -719,7 +748,7 @@ def _demo_loop(
     )
     if not completed:
         assert interrupts.signum is not None
-        _print_leftovers(console, summary, interrupts.signum)
+        _print_leftovers(console, summary, interrupts.signum, session.abandoned)
     _print_summary(console, summary, session.db)
     if not completed:
         return interrupts.exit_code
@@ -760,11 +789,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             except WorkflowError as exc:
                 raise UsageError(str(exc)) from None
             if args.once:
-                return _run_once(args, console, session, workflow, interrupts)
-            return _run_scheduled(args, console, session, workflow, interrupts)
+                code = _run_once(args, console, session, workflow, interrupts)
+            else:
+                code = _run_scheduled(args, console, session, workflow, interrupts)
         finally:
-            session.stop(cancel=True, timeout=30.0)
+            session.stop(cancel=True, timeout=args.stop_timeout)
             session.close()
+    return _exit_abandoning(session, code)
 
 
 def _check_only(path: str, console: Console) -> int:
@@ -816,14 +847,14 @@ def _run_once(
     with _View(session, lambda: f"{workflow.name} · {session.elapsed:4.1f} s") as view:
         completed = session.wait(view, interrupts, done)
     if not completed:
-        session.announce_stop(interrupts, timeout=_STOP_TIMEOUT)
-    session.stop(cancel=not completed, timeout=_STOP_TIMEOUT)
+        session.announce_stop(interrupts, timeout=args.stop_timeout)
+    session.stop(cancel=not completed, timeout=args.stop_timeout)
     info = manager.get_execution_status(execution_id)
     _print_task_table(console, session, workflow, info)
     summary = _Summary(session.elapsed, session.runs(), session.executions())
     if not completed:
         assert interrupts.signum is not None
-        _print_leftovers(console, summary, interrupts.signum)
+        _print_leftovers(console, summary, interrupts.signum, session.abandoned)
         _print_summary(console, summary, session.db)
         return interrupts.exit_code
     _print_summary(console, summary, session.db)
@@ -947,7 +978,7 @@ def _print_table(
         console.print()
         for column, cell in zip(columns, row, strict=True):
             if cell.plain:
-                console.print(Text.assemble((f"{column.header}: ", "bold"), cell), soft_wrap=True)
+                console.print(Text.assemble((f"{column.header}: ", "bold"), cell), overflow="fold")
 
 
 def _run_scheduled(
@@ -1000,12 +1031,12 @@ def _run_scheduled(
                 manager.update_task(session.ids[spec.name], schedule=None)
             completed = session.wait(view, interrupts, drained)
     if not completed:
-        session.announce_stop(interrupts, timeout=_STOP_TIMEOUT)
-    session.stop(cancel=not completed, timeout=_STOP_TIMEOUT)
+        session.announce_stop(interrupts, timeout=args.stop_timeout)
+    session.stop(cancel=not completed, timeout=args.stop_timeout)
     summary = _Summary(session.elapsed, session.runs(), session.executions())
     if not completed:
         assert interrupts.signum is not None
-        _print_leftovers(console, summary, interrupts.signum)
+        _print_leftovers(console, summary, interrupts.signum, session.abandoned)
         _print_summary(console, summary, session.db)
         return interrupts.exit_code
     _print_summary(console, summary, session.db)
@@ -1432,6 +1463,14 @@ def _add_run_command(commands: Any) -> None:
         "or running anything, and exit (0 valid, 2 invalid)",
     )
     _add_workers(run, None, "the file's workflow.workers, else 4")
+    run.add_argument(
+        "--stop-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="after Ctrl-C, how long to wait for running tasks to stop before leaving them "
+        "(default: 30)",
+    )
     run.add_argument(
         "--duration",
         type=_positive_seconds,
