@@ -178,6 +178,9 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
         ["run"],
         ["run", "flow.toml", "--duration", "-3"],
         ["history", "--limit", "-1"],
+        ["run", "flow.toml", "--stop-timeout", "1e308"],
+        ["demo", "--duration", "1e308"],
+        ["demo", "--workers", "10001"],
         ["stats", "--by", "colour"],
     ],
 )

@@ -507,7 +507,12 @@ def test_every_problem_inside_a_retry_table_is_reported(tmp_path: Path) -> None:
         """
         [tasks.a]
         call = "os:getcwd"
-        retry = { max_retries = -1, delay = -2, backoff = 0.5, jitter = 1e308, retry_on = ["NoSuchError", "os.getcwd"] }
+        [tasks.a.retry]
+        max_retries = -1
+        delay = -2
+        backoff = 0.5
+        jitter = 1e308
+        retry_on = ["NoSuchError", "os.getcwd"]
         """,
     )
 
@@ -529,7 +534,13 @@ def test_every_problem_inside_a_schedule_table_is_reported(tmp_path: Path) -> No
         """
         [tasks.a]
         call = "os:getcwd"
-        schedule = { cron = "61 * * * *", timezone = "Mars/Base", coalesce = "some", max_instances = 0, jitter = 1e308, misfire_grace_time = -1 }
+        [tasks.a.schedule]
+        cron = "61 * * * *"
+        timezone = "Mars/Base"
+        coalesce = "some"
+        max_instances = 0
+        jitter = 1e308
+        misfire_grace_time = -1
         """,
     )
 
@@ -621,7 +632,7 @@ def test_deeply_nested_arrays_are_reported(tmp_path: Path) -> None:
     assert "nested too deeply" in problem.message
 
 
-# --------------------------------------------------------------------------- checking without importing
+# --------------------------------------------------------------------------- --check: no imports
 
 
 def test_check_does_not_import_or_touch_sys_path(tmp_path: Path) -> None:

@@ -109,6 +109,13 @@ def _text(text: str, style: str = "") -> Text:
     return Text(_clean(text), style=style)
 
 
+def _headline(name: str, rest: str) -> Text:
+    """*name* (a user string) in bold, then *rest* (ours) plain."""
+    from rich.text import Text
+
+    return Text.assemble((_clean(name), "bold"), rest)
+
+
 def _describe(value: object) -> str:
     """``repr(value)``, or what went wrong with it: a result never breaks the output."""
     try:
@@ -833,9 +840,11 @@ def _run_once(
     manager = session.manager
     targets = [session.ids[name] for name, spec in workflow.tasks.items() if spec.enabled]
     console.print(
-        _text(workflow.name, style="bold")
-        + f": running {len(workflow.tasks)} tasks once with up to "
-        f"{session.pool.max_workers} workers",
+        _headline(
+            workflow.name,
+            f": running {len(workflow.tasks)} tasks once with up to "
+            f"{session.pool.max_workers} workers",
+        ),
         soft_wrap=True,
     )
     session.start()
@@ -997,9 +1006,11 @@ def _run_scheduled(
     session.start()
     now = _dt.datetime.now(local_timezone())
     console.print(
-        _text(workflow.name, style="bold")
-        + f": {len(scheduled)} scheduled task(s), up to {session.pool.max_workers} workers; "
-        + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C to stop"),
+        _headline(
+            workflow.name,
+            f": {len(scheduled)} scheduled task(s), up to {session.pool.max_workers} workers; "
+            + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C to stop"),
+        ),
         soft_wrap=True,
     )
     for spec in scheduled:
@@ -1353,12 +1364,16 @@ _MAX_LIMIT = 1_000_000_000
 
 
 def _positive_seconds(text: str) -> float:
+    from .workflow import MAX_SECONDS
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS} (a year), got {text}")
     return value
 
 
