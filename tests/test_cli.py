@@ -7,10 +7,8 @@ is on disk, not what the command says is on disk.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import queue
 import re
 import select
@@ -20,7 +18,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import termios
 import textwrap
 import threading
 import time
@@ -760,6 +757,12 @@ def _read_lines(stream: object, lines: queue.Queue[str]) -> None:
 
 def test_task_output_and_logs_appear_above_the_live_display(tmp_path: Path) -> None:
     pyte = pytest.importorskip("pyte")
+    if sys.platform == "win32":
+        pytest.skip("needs a POSIX pseudo-terminal")
+    import fcntl
+    import pty
+    import termios
+
     (tmp_path / "noisy_tasks.py").write_text(
         textwrap.dedent(
             """
