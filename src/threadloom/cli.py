@@ -1342,8 +1342,8 @@ def _print_stats_table(console: Console, by: str, rows: Sequence[Mapping[str, An
 # --------------------------------------------------------------------------- argument parsing
 
 
-def _int_in_range(minimum: int, maximum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from *minimum* to *maximum*."""
+def _int_in_range(minimum: int, maximum: int | Callable[[], int]) -> Callable[[str], int]:
+    """An argparse type: a whole number from *minimum* to *maximum* (or to what it returns)."""
 
     def parse(text: str) -> int:
         try:
@@ -1352,11 +1352,20 @@ def _int_in_range(minimum: int, maximum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text}")
+        most = maximum if isinstance(maximum, int) else maximum()
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {text}")
         return value
 
     return parse
+
+
+def _max_workers() -> int:
+    # Imported when an option is parsed, not when the parser is built:
+    # `threadloom --version` need not load the workflow machinery.
+    from .workflow import MAX_WORKERS
+
+    return MAX_WORKERS
 
 
 #: ``history --limit``: more rows than this is not a listing anyone reads (0: all).
@@ -1404,14 +1413,12 @@ def _add_live(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_workers(parser: argparse.ArgumentParser, default: int | None, default_text: str) -> None:
-    from .workflow import MAX_WORKERS
-
     parser.add_argument(
         "--workers",
-        type=_int_in_range(1, MAX_WORKERS),
+        type=_int_in_range(1, _max_workers),
         default=default,
         metavar="N",
-        help=f"most worker threads, 1 to {MAX_WORKERS} (default: {default_text})",
+        help=f"most worker threads (default: {default_text})",
     )
 
 
