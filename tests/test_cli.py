@@ -8,6 +8,7 @@ is on disk, not what the command says is on disk.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import re
@@ -1089,3 +1090,19 @@ def test_check_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
     assert "task 'a', field 'call': 'os system' is not an import path" in result.stderr
     assert "dependency cycle" in result.stderr
     assert "field 'schedule.once'" in result.stderr and "in the past" in result.stderr
+
+
+def test_threadloom_log_records_keep_control_characters_off_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from threadloom.cli import _StderrHandler
+
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    for name in ("threadloom.task_manager", "myapp"):
+        handler.handle(
+            logging.LogRecord(name, logging.WARNING, __file__, 1, "x\x1b[2Jy", None, None)
+        )
+
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["threadloom.task_manager: x\\x1b[2Jy", "myapp: x\x1b[2Jy"]

@@ -1585,6 +1585,14 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self.stream = sys.stderr
         super().emit(record)
 
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        # threadloom's own records quote task names and errors: keep their
+        # control characters off the terminal.  A user's records are theirs.
+        if record.name == "threadloom" or record.name.startswith("threadloom."):
+            return _clean(text)
+        return text
+
 
 def _console_width() -> int | None:
     """The output width: the terminal's, else ``$COLUMNS``, else 160 (None: let rich measure)."""
