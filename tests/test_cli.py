@@ -8,14 +8,19 @@ is on disk, not what the command says is on disk.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue
 import re
+import select
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -171,6 +176,9 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
         ["run"],
         ["run", "flow.toml", "--duration", "-3"],
         ["history", "--limit", "-1"],
+        ["run", "flow.toml", "--stop-timeout", "1e308"],
+        ["demo", "--duration", "1e308"],
+        ["demo", "--workers", "10001"],
         ["stats", "--by", "colour"],
     ],
 )
@@ -580,8 +588,8 @@ def test_stats_from_the_command_line(history_db: Path) -> None:
     assert "runs: 9 from " in result.stdout
     assert "executions: 2 (1 completed, 1 failed)" in result.stdout
     # task, runs, completed, failed, not run, retries
-    assert re.search(r"load_apac\s+│\s+1\s+│\s+1\s+│\s+0\s+│\s+0\s+│\s+1\s", result.stdout)
-    assert re.search(r"next\s+│\s+1\s+│\s+0\s+│\s+0\s+│\s+1\s+│\s+0\s", result.stdout)
+    assert re.search(r"^load_apac +1 +1 +0 +0 +1 ", result.stdout, re.MULTILINE)
+    assert re.search(r"^next +1 +0 +0 +1 +0 ", result.stdout, re.MULTILINE)
 
 
 def test_stats_json_agrees_with_the_history(
@@ -638,3 +646,463 @@ def test_parse_time_forms() -> None:
     assert time.localtime(local)[:6] == (2026, 1, 31, 0, 0, 0)
     with pytest.raises(ValueError, match="cannot read time 'soon'"):
         parse_time("soon")
+
+
+# --------------------------------------------------------------------------- robustness (issue 11)
+
+
+def run_cli_env(
+    *args: str | Path, cwd: Path, env: dict[str, str], timeout: float = RUN_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "threadloom", *map(str, args)],
+        cwd=cwd,
+        env={**cli_env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+LONG_MESSAGE = "the upstream service answered with something nobody expected " * 5
+
+
+@pytest.fixture(scope="module")
+def long_errors_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A history whose runs have long error messages, long names and every common status."""
+    directory = tmp_path_factory.mktemp("long")
+    (directory / "long_tasks.py").write_text(
+        textwrap.dedent(
+            f"""
+            def fail():
+                raise RuntimeError({LONG_MESSAGE!r})
+
+            def ok():
+                return 1
+            """
+        )
+    )
+    flow = write_workflow(
+        directory,
+        """
+        [tasks.a_task_with_a_rather_long_name_that_keeps_going]
+        call = "long_tasks:fail"
+        [tasks.ok]
+        call = "long_tasks:ok"
+        [tasks.after]
+        call = "long_tasks:ok"
+        depends_on = ["a_task_with_a_rather_long_name_that_keeps_going"]
+        """,
+    )
+    for _ in range(2):
+        assert run_cli("run", flow, "--once", "--db", "h.db", cwd=directory).returncode == 1
+    return directory / "h.db"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 1.0 else f"{seconds:.2f} s"
+
+
+@pytest.mark.parametrize("columns", ["120", "80", "40"])
+def test_history_shows_every_status_and_time_at_any_width(
+    long_errors_db: Path, columns: str
+) -> None:
+    result = run_cli_env(
+        "history", "--db", long_errors_db, cwd=long_errors_db.parent, env={"COLUMNS": columns}
+    )
+
+    assert result.returncode == 0, result.stderr
+    statuses = Counter(status for (status,) in rows(long_errors_db, "SELECT status FROM task_runs"))
+    assert statuses == {"failed": 2, "completed": 2, "upstream_failed": 2}
+    for status, count in statuses.items():
+        assert len(re.findall(rf"(?<!\w){status}(?!\w)", result.stdout)) == count, result.stdout
+    for (duration,) in rows(
+        long_errors_db, "SELECT duration FROM task_runs WHERE duration IS NOT NULL"
+    ):
+        assert _ms(duration) in result.stdout
+    # The error message is all there, folded over lines (in a table, in its column).
+    lines = result.stdout.splitlines()
+    start = lines[0].find("error") if lines[0].startswith("finished") else 0
+    unfolded = re.sub(r"\s+", "", "".join(line[start:] for line in lines))
+    assert re.sub(r"\s+", "", LONG_MESSAGE) in unfolded
+    assert all(len(line) <= int(columns) for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("columns", ["120", "80", "40"])
+def test_stats_shows_every_number_in_full_at_any_width(long_errors_db: Path, columns: str) -> None:
+    stats = json.loads(
+        run_cli_env(
+            "stats", "--db", long_errors_db, "--json", cwd=long_errors_db.parent, env={}
+        ).stdout
+    )
+    result = run_cli_env(
+        "stats", "--db", long_errors_db, cwd=long_errors_db.parent, env={"COLUMNS": columns}
+    )
+
+    assert result.returncode == 0, result.stderr
+    for group in stats["groups"]:
+        for key in ("duration_p50", "duration_p90", "duration_max"):
+            assert _ms(group[key]) in result.stdout, (columns, result.stdout)
+    # The long name is all there, folded in its column (or on its own line).
+    lines = result.stdout.splitlines()
+    header = next((line for line in lines if re.match(r"task +runs", line)), None)
+    end = header.index("runs") if header else None
+    unfolded = re.sub(r"\s+", "", "".join(line[:end] for line in lines))
+    assert "a_task_with_a_rather_long_name_that_keeps_going" in unfolded
+
+
+def _read_lines(stream: object, lines: queue.Queue[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line)
+
+
+def test_task_output_and_logs_appear_above_the_live_display(tmp_path: Path) -> None:
+    pyte = pytest.importorskip("pyte")
+    if sys.platform == "win32":
+        pytest.skip("needs a POSIX pseudo-terminal")
+    import fcntl
+    import pty
+    import termios
+
+    (tmp_path / "noisy_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            import logging, sys, time
+
+            def noisy():
+                # Speak only once the live display is up (it swaps sys.stdout for
+                # rich's proxy): the output must then go above it.
+                deadline = time.monotonic() + 20
+                while type(sys.stdout).__name__ != "FileProxy":
+                    assert time.monotonic() < deadline, "the live display never started"
+                    time.sleep(0.01)
+                print("hello from the task")
+                logging.getLogger("myapp.loader").warning("careful: a user warning")
+                return 1
+            """
+        )
+    )
+    flow = write_workflow(tmp_path, '[tasks.noisy]\ncall = "noisy_tasks:noisy"\n')
+    rows_, cols = 100, 120
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows_, cols, 0, 0))
+    env = {**cli_env(), "TERM": "xterm-256color"}
+    env.pop("LINES", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "threadloom", "run", str(flow), "--once", "--db", "h.db"],
+        cwd=tmp_path,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], WAIT)
+            assert ready, "no output for too long"
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=WAIT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    screen = pyte.Screen(cols, rows_)
+    pyte.Stream(screen).feed(b"".join(chunks).decode("utf-8", "replace"))
+    lines = [line.rstrip() for line in screen.display]
+
+    assert "hello from the task" in lines, "\n".join(lines)
+    assert "myapp.loader: WARNING: careful: a user warning" in lines, "\n".join(lines)
+    # No stale copy of the display was left behind.
+    assert sum(line.startswith("flow · ") for line in lines) == 1, "\n".join(lines)
+
+
+@pytest.fixture
+def stuck_flow(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "stuck_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            import time
+            from pathlib import Path
+
+            def stuck(marker):
+                Path(marker).write_text("started")
+                time.sleep(60)  # ignores cancellation, as blocking calls do
+            """
+        )
+    )
+    marker = tmp_path / "started"
+    flow = write_workflow(
+        tmp_path, f'[tasks.stuck_in_sleep]\ncall = "stuck_tasks:stuck"\nargs = ["{marker}"]\n'
+    )
+    return flow, marker
+
+
+def _start_and_wait_for(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]], marker: Path, *args: str | Path
+) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "threadloom", *map(str, args)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    spawn.append(process)
+    deadline = time.monotonic() + WAIT
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.02)
+    return process
+
+
+def test_the_first_ctrl_c_says_what_it_waits_for_and_the_second_exits(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]], stuck_flow: tuple[Path, Path]
+) -> None:
+    flow, marker = stuck_flow
+    process = _start_and_wait_for(tmp_path, spawn, marker, "run", flow, "--once", "--db", "h.db")
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stderr, lines), daemon=True).start()
+
+    process.send_signal(signal.SIGINT)
+    while True:
+        line = lines.get(timeout=WAIT)  # queue.Empty fails the test: no message
+        if "stopping" in line:
+            break
+    assert "waiting up to 30 s for 1 running task(s) to stop: stuck_in_sleep" in line
+    assert "Ctrl-C again to exit at once" in line
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=WAIT) == 130
+
+
+def test_tasks_that_do_not_stop_are_abandoned_after_the_stop_timeout(
+    tmp_path: Path, spawn: list[subprocess.Popen[str]], stuck_flow: tuple[Path, Path]
+) -> None:
+    flow, marker = stuck_flow
+    process = _start_and_wait_for(
+        tmp_path, spawn, marker, "run", flow, "--once", "--db", "h.db", "--stop-timeout", "0.5"
+    )
+
+    process.send_signal(signal.SIGINT)
+    # The task sleeps for a minute: exiting well before means it was not waited for.
+    stdout, stderr = process.communicate(timeout=WAIT)
+
+    assert process.returncode == 130, stderr
+    assert "abandoned: 1 task(s) still running did not stop in time" in stdout
+    assert "stuck_in_sleep" in stdout
+    assert "stopped cleanly" not in stdout
+
+
+def _assert_clear_usage_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_a_workflow_that_is_not_utf8_exits_2(tmp_path: Path) -> None:
+    flow = tmp_path / "latin1.toml"
+    flow.write_bytes('[tasks.a]\ncall = "os:getcwd"\ndescription = "café"\n'.encode("latin-1"))
+
+    _assert_clear_usage_error(run_cli("run", flow, "--once", cwd=tmp_path), "not UTF-8")
+
+
+def test_deeply_nested_arrays_exit_2(tmp_path: Path) -> None:
+    flow = write_workflow(
+        tmp_path, '[tasks.a]\ncall = "os:getcwd"\nargs = ' + "[" * 5000 + "]" * 5000
+    )
+
+    _assert_clear_usage_error(run_cli("run", flow, "--once", cwd=tmp_path), "nested too deeply")
+
+
+def test_a_huge_worker_count_in_the_file_exits_2(tmp_path: Path) -> None:
+    flow = write_workflow(
+        tmp_path, '[workflow]\nworkers = 99999999999999999999\n[tasks.a]\ncall = "os:getcwd"\n'
+    )
+
+    _assert_clear_usage_error(
+        run_cli("run", flow, "--once", cwd=tmp_path), "must be an integer from 1 to 10000"
+    )
+
+
+def test_a_huge_workers_option_exits_2(tmp_path: Path) -> None:
+    flow = write_workflow(tmp_path, '[tasks.a]\ncall = "os:getcwd"\n')
+
+    _assert_clear_usage_error(
+        run_cli("run", flow, "--once", "--workers", "99999999999999999999", cwd=tmp_path),
+        "must be at most 10000",
+    )
+
+
+def test_a_huge_jitter_exits_2(tmp_path: Path) -> None:
+    flow = write_workflow(
+        tmp_path, '[tasks.a]\ncall = "os:getcwd"\nretry = { max_retries = 1, jitter = 1e308 }\n'
+    )
+
+    _assert_clear_usage_error(run_cli("run", flow, "--once", cwd=tmp_path), "retry.jitter")
+
+
+def test_a_huge_history_limit_exits_2(history_db: Path) -> None:
+    result = run_cli(
+        "history", "--db", history_db, "--limit", "99999999999999999999999", cwd=history_db.parent
+    )
+
+    _assert_clear_usage_error(result, "must be at most 1000000000")
+
+
+@pytest.mark.parametrize("columns", ["abc", "-5", "99999999999999999999", ""])
+def test_an_unreadable_columns_variable_is_ignored(history_db: Path, columns: str) -> None:
+    result = run_cli_env(
+        "stats", "--db", history_db, cwd=history_db.parent, env={"COLUMNS": columns}
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "load_apac" in result.stdout
+
+
+def test_a_result_whose_repr_raises_is_shown_as_such(tmp_path: Path) -> None:
+    (tmp_path / "repr_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            class Awkward:
+                def __repr__(self):
+                    raise RuntimeError("no repr for you")
+
+            def make():
+                return Awkward()
+            """
+        )
+    )
+    flow = write_workflow(tmp_path, '[tasks.a]\ncall = "repr_tasks:make"\n')
+
+    result = run_cli("run", flow, "--once", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "<Awkward object: its repr() raised RuntimeError>" in result.stdout
+
+
+def test_a_module_that_exits_at_import_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "exiting.py").write_text("import sys\nsys.exit(42)\n")
+    flow = write_workflow(tmp_path, '[tasks.a]\ncall = "exiting:f"\n')
+
+    _assert_clear_usage_error(
+        run_cli("run", flow, "--once", cwd=tmp_path),
+        "importing module 'exiting' called sys.exit(42)",
+    )
+
+
+def test_markup_and_control_characters_from_users_are_printed_literally(tmp_path: Path) -> None:
+    (tmp_path / "odd_tasks.py").write_text(
+        textwrap.dedent(
+            """
+            class Loud:
+                def __repr__(self):
+                    return "\\x1b[31m[bold red]result[/]\\x1b[0m"
+
+            def loud():
+                return Loud()
+
+            def fail():
+                raise RuntimeError("\\x1b]0;pwned\\x07[blink]error[/blink]")
+            """
+        )
+    )
+    flow = write_workflow(
+        tmp_path,
+        """
+        [tasks."[bold red]x[/]"]
+        call = "odd_tasks:loud"
+        [tasks."bell\\u0007\\u001b[2J"]
+        call = "odd_tasks:fail"
+        """,
+    )
+    db = tmp_path / "h.db"
+
+    run = run_cli("run", flow, "--once", "--db", db, cwd=tmp_path)
+    history = run_cli("history", "--db", db, cwd=tmp_path)
+    stats = run_cli("stats", "--db", db, cwd=tmp_path)
+
+    assert run.returncode == 1, run.stderr
+    for result in (run, history, stats):
+        output = result.stdout + result.stderr
+        assert "\x1b" not in output and "\x07" not in output, output
+        assert "[bold red]x[/]" in output
+        assert "bell\\x07\\x1b[2J" in output
+    assert "\\x1b[31m[bold red]result[/]\\x1b[0m" in run.stdout
+    assert "RuntimeError: \\x1b]0;pwned\\x07[blink]error[/blink]" in run.stdout
+    assert "RuntimeError: \\x1b]0;pwned\\x07[blink]error[/blink]" in history.stdout
+
+
+def test_check_validates_without_importing(tmp_path: Path) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "side_effects.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
+        "def f():\n    pass\n"
+    )
+    flow = write_workflow(
+        tmp_path,
+        """
+        [tasks.first]
+        call = "side_effects:f"
+        [tasks.second]
+        call = "side_effects:f"
+        depends_on = ["first"]
+        schedule = "*/5 * * * *"
+        """,
+    )
+
+    result = run_cli("run", "--check", flow, "--db", "h.db", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "h.db").exists()
+    assert "valid workflow 'flow': 2 task(s) in dependency order: first, second" in result.stdout
+    assert "scheduled: second" in result.stdout
+
+
+def test_check_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
+    flow = write_workflow(
+        tmp_path,
+        """
+        [tasks.a]
+        call = "os system"
+        depends_on = ["b"]
+        [tasks.b]
+        call = "os:system"
+        depends_on = ["a"]
+        schedule = { once = 2001-01-01T00:00:00 }
+        """,
+    )
+
+    result = run_cli("run", "--check", flow, cwd=tmp_path)
+
+    _assert_clear_usage_error(result, "(3 problems)")
+    assert "task 'a', field 'call': 'os system' is not an import path" in result.stderr
+    assert "dependency cycle" in result.stderr
+    assert "field 'schedule.once'" in result.stderr and "in the past" in result.stderr
+
+
+def test_threadloom_log_records_keep_control_characters_off_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from threadloom.cli import _StderrHandler
+
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    for name in ("threadloom.task_manager", "myapp"):
+        handler.handle(
+            logging.LogRecord(name, logging.WARNING, __file__, 1, "x\x1b[2Jy", None, None)
+        )
+
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["threadloom.task_manager: x\\x1b[2Jy", "myapp: x\x1b[2Jy"]

@@ -65,7 +65,8 @@ def test_history_of_a_task_shows_its_stored_tracebacks_literally(
     code, out, _ = call(capsys, "history", "--db", db, "--task", "explode")
     assert code == 0
     # The newest three, newest first, printed as stored (markup included).
-    assert out.count("ZeroDivisionError: [bold]boom[/]") == 3
+    assert out.count("Traceback (most recent call last):") == 3
+    assert out.count("    raise ZeroDivisionError('[bold]boom[/]')") == 3
     assert out.index("line 4, in explode") < out.index("line 3, in explode")
     assert "line 1, in explode" not in out
     assert "2 older traceback(s) not shown" in out

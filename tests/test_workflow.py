@@ -17,8 +17,10 @@ from threadloom.task_manager import TaskManager
 from threadloom.workflow import (
     TaskSpec,
     Workflow,
+    WorkflowCheck,
     WorkflowError,
     WorkflowProblem,
+    check_workflow,
     load_workflow,
     parse_workflow,
     register_workflow,
@@ -346,7 +348,7 @@ def test_a_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
             '[tasks.a]\ncall = "os:getcwd"\n'
             'schedule = { cron = "* * * * *", timezone = "Mars/Base" }',
             "a",
-            "schedule.cron",
+            "schedule.timezone",
             "Mars/Base",
         ),
         ('[tasks.a]\ncall = "os:getcwd"\nschedule = 5', "a", "schedule", "cron string or a table"),
@@ -359,7 +361,13 @@ def test_a_toml_syntax_error_gives_the_line(tmp_path: Path) -> None:
             '[workflow]\nworkers = 0\n[tasks.a]\ncall = "os:getcwd"',
             None,
             "workflow.workers",
-            ">= 1",
+            "from 1 to 10000",
+        ),
+        (
+            '[workflow]\nworkers = 99999999999999999999\n[tasks.a]\ncall = "os:getcwd"',
+            None,
+            "workflow.workers",
+            "from 1 to 10000",
         ),
         (
             '[workflow]\ntimezone = "Mars/Base"\n[tasks.a]\ncall = "os:getcwd"',
@@ -491,6 +499,198 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     }
     message = str(WorkflowError(problems))
     assert message.startswith(f"invalid workflow {path} (4 problems):")
+
+
+def test_every_problem_inside_a_retry_table_is_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [tasks.a]
+        call = "os:getcwd"
+        [tasks.a.retry]
+        max_retries = -1
+        delay = -2
+        backoff = 0.5
+        jitter = 1e308
+        retry_on = ["NoSuchError", "os.getcwd"]
+        """,
+    )
+
+    fields = sorted(p.field or "" for p in problems_of(path))
+
+    assert fields == [
+        "retry.backoff",
+        "retry.delay",
+        "retry.jitter",
+        "retry.max_retries",
+        "retry.retry_on",
+        "retry.retry_on",
+    ]
+
+
+def test_every_problem_inside_a_schedule_table_is_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [tasks.a]
+        call = "os:getcwd"
+        [tasks.a.schedule]
+        cron = "61 * * * *"
+        timezone = "Mars/Base"
+        coalesce = "some"
+        max_instances = 0
+        jitter = 1e308
+        misfire_grace_time = -1
+        """,
+    )
+
+    fields = sorted(p.field or "" for p in problems_of(path))
+
+    assert fields == [
+        "schedule.coalesce",
+        "schedule.cron",
+        "schedule.jitter",
+        "schedule.max_instances",
+        "schedule.misfire_grace_time",
+        "schedule.timezone",
+    ]
+
+
+def test_a_one_off_schedule_in_the_past_is_refused(tmp_path: Path) -> None:
+    problem = only_problem(
+        write(tmp_path, '[tasks.a]\ncall = "os:getcwd"\nschedule = { once = 2020-01-01T09:00:00 }')
+    )
+
+    assert (problem.task, problem.field) == ("a", "schedule.once")
+    assert "2020-01-01T09:00:00" in problem.message and "in the past" in problem.message
+
+
+def test_a_one_off_schedule_in_the_future_is_accepted(tmp_path: Path) -> None:
+    workflow = load_workflow(
+        write(tmp_path, '[tasks.a]\ncall = "os:getcwd"\nschedule = { once = 2999-01-01T09:00:00 }')
+    )
+
+    assert isinstance(workflow.tasks["a"].schedule, OneOffSchedule)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "fragment"),
+    [
+        ("args = [1, 2, 3]", "args", "too many positional arguments"),
+        ("kwargs = { c = 1 }", "kwargs", "unexpected keyword argument 'c'"),
+        ('kwargs = { priority = "x" }\nargs = []', "args", "missing a required argument: 'a'"),
+        ('results_param = "upstream"\nargs = [1]', "results_param", "no parameter 'upstream'"),
+    ],
+)
+def test_arguments_are_checked_against_the_signature(
+    tmp_path: Path, tasks_module: str, fields: str, field: str, fragment: str
+) -> None:
+    path = write(tmp_path, f'[tasks.a]\ncall = "{tasks_module}:add"\n{fields}\n')
+
+    problem = only_problem(path)
+
+    assert (problem.task, problem.field) == ("a", field)
+    assert fragment in problem.message and "add(a, b=0, *, priority='unset')" in problem.message
+
+
+def test_the_results_parameter_counts_as_given(tmp_path: Path, tasks_module: str) -> None:
+    # total(upstream) has one required parameter, given at run time.
+    workflow = load_workflow(
+        write(
+            tmp_path,
+            f'[tasks.a]\ncall = "{tasks_module}:total"\nresults_param = "upstream"\n',
+        )
+    )
+
+    assert workflow.tasks["a"].results_param == "upstream"
+
+
+def test_a_module_that_exits_at_import_is_reported(tmp_path: Path) -> None:
+    name = f"exits_{next(_module_numbers)}"
+    (tmp_path / f"{name}.py").write_text("import sys\nsys.exit(42)\n")
+
+    problem = only_problem(write(tmp_path, f'[tasks.a]\ncall = "{name}:f"\n'))
+
+    assert problem.field == "call"
+    assert "called sys.exit(42)" in problem.message
+
+
+def test_a_file_that_is_not_utf8_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[tasks.a]\ncall = "os:getcwd"\ndescription = "café"\n'.encode("latin-1"))
+
+    problem = only_problem(path)
+
+    assert "not UTF-8" in problem.message and "0xe9" in problem.message
+
+
+def test_deeply_nested_arrays_are_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, '[tasks.a]\ncall = "os:getcwd"\nargs = ' + "[" * 5000 + "]" * 5000)
+
+    problem = only_problem(path)
+
+    assert "nested too deeply" in problem.message
+
+
+# --------------------------------------------------------------------------- --check: no imports
+
+
+def test_check_does_not_import_or_touch_sys_path(tmp_path: Path) -> None:
+    name = f"side_effect_{next(_module_numbers)}"
+    marker = tmp_path / "imported.txt"
+    (tmp_path / f"{name}.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\ndef f(): pass\n"
+    )
+    path = write(
+        tmp_path,
+        f"""
+        [tasks.a]
+        call = "{name}:f"
+        retry = {{ retry_on = ["{name}.Error"] }}
+        [tasks.b]
+        call = "{name}:f"
+        depends_on = ["a"]
+        schedule = "*/5 * * * *"
+        """,
+    )
+    path_before = list(sys.path)
+
+    check = check_workflow(path)
+
+    assert not marker.exists()
+    assert sys.path == path_before
+    assert name not in sys.modules
+    assert check == WorkflowCheck(str(path), "flow", ("a", "b"), ("b",), None)
+
+
+def test_check_reports_syntax_fields_graph_and_schedules(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [tasks.a]
+        call = "not a path"
+        priority = "urgent"
+        retry = { retry_on = ["no way"] }
+        depends_on = ["b"]
+        [tasks.b]
+        call = "os:getcwd"
+        depends_on = ["a"]
+        schedule = "61 * * * *"
+        [tasks.c]
+        call = "never_imported_module:f"
+        """,
+    )
+
+    with pytest.raises(WorkflowError) as caught:
+        check_workflow(path)
+
+    assert {(p.task, p.field) for p in caught.value.problems} == {
+        ("a", "call"),
+        ("a", "priority"),
+        ("a", "retry.retry_on"),
+        ("b", "schedule"),
+        ("a", "depends_on"),  # the cycle
+    }
 
 
 # --------------------------------------------------------------------------- registering

@@ -13,6 +13,10 @@ Exit codes (every command):
 Every command that runs tasks uses one :class:`ThreadPoolManager` (sized by
 ``--workers`` and a :class:`ResourceMonitor`) under one :class:`TaskManager`
 that records every run to an SQLite history file (``--db``).
+
+What the tasks print and log goes above the live display.  Strings that come
+from users (task names, results, errors, tags) are printed literally: never
+read as rich markup, with control characters shown as escapes.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from . import __version__
 from ._types import TaskPriority, TaskStatus
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console, JustifyMethod, RenderableType
+    from rich.text import Text
 
     from ._demo import DemoSite
     from .history import ExecutionRecord, TaskHistory, TaskRunRecord
@@ -76,6 +81,7 @@ _STATUS_STYLE = {
     TaskStatus.CANCELLED: "yellow",
     TaskStatus.UPSTREAM_FAILED: "magenta",
     TaskStatus.SKIPPED: "dim",
+    TaskStatus.INTERRUPTED: "yellow",
 }
 
 logger = logging.getLogger("threadloom.cli")
@@ -83,6 +89,49 @@ logger = logging.getLogger("threadloom.cli")
 
 class UsageError(Exception):
     """Bad input to a command: reported on stderr, exit code 2."""
+
+
+# --------------------------------------------------------------------------- user strings
+
+# C0 controls but newline and tab, DEL, C1 controls, and the bidirectional
+# overrides that make a terminal show text in another order than it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _clean(text: str) -> str:
+    """*text* with control characters shown as escapes (``\\x1b``), so none reaches the terminal."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _text(text: str, style: str = "") -> Text:
+    """A user string as a rich Text: printed literally (no markup), controls escaped."""
+    from rich.text import Text
+
+    return Text(_clean(text), style=style)
+
+
+def _headline(name: str, rest: str) -> Text:
+    """*name* (a user string) in bold, then *rest* (ours) plain."""
+    from rich.text import Text
+
+    return Text.assemble((_clean(name), "bold"), rest)
+
+
+def _describe(value: object) -> str:
+    """``repr(value)``, or what went wrong with it: a result never breaks the output."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} object: its repr() raised {type(exc).__name__}>"
+
+
+def _error_text(error: BaseException) -> str:
+    """``Type: message`` for an exception, even one whose ``__str__`` raises."""
+    try:
+        message = str(error)
+    except Exception as exc:
+        message = f"<its str() raised {type(exc).__name__}>"
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 # --------------------------------------------------------------------------- signals
@@ -179,6 +228,11 @@ class _Tracker:
             stage = self.stage_of.get(record.task_id, "other")
             self.stage_status.setdefault(stage, Counter())[record.status] += 1
 
+    def active_executions(self) -> list[str]:
+        """The executions started and not yet ended."""
+        with self._lock:
+            return list(self.active)
+
     def take_finished(self) -> list[str]:
         """Return the executions that ended since the last call, in the order they ended."""
         with self._lock:
@@ -244,6 +298,7 @@ class _Session:
         self.names: dict[str, str] = {}
         self.stages: list[str] = []
         self.live = live
+        self.abandoned: list[str] = []
         self.started_at = time.time()
         self.started_perf = time.perf_counter()
         self._stopped = False
@@ -273,18 +328,58 @@ class _Session:
         return time.perf_counter() - self.started_perf
 
     def stop(self, *, cancel: bool, timeout: float = 30.0) -> None:
-        """Stop the manager (cancelling what is in flight if *cancel*), the pool and the monitor."""
+        """Stop the manager (cancelling what is in flight if *cancel*), the pool and the monitor.
+
+        Waits *timeout* seconds in all for running tasks; those still running
+        then (a thread cannot be killed) are listed in :attr:`abandoned`.
+        """
         if self._stopped:
             return
         self._stopped = True
+        deadline = time.monotonic() + timeout
         self.manager.stop(wait_for_tasks=not cancel, timeout=timeout)
-        self.pool.stop(wait_for_tasks=False, timeout=timeout)
+        self.abandoned = self.running_tasks()
+        self.pool.stop(wait_for_tasks=False, timeout=max(0.0, deadline - time.monotonic()))
         self.monitor.stop()
         if not self.history.flush(timeout=timeout):
             logger.warning("the history writer did not catch up within %s s", timeout)
 
     def close(self) -> None:
         self.history.close(timeout=30.0)
+
+    def running_tasks(self) -> list[str]:
+        """The names of this session's tasks running now."""
+        names: dict[str, None] = {}
+        for execution_id in self.tracker.active_executions():
+            try:
+                info = self.manager.get_execution_status(execution_id)
+            except Exception:  # ended and forgotten since the snapshot
+                continue
+            for task_id, run in info.tasks.items():
+                if run.status is TaskStatus.RUNNING:
+                    names[self.names.get(task_id, task_id)] = None
+        return list(names)
+
+    def announce_stop(self, interrupts: _Interrupts, timeout: float) -> None:
+        """Say, on the first interrupt, what stopping waits for and how not to wait."""
+        assert interrupts.signum is not None
+        name = signal.Signals(interrupts.signum).name
+        running = self.running_tasks()
+        if running:
+            shown = ", ".join(_clean(n) for n in running[:10])
+            more = f" and {len(running) - 10} more" if len(running) > 10 else ""
+            waiting = (
+                f"waiting up to {timeout:g} s for {len(running)} running task(s) to stop: "
+                f"{shown}{more}"
+            )
+        else:
+            waiting = "cancelling what has not started"
+        print(
+            f"\nthreadloom: {name}: stopping; {waiting}. Press Ctrl-C again to exit at once "
+            "(without completing the history).",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def runs(self) -> list[TaskRunRecord]:
         """Every run of this session's tasks that the history holds."""
@@ -358,7 +453,16 @@ class _View:
         if self.session.live and console.is_terminal and not console.is_dumb_terminal:
             from rich.live import Live
 
-            self._live = Live(console=console, auto_refresh=False, transient=False)
+            # While it runs, sys.stdout and sys.stderr are proxies that print
+            # above the display: a task's print() and log records (the root
+            # handler writes to the sys.stderr of the moment) stay visible.
+            self._live = Live(
+                console=console,
+                auto_refresh=False,
+                transient=False,
+                redirect_stdout=True,
+                redirect_stderr=True,
+            )
             self._live.start()
         return self
 
@@ -398,7 +502,8 @@ class _View:
         for stage in self.session.stages:
             done = sum(statuses.get(stage, Counter()).values())
             done_all += done
-            parts.append(f"{self.stage_labels.get(stage, stage)} {done}/{totals.get(stage, 0)}")
+            label = _clean(self.stage_labels.get(stage, stage))
+            parts.append(f"{label} {done}/{totals.get(stage, 0)}")
         return (
             f"[{self.session.elapsed:6.1f}s] "
             + " · ".join(parts)
@@ -424,19 +529,19 @@ class _View:
             done = sum(counts.values())
             done_all += done
             total = totals.get(stage, 0)
-            trouble = ", ".join(
-                f"[{_STATUS_STYLE[s]}]{counts[s]} {s.value}[/]"
+            trouble = Text(", ").join(
+                Text(f"{counts[s]} {s.value}", style=_STATUS_STYLE[s])
                 for s in _TERMINAL_ORDER[1:]
                 if counts.get(s)
             )
             grid.add_row(
-                self.stage_labels.get(stage, stage),
+                _text(self.stage_labels.get(stage, stage)),
                 ProgressBar(total=max(total, 1), completed=done if total else 0, width=32),
                 f"{done}/{total}",
                 trouble,
             )
         return Group(
-            Text(self.title(), style="bold"),
+            _text(self.title(), style="bold"),
             grid,
             Text(self._pool_line(metrics, done_all), style="cyan"),
         )
@@ -498,33 +603,56 @@ def _print_summary(console: Console, summary: _Summary, db: str, *, title: str =
         f"run time: {_percentiles(durations)} (started -> ended, retries included)",
         f"history: {os.path.abspath(db)}",
     ]
-    console.print(f"[bold]{title}[/bold]")
+    console.print(title, style="bold")
     for line in lines:
-        console.print(f"  {line}", highlight=False, soft_wrap=True)
+        console.print(f"  {line}", soft_wrap=True)
 
 
-def _print_leftovers(console: Console, summary: _Summary, signum: int) -> None:
+def _print_leftovers(
+    console: Console, summary: _Summary, signum: int, abandoned: Sequence[str] = ()
+) -> None:
     name = signal.Signals(signum).name
     cancelled = [r for r in summary.runs if r.status is TaskStatus.CANCELLED]
     not_started = sum(1 for r in cancelled if r.started_at is None)
     stopped = len(cancelled) - not_started
     executions = sum(1 for e in summary.executions if e.status is TaskStatus.CANCELLED)
-    console.print(
-        f"[yellow]interrupted ({name}): stopped cleanly after {summary.elapsed:.1f} s[/yellow]",
-        highlight=False,
-    )
+    how = "stopped" if abandoned else "stopped cleanly"
+    console.print(f"interrupted ({name}): {how} after {summary.elapsed:.1f} s", style="yellow")
     console.print(
         f"  left: {executions} execution(s) cancelled; {not_started} task(s) cancelled "
         f"before they started, {stopped} stopped after starting",
         highlight=False,
         soft_wrap=True,
     )
+    if abandoned:
+        console.print(
+            _text(
+                f"  abandoned: {len(abandoned)} task(s) still running did not stop in time "
+                f"and are left unfinished: {', '.join(abandoned)}"
+            ),
+            style="yellow",
+            soft_wrap=True,
+        )
+
+
+def _exit_abandoning(session: _Session, code: int) -> int:
+    """Exit now if tasks were abandoned running: waiting for their threads could take forever.
+
+    Everything else is done by then (summary printed, history flushed and closed).
+    """
+    if not session.abandoned:
+        return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # --------------------------------------------------------------------------- demo
 
 
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from rich.text import Text
+
     from . import _demo
 
     interrupts = _Interrupts()
@@ -532,23 +660,27 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         site = _demo.DemoSite(seed=args.seed)
         base_url = site.start()
         session: _Session | None = None
+        code = EXIT_FAILED
         try:
             workflow = _demo.build_workflow(base_url, feed_cron=_demo.FEED_CRON)
             session = _Session(console, db=args.db, workers=args.workers, live=args.live)
             session.register(workflow, schedules=True)
             console.print(
-                f"[bold]threadloom demo[/bold]: crawling {len(_demo.SOURCES)} sources of a local "
-                f"news site at {base_url} for {args.duration:g} s with up to {args.workers} "
-                f"workers; breaking-news feed checked on cron '{_demo.FEED_CRON}'",
-                highlight=False,
+                Text.assemble(
+                    ("threadloom demo", "bold"),
+                    f": crawling {len(_demo.SOURCES)} sources of a local news site at "
+                    f"{base_url} for {args.duration:g} s with up to {args.workers} workers; "
+                    f"breaking-news feed checked on cron '{_demo.FEED_CRON}'",
+                ),
                 soft_wrap=True,
             )
-            return _demo_loop(args, console, session, site, interrupts)
+            code = _demo_loop(args, console, session, site, interrupts)
         finally:
             if session is not None:
                 session.stop(cancel=True, timeout=10.0)
                 session.close()
             site.stop()
+    return _exit_abandoning(session, code)
 
 
 def _demo_loop(
@@ -600,6 +732,8 @@ def _demo_loop(
     labels = {"feed": "feed (cron)"}
     with _View(session, title, stage_labels=labels) as view:
         completed = session.wait(view, interrupts, finished, on_tick=tick)
+    if not completed:
+        session.announce_stop(interrupts, timeout=10.0)
     session.stop(cancel=not completed, timeout=10.0)
     collect()
     summary = _Summary(session.elapsed, session.runs(), session.executions())
@@ -622,7 +756,7 @@ def _demo_loop(
     )
     if not completed:
         assert interrupts.signum is not None
-        _print_leftovers(console, summary, interrupts.signum)
+        _print_leftovers(console, summary, interrupts.signum, session.abandoned)
     _print_summary(console, summary, session.db)
     if not completed:
         return interrupts.exit_code
@@ -642,6 +776,8 @@ def _demo_loop(
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .workflow import WorkflowError, load_workflow
 
+    if args.check:
+        return _check_only(args.workflow, console)
     try:
         workflow = load_workflow(args.workflow)
     except WorkflowError as exc:
@@ -661,11 +797,38 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             except WorkflowError as exc:
                 raise UsageError(str(exc)) from None
             if args.once:
-                return _run_once(args, console, session, workflow, interrupts)
-            return _run_scheduled(args, console, session, workflow, interrupts)
+                code = _run_once(args, console, session, workflow, interrupts)
+            else:
+                code = _run_scheduled(args, console, session, workflow, interrupts)
         finally:
-            session.stop(cancel=True, timeout=30.0)
+            session.stop(cancel=True, timeout=args.stop_timeout)
             session.close()
+    return _exit_abandoning(session, code)
+
+
+def _check_only(path: str, console: Console) -> int:
+    """``run --check``: validate *path* without importing anything from it."""
+    from .workflow import WorkflowError, check_workflow
+
+    try:
+        check = check_workflow(path)
+    except WorkflowError as exc:
+        raise UsageError(str(exc)) from None
+    scheduled = ", ".join(check.scheduled) or "none"
+    console.print(
+        _text(
+            f"{path}: valid workflow {check.name!r}: {len(check.tasks)} task(s) in dependency "
+            f"order: {', '.join(check.tasks)}; scheduled: {scheduled}"
+        ),
+        soft_wrap=True,
+    )
+    console.print(
+        "nothing was imported: callables and exception names were checked as import paths "
+        "only, and arguments are checked against signatures when the file is run",
+        style="dim",
+        soft_wrap=True,
+    )
+    return EXIT_OK
 
 
 def _run_once(
@@ -678,9 +841,12 @@ def _run_once(
     manager = session.manager
     targets = [session.ids[name] for name, spec in workflow.tasks.items() if spec.enabled]
     console.print(
-        f"[bold]{workflow.name}[/bold]: running {len(workflow.tasks)} tasks once "
-        f"with up to {session.pool.max_workers} workers",
-        highlight=False,
+        _headline(
+            workflow.name,
+            f": running {len(workflow.tasks)} tasks once with up to "
+            f"{session.pool.max_workers} workers",
+        ),
+        soft_wrap=True,
     )
     session.start()
     (execution_id,) = manager.execute_tasks(targets)
@@ -690,13 +856,15 @@ def _run_once(
 
     with _View(session, lambda: f"{workflow.name} · {session.elapsed:4.1f} s") as view:
         completed = session.wait(view, interrupts, done)
-    session.stop(cancel=not completed)
+    if not completed:
+        session.announce_stop(interrupts, timeout=args.stop_timeout)
+    session.stop(cancel=not completed, timeout=args.stop_timeout)
     info = manager.get_execution_status(execution_id)
     _print_task_table(console, session, workflow, info)
     summary = _Summary(session.elapsed, session.runs(), session.executions())
     if not completed:
         assert interrupts.signum is not None
-        _print_leftovers(console, summary, interrupts.signum)
+        _print_leftovers(console, summary, interrupts.signum, session.abandoned)
         _print_summary(console, summary, session.db)
         return interrupts.exit_code
     _print_summary(console, summary, session.db)
@@ -706,40 +874,121 @@ def _run_once(
 
 
 def _print_task_table(console: Console, session: _Session, workflow: Workflow, info: Any) -> None:
-    from rich.table import Table
-
-    table = Table(title=None, show_edge=False, pad_edge=False)
-    for column in ("task", "status", "attempts", "time", "result or error"):
-        table.add_column(column, no_wrap=column != "result or error", overflow="fold")
     runs = {session.names[task_id]: run for task_id, run in info.tasks.items()}
-    shown = 0
+    rows = []
     for name in workflow.tasks:
         run = runs.get(name)
         if run is None:
             continue
         if len(runs) > 40 and run.status is TaskStatus.COMPLETED:
             continue  # a big graph: show only what did not complete
-        shown += 1
         if run.error is not None:
-            detail = f"{type(run.error).__name__}: {run.error}"
+            detail = _error_text(run.error)
         elif name in info.results:
-            detail = _short(repr(info.results[name]))
+            detail = _short(_describe(info.results[name]), 200)
         else:
             detail = ""
-        style = _STATUS_STYLE.get(run.status, "")
-        table.add_row(
-            name,
-            f"[{style}]{run.status.value}[/]" if style else run.status.value,
-            str(run.attempts),
-            "" if run.duration is None else _ms(run.duration),
-            detail,
+        rows.append(
+            [
+                _text(name),
+                _status_text(run.status),
+                _text(str(run.attempts)),
+                _text("" if run.duration is None else _ms(run.duration)),
+                _text(detail),
+            ]
         )
-    if shown:
-        console.print(table)
+    columns = [
+        _Column("task", fixed=False),
+        _Column("status"),
+        _Column("attempts", justify="right"),
+        _Column("time", justify="right"),
+        _Column("result or error", fixed=False, ratio=3),
+    ]
+    _print_table(console, columns, rows)
 
 
 def _short(text: str, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _status_text(status: TaskStatus) -> Text:
+    return _text(status.value, style=_STATUS_STYLE.get(status, ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    """A column of :func:`_print_table`.
+
+    A *fixed* column (a status, a time, a number) is as wide as its widest
+    cell and never wrapped; the others fold into the room left, in *ratio*.
+    """
+
+    header: str
+    fixed: bool = True
+    justify: JustifyMethod = "left"
+    ratio: int = 1
+
+
+#: The narrowest a folding column may get before the table gives up its layout.
+_MIN_FOLD_WIDTH = 10
+
+
+def _print_table(
+    console: Console, columns: Sequence[_Column], rows: Sequence[Sequence[Text]]
+) -> None:
+    """Print *rows* so that nothing is cut, at any width.
+
+    The fixed columns get their full width and the others fold (wrap anywhere)
+    into the rest.  If the console is too narrow even for that (with two
+    spaces between columns, then one), each row becomes a block of
+    ``header: value`` lines instead.
+    """
+    from rich.table import Table
+
+    if not rows:
+        return
+    widest = [
+        max([len(column.header), *(row[i].cell_len for row in rows)])
+        for i, column in enumerate(columns)
+    ]
+    least = sum(
+        width if column.fixed else min(width, _MIN_FOLD_WIDTH)
+        for column, width in zip(columns, widest, strict=True)
+    )
+    for gap in (2, 1):
+        if least + gap * (len(columns) - 1) > console.width:
+            continue
+        table = Table(
+            box=None,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 0, 0, gap),
+            header_style="bold",
+        )
+        for column, width in zip(columns, widest, strict=True):
+            if column.fixed:
+                table.add_column(
+                    column.header, justify=column.justify, no_wrap=True, min_width=width
+                )
+            else:
+                table.add_column(
+                    column.header,
+                    justify=column.justify,
+                    overflow="fold",
+                    ratio=column.ratio,
+                    min_width=min(width, _MIN_FOLD_WIDTH),
+                )
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    from rich.text import Text
+
+    for row in rows:
+        console.print()
+        for column, cell in zip(columns, row, strict=True):
+            if cell.plain:
+                console.print(Text.assemble((f"{column.header}: ", "bold"), cell), overflow="fold")
 
 
 def _run_scheduled(
@@ -758,21 +1007,24 @@ def _run_scheduled(
     session.start()
     now = _dt.datetime.now(local_timezone())
     console.print(
-        f"[bold]{workflow.name}[/bold]: {len(scheduled)} scheduled task(s), "
-        f"up to {session.pool.max_workers} workers; "
-        + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C to stop"),
-        highlight=False,
+        _headline(
+            workflow.name,
+            f": {len(scheduled)} scheduled task(s), up to {session.pool.max_workers} workers; "
+            + (f"stopping after {args.duration:g} s" if args.duration else "Ctrl-C to stop"),
+        ),
+        soft_wrap=True,
     )
     for spec in scheduled:
         assert spec.schedule is not None
         upcoming = spec.schedule.next_fire_time(now)
         when = upcoming.isoformat(timespec="seconds") if upcoming else "never"
-        console.print(f"  {spec.name}: {spec.schedule!r}, next at {when}", highlight=False)
+        console.print(_text(f"  {spec.name}: {spec.schedule!r}, next at {when}"), soft_wrap=True)
     if idle:
         console.print(
-            f"  not scheduled and not needed by a scheduled task (run them with --once): "
-            f"{', '.join(idle)}",
-            highlight=False,
+            _text(
+                "  not scheduled and not needed by a scheduled task (run them with --once): "
+                + ", ".join(idle)
+            ),
             soft_wrap=True,
         )
     duration = args.duration
@@ -790,11 +1042,13 @@ def _run_scheduled(
             for spec in scheduled:
                 manager.update_task(session.ids[spec.name], schedule=None)
             completed = session.wait(view, interrupts, drained)
-    session.stop(cancel=not completed)
+    if not completed:
+        session.announce_stop(interrupts, timeout=args.stop_timeout)
+    session.stop(cancel=not completed, timeout=args.stop_timeout)
     summary = _Summary(session.elapsed, session.runs(), session.executions())
     if not completed:
         assert interrupts.signum is not None
-        _print_leftovers(console, summary, interrupts.signum)
+        _print_leftovers(console, summary, interrupts.signum, session.abandoned)
         _print_summary(console, summary, session.db)
         return interrupts.exit_code
     _print_summary(console, summary, session.db)
@@ -967,24 +1221,7 @@ def _cmd_history(args: argparse.Namespace, console: Console) -> int:
         console.print("no runs match", highlight=False)
         _print_interrupted(console, interrupted)
         return EXIT_OK
-    from rich.table import Table
-
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("finished", "task", "status", "attempts", "time", "error"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
-    for run in runs:
-        style = _STATUS_STYLE.get(run.status, "")
-        finished = _dt.datetime.fromtimestamp(run.finished_at).strftime("%Y-%m-%d %H:%M:%S")
-        error = f"{run.error_type}: {run.error_message}" if run.error_type else ""
-        table.add_row(
-            finished,
-            run.task_name,
-            f"[{style}]{run.status.value}[/]" if style else run.status.value,
-            str(run.attempts),
-            "" if run.duration is None else _ms(run.duration),
-            _short(error, 90),
-        )
-    console.print(table)
+    _print_runs_table(console, runs)
     more = "" if limit is None or len(runs) < limit else f"; --limit {limit} reached"
     console.print(f"{len(runs)} run(s), newest first{more}", highlight=False)
     if args.task is not None:
@@ -1030,6 +1267,32 @@ def _print_tracebacks(console: Console, runs: Sequence[TaskRunRecord]) -> None:
             style="dim",
             highlight=False,
         )
+
+
+def _print_runs_table(console: Console, runs: Sequence[TaskRunRecord]) -> None:
+    columns = [
+        _Column("finished"),
+        _Column("task", fixed=False),
+        _Column("status"),
+        _Column("attempts", justify="right"),
+        _Column("time", justify="right"),
+        _Column("error", fixed=False, ratio=3),
+    ]
+    rows = []
+    for run in runs:
+        finished = _dt.datetime.fromtimestamp(run.finished_at).strftime("%Y-%m-%d %H:%M:%S")
+        error = f"{run.error_type}: {run.error_message}" if run.error_type else ""
+        rows.append(
+            [
+                _text(finished),
+                _text(run.task_name),
+                _status_text(run.status),
+                _text(str(run.attempts)),
+                _text("" if run.duration is None else _ms(run.duration)),
+                _text(error),
+            ]
+        )
+    _print_table(console, columns, rows)
 
 
 def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
@@ -1086,7 +1349,7 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
             )
         )
         return EXIT_OK
-    console.print(f"history: {os.path.abspath(args.db)}", highlight=False)
+    console.print(_text(f"history: {os.path.abspath(args.db)}"), soft_wrap=True)
     if not runs:
         console.print("no runs match", highlight=False)
         return EXIT_OK
@@ -1099,27 +1362,7 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
         highlight=False,
         soft_wrap=True,
     )
-    from rich.table import Table
-
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column(args.by, no_wrap=True)
-    for column in ("runs", "completed", "failed", "not run", "retries", "p50", "p90", "max"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in rows:
-        failed = row["failed"] + row["timed_out"]
-        not_run = row["cancelled"] + row["upstream_failed"] + row["skipped"]
-        table.add_row(
-            str(row[args.by]),
-            str(row["runs"]),
-            str(row["completed"]),
-            f"[red]{failed}[/]" if failed else "0",
-            f"[yellow]{not_run}[/]" if not_run else "0",
-            str(row["retries"]),
-            _ms(row["duration_p50"]),
-            _ms(row["duration_p90"]),
-            _ms(row["duration_max"]),
-        )
-    console.print(table)
+    _print_stats_table(console, args.by, rows)
     console.print(
         "failed = failed + timed_out; not run = cancelled + upstream_failed + skipped; "
         "p50/p90/max: run time (started -> ended, retries included)",
@@ -1130,11 +1373,36 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _print_stats_table(console: Console, by: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    columns = [_Column(by, fixed=False)] + [
+        _Column(header, justify="right")
+        for header in ("runs", "completed", "failed", "not run", "retries", "p50", "p90", "max")
+    ]
+    cells = []
+    for row in rows:
+        failed = row["failed"] + row["timed_out"]
+        not_run = row["cancelled"] + row["upstream_failed"] + row["skipped"]
+        cells.append(
+            [
+                _text(str(row[by])),
+                _text(str(row["runs"])),
+                _text(str(row["completed"])),
+                _text(str(failed), style="red" if failed else ""),
+                _text(str(not_run), style="yellow" if not_run else ""),
+                _text(str(row["retries"])),
+                _text(_ms(row["duration_p50"])),
+                _text(_ms(row["duration_p90"])),
+                _text(_ms(row["duration_max"])),
+            ]
+        )
+    _print_table(console, columns, cells)
+
+
 # --------------------------------------------------------------------------- argument parsing
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number no smaller than *minimum*."""
+def _int_in_range(minimum: int, maximum: int | Callable[[], int]) -> Callable[[str], int]:
+    """An argparse type: a whole number from *minimum* to *maximum* (or to what it returns)."""
 
     def parse(text: str) -> int:
         try:
@@ -1143,28 +1411,45 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        most = maximum if isinstance(maximum, int) else maximum()
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}, got {text}")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+def _max_workers() -> int:
+    # Imported when an option is parsed, not when the parser is built:
+    # `threadloom --version` need not load the workflow machinery.
+    from .workflow import MAX_WORKERS
+
+    return MAX_WORKERS
+
+
+#: ``history --limit``: more rows than this is not a listing anyone reads (0: all).
+_MAX_LIMIT = 1_000_000_000
 
 
 def _positive_seconds(text: str) -> float:
+    from .workflow import MAX_SECONDS
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SECONDS} (a year), got {text}")
     return value
 
 
 _EXIT_CODES = """\
 exit codes: 0 success; 1 tasks failed (run); 2 usage or validation error;
 130 interrupted (Ctrl-C; 143 for SIGTERM)"""
+
+_TIMES = "times: 30s, 10m, 2h, 1d ago; an ISO date or date-time; or epoch seconds\n"
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -1186,18 +1471,32 @@ def _add_live(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the ``threadloom`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="threadloom",
-        description="Run task graphs on threadloom's thread pool, and read their history.",
-        epilog=_EXIT_CODES + "\n\nStart with: threadloom demo",
+def _add_workers(parser: argparse.ArgumentParser, default: int | None, default_text: str) -> None:
+    parser.add_argument(
+        "--workers",
+        type=_int_in_range(1, _max_workers),
+        default=default,
+        metavar="N",
+        help=f"most worker threads (default: {default_text})",
+    )
+
+
+def _add_command(
+    commands: Any, name: str, *, help: str, description: str, epilog: str = _EXIT_CODES
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"threadloom {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
 
-    demo = commands.add_parser(
+
+def _add_demo_command(commands: Any) -> None:
+    demo = _add_command(
+        commands,
         "demo",
         help="crawl a local test site with a task graph, live (start here)",
         description=(
@@ -1207,8 +1506,6 @@ def build_parser() -> argparse.ArgumentParser:
             "with a breaking-news feed checked on a cron schedule. Ends with a summary; "
             "every task run is written to the history file."
         ),
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "--duration",
@@ -1217,37 +1514,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to keep starting crawl rounds (default: 20)",
     )
-    demo.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=8,
-        metavar="N",
-        help="most worker threads (default: 8)",
-    )
+    _add_workers(demo, 8, "8")
     demo.add_argument("--seed", type=int, default=7, help="seed of the site's pages and failures")
     _add_db(demo)
     _add_live(demo)
 
-    run = commands.add_parser(
+
+def _add_run_command(commands: Any) -> None:
+    run = _add_command(
+        commands,
         "run",
         help="run a workflow file (TOML)",
         description=(
             "Validate and run a workflow file. With --once, the whole graph runs once and "
             "the command exits 0 if every task completed (or was skipped), 1 otherwise. "
             "Without it, the scheduled tasks (with what they depend on) fire on their "
-            "schedules until Ctrl-C or --duration."
+            "schedules until Ctrl-C or --duration. With --check, the file is only "
+            "validated, and nothing it names is imported.\n\n"
+            "A workflow file is code: running it imports the modules it names and calls "
+            "their functions. Run only files you trust; --check is safe on any file."
         ),
-        epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("workflow", metavar="WORKFLOW.toml", help="the workflow file")
     run.add_argument("--once", action="store_true", help="run the whole graph once and exit")
     run.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="most worker threads (default: the file's workflow.workers, else 4)",
+        "--check",
+        action="store_true",
+        help="validate the file (syntax, fields, dependencies, schedules) without importing "
+        "or running anything, and exit (0 valid, 2 invalid)",
+    )
+    _add_workers(run, None, "the file's workflow.workers, else 4")
+    run.add_argument(
+        "--stop-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="after Ctrl-C, how long to wait for running tasks to stop before leaving them "
+        "(default: 30)",
     )
     run.add_argument(
         "--duration",
@@ -1259,13 +1562,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(run)
     _add_live(run)
 
-    history = commands.add_parser(
+
+def _add_history_command(commands: Any) -> None:
+    history = _add_command(
+        commands,
         "history",
         help="list recorded task runs",
         description="List task runs from the history file, newest first.",
-        epilog="times: 30s, 10m, 2h, 1d ago; an ISO date or date-time; or epoch seconds\n"
-        + _EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_TIMES + _EXIT_CODES,
     )
     history.add_argument("--task", metavar="NAME", help="only runs of this task (name or id)")
     history.add_argument(
@@ -1280,7 +1584,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--execution", metavar="ID", help="only runs of this execution")
     history.add_argument(
         "--limit",
-        type=_non_negative_int,
+        type=_int_in_range(0, _MAX_LIMIT),
         default=50,
         metavar="N",
         help="show at most N runs (default: 50; 0: all)",
@@ -1288,13 +1592,14 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="one JSON object per line")
     _add_db(history)
 
-    stats = commands.add_parser(
+
+def _add_stats_command(commands: Any) -> None:
+    stats = _add_command(
+        commands,
         "stats",
         help="summarise the history per task",
         description="Counts per status, retries and run-time percentiles, per task or per tag.",
-        epilog="times: 30s, 10m, 2h, 1d ago; an ISO date or date-time; or epoch seconds\n"
-        + _EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_TIMES + _EXIT_CODES,
     )
     stats.add_argument("--task", metavar="NAME", help="only this task (name or id)")
     stats.add_argument("--since", metavar="T", help="only runs that finished at or after T")
@@ -1307,7 +1612,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     _add_db(stats)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``threadloom`` argument parser (one ``_add_*_command`` per command)."""
+    parser = argparse.ArgumentParser(
+        prog="threadloom",
+        description="Run task graphs on threadloom's thread pool, and read their history.",
+        epilog=_EXIT_CODES + "\n\nStart with: threadloom demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"threadloom {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo_command(commands)
+    _add_run_command(commands)
+    _add_history_command(commands)
+    _add_stats_command(commands)
     return parser
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler that writes to ``sys.stderr`` as it is when each record arrives.
+
+    The live display swaps ``sys.stderr`` for a proxy that prints above it; a
+    handler holding the stream it started with would write under the display,
+    which would then draw over the record.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # handle() holds this handler's lock around emit(): the swap is not racy.
+        self.stream = sys.stderr
+        super().emit(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        # threadloom's own records quote task names and errors: keep their
+        # control characters off the terminal.  A user's records are theirs.
+        if record.name == "threadloom" or record.name.startswith("threadloom."):
+            return _clean(text)
+        return text
+
+
+def _console_width() -> int | None:
+    """The output width: the terminal's, else ``$COLUMNS``, else 160 (None: let rich measure)."""
+    text = os.environ.get("COLUMNS", "").strip()
+    columns = int(text) if text.isascii() and text.isdigit() else None
+    if columns is not None:
+        # rich takes any number it is given; an absurd one would pad every line.
+        columns = max(20, min(columns, 1000))
+    if sys.stdout.isatty():
+        return columns  # None: rich measures the terminal, ignoring a COLUMNS it cannot read
+    # Off a terminal (a pipe, a log, a test), rich would wrap at 80 columns:
+    # give tables room and let lines be as long as they are.
+    return columns or 160
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
@@ -1337,18 +1694,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from rich.console import Console
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="threadloom: %(levelname)s: %(message)s")
-    # Off a terminal (a pipe, a log, a test), rich would wrap at 80 columns:
-    # give tables room and let lines be as long as they are.
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS") or 0) or 160
-    console = Console(highlight=False, width=width)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = _StderrHandler()
+        # Each record keeps its own logger's name: a task's "myapp" logger is not "threadloom".
+        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    # markup=False: what is printed is literal; the few styled strings are Text.
+    console = Console(highlight=False, markup=False, width=_console_width())
     from .history import HistoryError
 
     try:
         return _COMMANDS[args.command](args, console)
     except (UsageError, HistoryError) as exc:
-        print(f"threadloom {args.command}: error: {exc}", file=sys.stderr)
+        print(f"threadloom {args.command}: error: {_clean(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("\nthreadloom: interrupted", file=sys.stderr)

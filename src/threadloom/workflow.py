@@ -32,6 +32,13 @@ dependencies::
 :class:`WorkflowError` listing every problem found, each naming the file, the
 task and the field.  :func:`register_workflow` then registers the tasks with a
 :class:`~threadloom.task_manager.TaskManager`.
+
+A workflow file is code: loading it imports the modules its ``call`` and
+``retry_on`` fields name (running whatever they run at import) and puts its
+``python_path`` directories on ``sys.path``; running it calls any function of
+any importable module (``call = "os:system"`` is valid).  Load only files you
+would run as a script.  :func:`check_workflow` validates a file without
+importing anything, so it is safe on a file you have not read yet.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import functools
 import graphlib
 import heapq
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -64,10 +72,14 @@ if TYPE_CHECKING:
     from .task_manager import TaskManager
 
 __all__ = [
+    "MAX_SECONDS",
+    "MAX_WORKERS",
     "TaskSpec",
     "Workflow",
+    "WorkflowCheck",
     "WorkflowError",
     "WorkflowProblem",
+    "check_workflow",
     "load_workflow",
     "parse_workflow",
     "register_workflow",
@@ -118,6 +130,14 @@ _INTERVAL_UNITS = (
     "sunday",
 )
 _PRIORITY_NAMES = {p.name.lower(): p for p in TaskPriority}
+
+#: The most worker threads a workflow (or ``threadloom run --workers``) may ask for.
+MAX_WORKERS = 10_000
+#: The longest duration any field accepts, in seconds (a year).  Longer is a
+#: mistake, and past ``threading.TIMEOUT_MAX`` it would break the timers.
+MAX_SECONDS = 365 * 86_400
+#: The most retries a task may ask for.
+_MAX_RETRIES = 1_000_000
 
 
 class WorkflowProblem(NamedTuple):
@@ -225,6 +245,25 @@ class Workflow:
         return [name for name in self.tasks if name in wanted]
 
 
+@dataclasses.dataclass(frozen=True)
+class WorkflowCheck:
+    """What :func:`check_workflow` found in a valid file (nothing imported).
+
+    Attributes:
+        source: The file.
+        name: The workflow's name.
+        tasks: The task names, in dependency order.
+        scheduled: The enabled tasks that have a schedule.
+        workers: The pool's maximum worker count it asks for, or None.
+    """
+
+    source: str
+    name: str
+    tasks: tuple[str, ...]
+    scheduled: tuple[str, ...]
+    workers: int | None = None
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -246,19 +285,55 @@ def load_workflow(path: str | os.PathLike[str]) -> Workflow:
             error lists every problem found.
     """
     source = os.fspath(path)
+    data = _read_toml(source)
+    return parse_workflow(data, source=source, base_dir=Path(source).resolve().parent)
+
+
+def check_workflow(path: str | os.PathLike[str]) -> WorkflowCheck:
+    """Validate a workflow file without importing or running anything from it.
+
+    Checks what :func:`load_workflow` checks, except what needs the code:
+    ``call`` and ``retry_on`` are checked as ``module:function`` syntax only
+    (not imported, so neither their existence nor the arguments against the
+    function's signature), and ``python_path`` is not put on ``sys.path``.
+
+    Args:
+        path: The TOML file.
+
+    Returns:
+        The workflow's name, tasks in dependency order and scheduled tasks.
+
+    Raises:
+        WorkflowError: Every problem found.
+    """
+    source = os.fspath(path)
+    data = _read_toml(source)
+    checker = _Checker(source, Path(source).resolve().parent, import_code=False)
+    return checker.check(data)
+
+
+def _read_toml(source: str) -> Any:
+    def fail(message: str) -> WorkflowError:
+        return WorkflowError([WorkflowProblem(source, None, None, message)])
+
     try:
         with open(source, "rb") as file:
-            data = tomllib.load(file)
+            return tomllib.load(file)
     except FileNotFoundError:
-        raise WorkflowError([WorkflowProblem(source, None, None, "no such file")]) from None
+        raise fail("no such file") from None
     except IsADirectoryError:
-        raise WorkflowError([WorkflowProblem(source, None, None, "is a directory")]) from None
+        raise fail("is a directory") from None
     except OSError as exc:
-        raise WorkflowError([WorkflowProblem(source, None, None, f"cannot read: {exc}")]) from None
+        raise fail(f"cannot read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise fail(
+            f"not UTF-8 text (a TOML file must be UTF-8): byte {byte:#04x} at offset {exc.start}"
+        ) from None
+    except RecursionError:
+        raise fail("not readable: arrays or tables are nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
-        message = f"not valid TOML: {exc}"
-        raise WorkflowError([WorkflowProblem(source, None, None, message)]) from None
-    return parse_workflow(data, source=source, base_dir=Path(source).resolve().parent)
+        raise fail(f"not valid TOML: {exc}") from None
 
 
 def parse_workflow(
@@ -281,11 +356,16 @@ def parse_workflow(
 
 
 class _Checker:
-    """Validates one document, collecting problems instead of stopping at the first."""
+    """Validates one document, collecting problems instead of stopping at the first.
 
-    def __init__(self, source: str, base_dir: Path) -> None:
+    With *import_code* False nothing is imported and ``sys.path`` is left
+    alone: callables and exception names are checked as import paths only.
+    """
+
+    def __init__(self, source: str, base_dir: Path, *, import_code: bool = True) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.import_code = import_code
         self.problems: list[WorkflowProblem] = []
 
     def problem(self, task: str | None, field: str | None, message: str) -> None:
@@ -303,6 +383,40 @@ class _Checker:
     # -- the document -----------------------------------------------------------
 
     def workflow(self, data: Mapping[str, Any]) -> Workflow:
+        try:
+            name, workers, order, specs = self.document(data)
+        except RecursionError:
+            self.problem(None, None, "values are nested too deeply")
+            raise WorkflowError(self.problems) from None
+        if self.problems:
+            raise WorkflowError(self.problems)
+        return Workflow(
+            source=self.source,
+            name=name,
+            tasks=MappingProxyType({n: specs[n] for n in order}),
+            workers=workers,
+        )
+
+    def check(self, data: Mapping[str, Any]) -> WorkflowCheck:
+        try:
+            name, workers, order, _ = self.document(data)
+        except RecursionError:
+            self.problem(None, None, "values are nested too deeply")
+            raise WorkflowError(self.problems) from None
+        if self.problems:
+            raise WorkflowError(self.problems)
+        tables = data["tasks"]
+        scheduled = tuple(
+            n
+            for n in order
+            if tables[n].get("schedule") is not None and tables[n].get("enabled", True)
+        )
+        return WorkflowCheck(self.source, name, tuple(order), scheduled, workers)
+
+    def document(
+        self, data: Mapping[str, Any]
+    ) -> tuple[str, int | None, list[str], dict[str, TaskSpec]]:
+        """Check everything; return (name, workers, task names in order, specs built)."""
         if not isinstance(data, Mapping):
             self.problem(None, None, f"the document must be a table, not {_kind(data)}")
             raise WorkflowError(self.problems)
@@ -317,9 +431,15 @@ class _Checker:
             self.problem(None, "workflow.name", f"must be a non-empty string, not {name!r}")
         workers = header.get("workers")
         if workers is not None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+            isinstance(workers, bool)
+            or not isinstance(workers, int)
+            or not 1 <= workers <= MAX_WORKERS
         ):
-            self.problem(None, "workflow.workers", f"must be an integer >= 1, not {workers!r}")
+            self.problem(
+                None,
+                "workflow.workers",
+                f"must be an integer from 1 to {MAX_WORKERS}, not {workers!r}",
+            )
             workers = None
         timezone = header.get("timezone")
         if timezone is not None and not isinstance(timezone, str):
@@ -350,15 +470,7 @@ class _Checker:
             if spec is not None:
                 specs[task_name] = spec
         order = self.graph(tasks_table)
-        if self.problems:
-            raise WorkflowError(self.problems)
-        assert isinstance(name, str)
-        return Workflow(
-            source=self.source,
-            name=name,
-            tasks=MappingProxyType({n: specs[n] for n in order}),
-            workers=workers,
-        )
+        return str(name), workers, order, specs
 
     def add_python_path(self, entries: object) -> None:
         if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
@@ -368,7 +480,7 @@ class _Checker:
             directory = (self.base_dir / entry).resolve()
             if not directory.is_dir():
                 self.problem(None, "workflow.python_path", f"{str(directory)!r} is not a directory")
-            elif str(directory) not in sys.path:
+            elif self.import_code and str(directory) not in sys.path:
                 sys.path.insert(0, str(directory))
 
     def graph(self, tasks: Mapping[str, Any]) -> list[str]:
@@ -416,8 +528,10 @@ class _Checker:
             )
         elif not isinstance(call, str):
             self.problem(name, "call", f"must be a string 'module:function', not {_kind(call)}")
-        else:
+        elif self.import_code:
             func = self.import_callable(name, "call", call)
+        else:
+            self.import_path(name, "call", call)
         args = table.get("args", [])
         if not isinstance(args, list):
             self.problem(name, "args", f"must be a list, not {_kind(args)}")
@@ -453,6 +567,8 @@ class _Checker:
             )
         elif results_param is not None and results_param in kwargs:
             self.problem(name, "results_param", f"{results_param!r} is also given in kwargs")
+        if func is not None and len(self.problems) == before:
+            self.signature(name, func, str(call), args, kwargs, results_param)
         schedule = self.schedule(name, table.get("schedule"), timezone)
         tags = table.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -484,6 +600,53 @@ class _Checker:
             enabled=enabled,
         )
 
+    def signature(
+        self,
+        task: str,
+        func: Callable[..., Any],
+        call: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        results_param: str | None,
+    ) -> None:
+        """Check that *func* accepts *args*, *kwargs* and, at run time, *results_param*."""
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            return  # some builtins have none: they are checked when called
+        try:
+            signature.bind_partial(*args, **kwargs)
+        except TypeError as exc:
+            field = "args" if "positional" in str(exc) else "kwargs"
+            self.problem(task, field, f"{call}{signature} cannot take these: {exc}")
+            return
+        injected: dict[str, object] = {} if results_param is None else {results_param: {}}
+        if results_param is not None:
+            try:
+                signature.bind_partial(**injected)
+            except TypeError:
+                self.problem(
+                    task,
+                    "results_param",
+                    f"{call}{signature} has no parameter {results_param!r} to receive "
+                    "the results of its dependencies",
+                )
+                return
+        try:
+            signature.bind(*args, **kwargs, **injected)
+        except TypeError as exc:
+            self.problem(task, "args", f"{call}{signature} is not given everything it needs: {exc}")
+
+    def import_path(self, task: str, field: str, path: str) -> None:
+        """Check that *path* reads as ``module:attribute``, without importing it."""
+        if ":" in path:
+            module_name, _, attribute = path.partition(":")
+        else:
+            module_name, _, attribute = path.rpartition(".")
+        parts = [*module_name.split("."), *attribute.split(".")]
+        if not module_name or not attribute or not all(p.isidentifier() for p in parts):
+            self.problem(task, field, f"{path!r} is not an import path; write 'module:function'")
+
     def import_callable(self, task: str, field: str, path: str) -> Callable[..., Any] | None:
         obj = self.import_object(task, field, path)
         if obj is not None and not callable(obj):
@@ -508,6 +671,11 @@ class _Checker:
                 field,
                 f"cannot import module {module_name!r}: no module named {missing!r} "
                 f"(searched the workflow's python_path and sys.path)",
+            )
+            return None
+        except SystemExit as exc:
+            self.problem(
+                task, field, f"importing module {module_name!r} called sys.exit({exc.code!r})"
             )
             return None
         except Exception as exc:
@@ -553,11 +721,15 @@ class _Checker:
             isinstance(value, bool)
             or not isinstance(value, (int, float))
             or value != value  # NaN
-            or value in (float("inf"), float("-inf"))
             or value < 0
             or (value == 0 and not allow_zero)
         ):
             self.problem(task, field, f"must be a number of seconds {bound}, not {value!r}")
+            return None
+        if value > MAX_SECONDS:
+            self.problem(
+                task, field, f"must be at most {MAX_SECONDS} seconds (a year), not {value!r}"
+            )
             return None
         return float(value)
 
@@ -574,22 +746,42 @@ class _Checker:
                 f"retry = {{ max_retries = 3, delay = 0.5, backoff = 2.0 }}; got {value!r}",
             )
             return None
+        before = len(self.problems)
         self.unknown_fields(value, _RETRY_FIELDS, task, "retry.")
+        # Each field on its own, so that every bad one is reported, through
+        # RetryPolicy's own validators (plus the bounds a file must respect).
         options: dict[str, Any] = {}
         for key in ("max_retries", "delay", "backoff", "max_delay", "jitter"):
-            if key in value:
-                options[key] = value[key]
+            if key not in value:
+                continue
+            option = value[key]
+            if key in ("delay", "max_delay", "jitter"):
+                if self.seconds(task, f"retry.{key}", option, allow_zero=True) is None:
+                    continue
+            elif (
+                key == "max_retries"
+                and isinstance(option, int)
+                and not isinstance(option, bool)
+                and option > _MAX_RETRIES
+            ):
+                self.problem(task, "retry.max_retries", f"must be at most {_MAX_RETRIES}")
+                continue
+            try:
+                RetryPolicy(**{key: option})
+            except (TypeError, ValueError) as exc:
+                self.problem(task, f"retry.{key}", str(exc))
+                continue
+            options[key] = option
         if "retry_on" in value:
             classes = self.exception_classes(task, value["retry_on"])
-            if classes is None:
-                return None
-            options["retry_on"] = classes
+            if classes is not None:
+                options["retry_on"] = classes
+        if len(self.problems) > before or not self.import_code:
+            return None
         try:
             return RetryPolicy(**options)
         except (TypeError, ValueError) as exc:
-            # RetryPolicy names the argument first: "delay must be ...".
-            field = str(exc).split(" ", 1)[0]
-            self.problem(task, f"retry.{field}" if field in _RETRY_FIELDS else "retry", str(exc))
+            self.problem(task, "retry", str(exc))
             return None
 
     def exception_classes(self, task: str, value: object) -> tuple[type[BaseException], ...] | None:
@@ -600,15 +792,21 @@ class _Checker:
             )
             return None
         classes: list[type[BaseException]] = []
+        before = len(self.problems)
         for name in names:
             path = name if ("." in name or ":" in name) else f"builtins:{name}"
+            if not self.import_code:
+                self.import_path(task, "retry.retry_on", path)
+                continue
             obj = self.import_object(task, "retry.retry_on", path)
             if obj is None:
-                return None
+                continue
             if not (isinstance(obj, type) and issubclass(obj, BaseException)):
                 self.problem(task, "retry.retry_on", f"{name!r} is not an exception class")
-                return None
+                continue
             classes.append(obj)
+        if len(self.problems) > before:
+            return None
         return tuple(classes)
 
     def schedule(self, task: str, value: object, timezone: str | None) -> Schedule | None:
@@ -625,6 +823,7 @@ class _Checker:
                 f"got {value!r}",
             )
             return None
+        before = len(self.problems)
         self.unknown_fields(value, _SCHEDULE_FIELDS, task, "schedule.")
         kinds = [k for k in _SCHEDULE_KINDS if k in value]
         if len(kinds) != 1:
@@ -637,7 +836,55 @@ class _Checker:
             return None
         kind = kinds[0]
         zone = value.get("timezone", timezone)
-        policies = {k: value[k] for k in _SCHEDULE_POLICIES if k in value}
+        if "timezone" in value:
+            try:
+                if not isinstance(zone, str):
+                    raise TypeError(f"must be a time zone name, not {_kind(zone)}")
+                CronSchedule("0 0 * * *", zone)
+            except (TypeError, ValueError, OSError) as exc:
+                self.problem(task, "schedule.timezone", str(exc))
+                zone = timezone
+        # Each policy on its own (on a schedule that always fires), so that every
+        # bad one is reported, by the scheduling module's own validators.
+        policies: dict[str, Any] = {}
+        for policy in _SCHEDULE_POLICIES:
+            if policy not in value:
+                continue
+            option = value[policy]
+            if policy in ("misfire_grace_time", "jitter"):
+                allow_zero = policy == "jitter"
+                if self.seconds(task, f"schedule.{policy}", option, allow_zero=allow_zero) is None:
+                    continue
+            try:
+                CronSchedule("* * * * *", "UTC", **{policy: option})
+            except (TypeError, ValueError) as exc:
+                self.problem(task, f"schedule.{policy}", str(exc))
+                continue
+            policies[policy] = option
+        made = self.schedule_of_kind(task, kind, value, zone, {}, as_string)
+        if made is None or len(self.problems) > before:
+            return None
+        try:
+            schedule = self.schedule_of_kind(task, kind, value, zone, policies, as_string)
+        except Exception as exc:
+            # The policies are valid one by one; together they can contradict
+            # the time (windows that never meet a cron expression).
+            self.problem(task, "schedule", str(exc))
+            return None
+        if isinstance(schedule, OneOffSchedule):
+            self.check_not_past(task, schedule)
+        return schedule
+
+    def schedule_of_kind(
+        self,
+        task: str,
+        kind: str,
+        value: Mapping[str, Any],
+        zone: str | None,
+        policies: dict[str, Any],
+        as_string: bool,
+    ) -> Schedule | None:
+        """Build the schedule; with no *policies*, report its problems (None if any)."""
         field = "schedule" if as_string else f"schedule.{kind}"
         try:
             if kind == "cron":
@@ -659,6 +906,8 @@ class _Checker:
             unit = value.get("unit")
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ValueError(f"must be an integer >= 1, not {count!r}")
+            if count > MAX_SECONDS:
+                raise ValueError(f"must be at most {MAX_SECONDS}, not {count!r}")
             if unit not in _INTERVAL_UNITS:
                 field = "schedule.unit"
                 raise ValueError(f"must be one of {', '.join(_INTERVAL_UNITS)}; got {unit!r}")
@@ -672,13 +921,25 @@ class _Checker:
             field = "schedule"
             return IntervalSchedule(job, zone, **policies)
         except Exception as exc:
+            if policies:
+                raise
             # The scheduling module's messages name what is wrong (for cron, the field).
-            message = str(exc)
-            for policy in _SCHEDULE_POLICIES:
-                if message.startswith(policy):
-                    field = f"schedule.{policy}"
-            self.problem(task, field, message)
+            self.problem(task, field, str(exc))
             return None
+
+    def check_not_past(self, task: str, schedule: OneOffSchedule) -> None:
+        """A one-off time already past would fire at once: refuse it (unless within its grace)."""
+        now = _dt.datetime.now(_dt.timezone.utc)
+        late = (now - schedule.at).total_seconds()
+        grace = schedule.misfire_grace_time
+        if late >= 0 and (grace is None or late > grace):
+            current = now.astimezone(schedule.tz).isoformat(timespec="seconds")
+            self.problem(
+                task,
+                "schedule.once",
+                f"{schedule.at.isoformat()} is in the past (now {current}); "
+                "a one-off schedule must be in the future",
+            )
 
 
 def _stable_order(dependencies: Mapping[str, tuple[str, ...]]) -> list[str]:
