@@ -109,9 +109,7 @@ class Report:
                 lines.append(f"  FAIL  {result.name}")
                 lines.extend(f"          {problem}" for problem in result.problems)
         if self.sizes:
-            lines.append(
-                "  size  " + ", ".join(f"{k} {v:,} bytes" for k, v in self.sizes.items())
-            )
+            lines.append("  size  " + ", ".join(f"{k} {v:,} bytes" for k, v in self.sizes.items()))
         return "\n".join(lines)
 
 
@@ -148,7 +146,7 @@ def _elf_problems(name: str, data: bytes) -> list[str]:
             continue
         for tag in section.iter_tags():
             if tag.entry.d_tag in ("DT_RPATH", "DT_RUNPATH"):
-                path = getattr(tag, "rpath", None) or getattr(tag, "runpath", "")
+                path = str(getattr(tag, "rpath", None) or getattr(tag, "runpath", ""))
                 outside = [p for p in path.split(":") if p and not p.startswith("$ORIGIN")]
                 if outside:
                     problems.append(f"{name}: {tag.entry.d_tag} into the build machine: {path}")
@@ -169,7 +167,7 @@ def build_path_problems(name: str, data: bytes, forbid: Sequence[str]) -> list[s
 
 
 def _is_extension(member: str) -> bool:
-    return bool(re.fullmatch(rf"{PACKAGE}/_core\.[^/]+\.(so|pyd)|{PACKAGE}/_core\.(so|pyd)", member))
+    return bool(re.fullmatch(rf"{PACKAGE}/_core(\.[^/]+)?\.(so|pyd)", member))
 
 
 def member_problems(names: Sequence[str], dist_info: str) -> list[str]:
@@ -200,9 +198,7 @@ def member_problems(names: Sequence[str], dist_info: str) -> list[str]:
     return problems
 
 
-def check_wheel(
-    path: Path, forbid_paths: Sequence[str] = (), src: Path | None = None
-) -> Report:
+def check_wheel(path: Path, forbid_paths: Sequence[str] = (), src: Path | None = None) -> Report:
     report = Report(path)
     match = re.fullmatch(r"([^-]+)-([^-]+)-([^-]+)-([^-]+)-([^-]+)\.whl", path.name)
     if not match:
@@ -242,15 +238,19 @@ def check_wheel(
 
     def license_text() -> list[str]:
         text = contents.get(f"{dist_info}/licenses/LICENSE", b"")
-        return [] if b"MIT License" in text and b"threadloom developers" in text else [
-            "licenses/LICENSE is not threadloom's MIT licence"
-        ]
+        return (
+            []
+            if b"MIT License" in text and b"threadloom developers" in text
+            else ["licenses/LICENSE is not threadloom's MIT licence"]
+        )
 
     def entry_point() -> list[str]:
         text = contents.get(f"{dist_info}/entry_points.txt", b"").decode()
-        return [] if re.search(r"^threadloom = threadloom\.cli:main$", text, re.M) else [
-            "no console script threadloom = threadloom.cli:main"
-        ]
+        return (
+            []
+            if re.search(r"^threadloom = threadloom\.cli:main$", text, re.M)
+            else ["no console script threadloom = threadloom.cli:main"]
+        )
 
     def modules_complete() -> list[str]:
         assert src is not None
@@ -275,7 +275,10 @@ def check_wheel(
 
     report.check("file name and platform tag", file_name)
     report.check("version and licence metadata", version_agrees)
-    report.check("files: extension, .pyi, py.typed, LICENSE; no sources or tests", lambda: member_problems(names, dist_info))
+    report.check(
+        "files: extension, .pyi, py.typed, LICENSE; no sources or tests",
+        lambda: member_problems(names, dist_info),
+    )
     report.check("LICENSE text", license_text)
     report.check("console script", entry_point)
     if src is not None:
@@ -303,7 +306,11 @@ def check_sdist(path: Path, src: Path | None = None) -> Report:
     names = {m.split("/", 1)[1] for m in members if "/" in m}
 
     def layout() -> list[str]:
-        return [] if root.startswith(f"{PACKAGE}-") else [f"expected one {PACKAGE}-* root, found {sorted(roots)}"]
+        return (
+            []
+            if root.startswith(f"{PACKAGE}-")
+            else [f"expected one {PACKAGE}-* root, found {sorted(roots)}"]
+        )
 
     def required() -> list[str]:
         return [f"missing {r}" for r in SDIST_REQUIRED if r not in names]

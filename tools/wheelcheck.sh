@@ -112,7 +112,7 @@ done_step
 
 step "installing the wheel into a fresh virtual environment"
 "$python" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install -q "$wheel[test]"
+"$work/venv/bin/python" -m pip install -q "${wheel}[test]"
 done_step
 
 # The tests come from the sdist, as cibuildwheel runs them; pytest runs in an
