@@ -8,6 +8,7 @@ from ._future import Future
 from ._impl import NATIVE
 from ._task import SubmitOptions, TaskCancelled, TaskContext, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
+from ._version import __version__
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
 from .retry import RetryPolicy
 from .thread_pool_manager import (
@@ -73,8 +74,6 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "NATIVE",
