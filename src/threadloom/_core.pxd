@@ -117,7 +117,7 @@ cdef class Dispatcher:
     cdef bint _closing
     cdef public object reject
     cdef _start_worker(self)
-    cdef object _submit_managed(self, object fn, tuple args, dict kwargs, int64_t priority, object name, object retry, object timeout, object on_done, object on_start, object tag, bint run_in_caller, object run_coroutine)
+    cdef object _submit_managed(self, object fn, tuple args, dict kwargs, int64_t priority, object name, object retry, object timeout, object on_done, object on_start, object tag, bint run_in_caller, object run_coroutine, Py_ssize_t node)
     cdef void _after_push(self) except *
     cdef void _dead_added(self, int64_t priority) except *
     cdef void _dead_popped(self, int64_t priority) except *

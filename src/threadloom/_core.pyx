@@ -854,16 +854,16 @@ cdef class Dispatcher:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
         return self._submit_managed(
             fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag,
-            run_in_caller, run_coroutine,
+            run_in_caller, run_coroutine, -1,
         )
 
     cdef object _submit_managed(
         self, object fn, tuple args, dict kwargs, int64_t priority, object name, object retry,
         object timeout, object on_done, object on_start, object tag, bint run_in_caller,
-        object run_coroutine,
+        object run_coroutine, Py_ssize_t node,
     ):
         cdef ManagedTask task
-        future = _new_managed(self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag)
+        future = _new_managed(self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag, node)
         task = <ManagedTask>future._task
         if timeout is not None:
             task._deadline_ns = tl_now_ns() + <uint64_t>(<double>timeout * 1e9)

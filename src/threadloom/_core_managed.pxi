@@ -393,8 +393,9 @@ cdef class ManagedTask:
     cdef Dispatcher _dispatch
     cdef object on_done
     cdef object on_start
-    #: Results of the task's dependencies (set by a TaskManager).
-    cdef public object upstream_results
+    cdef object _upstream
+    #: Its node in a graph run (on_done is then the GraphRunner), else -1.
+    cdef Py_ssize_t _node
     #: The owner's data about this task (a TaskManager's run record).
     cdef public object tag
     cdef object __weakref__
@@ -486,6 +487,22 @@ cdef class ManagedTask:
                 event.set()
             except BaseException:
                 pass
+
+    @property
+    def upstream_results(self):
+        """Results of the task's dependencies that completed, by name (in a task graph)."""
+        upstream = self._upstream
+        if upstream is None:
+            if self._node >= 0 and type(self.on_done) is GraphRunner:
+                upstream = (<GraphRunner>self.on_done)._upstream_of(self._node)
+            else:
+                upstream = _EMPTY_MAPPING
+            self._upstream = upstream
+        return upstream
+
+    @upstream_results.setter
+    def upstream_results(self, value):
+        self._upstream = value
 
     def __repr__(self):
         return f"<ManagedTask {self.task_id} name={self.name!r} status={self.status.value}>"
@@ -711,7 +728,7 @@ cdef class ManagedTask:
         self.fn = None
         self.args = _EMPTY_ARGS
         self.kwargs = None
-        self.upstream_results = _EMPTY_MAPPING
+        self._upstream = None
         callbacks = None
         try:
             if cancel:
@@ -747,7 +764,9 @@ cdef void _run_completion(ManagedTask task, object future, object callbacks) exc
     task.on_start = None
     if on_done is not None:
         try:
-            if type(on_done) is TaskRegistry:
+            if type(on_done) is GraphRunner:
+                (<GraphRunner>on_done)._node_done(task, future)
+            elif type(on_done) is TaskRegistry:
                 (<TaskRegistry>on_done)._task_done(task, future)
             else:
                 on_done(task, future)
@@ -824,6 +843,7 @@ cdef object _cancel_notified(object future, bint defer):
 cdef object _new_managed(
     Dispatcher dispatch, object fn, object args, object kwargs, int64_t priority,
     object name, object retry, object timeout, object on_done, object on_start, object tag,
+    Py_ssize_t node,
 ):
     cdef ManagedTask task = ManagedTask.__new__(ManagedTask)
     if _task_future_type is None:
@@ -840,7 +860,7 @@ cdef object _new_managed(
     task.on_done = on_done
     task.on_start = on_start
     task.tag = tag
-    task.upstream_results = _EMPTY_MAPPING
+    task._node = node
     task._status = ST_QUEUED
     task._dispatch = dispatch
     task._submitted_ns = tl_now_ns()
@@ -920,7 +940,7 @@ cdef class TaskRegistry:
         if not _INT32_MIN <= priority <= _INT32_MAX:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
         future = dispatch._submit_managed(
-            fn, args, kwargs, priority, None, retry, None, self, None, None, False, None
+            fn, args, kwargs, priority, None, retry, None, self, None, None, False, None, -1
         )
         return f"task-{(<ManagedTask>future._task)._number}"
 
@@ -1061,7 +1081,7 @@ cdef class SubmitView:
                 return dispatch.submit(self._priority, fn, args, kwargs)
             return dispatch._submit_managed(
                 fn, args, kwargs, self._priority, self.name, self.retry, self.timeout,
-                None, None, None, False, None,
+                None, None, None, False, None, -1,
             )
         except QueueClosed:
             raise dispatch._rejection() from None
@@ -1105,7 +1125,7 @@ cdef class PoolBase:
             try:
                 future = (<Dispatcher>dispatch)._submit_managed(
                     func, args, kwargs, priority, None, self.default_retry, None,
-                    self._registry, None, None, False, None,
+                    self._registry, None, None, False, None, -1,
                 )
             except QueueClosed:
                 raise self._rejection() from None
@@ -1127,3 +1147,534 @@ cdef class PoolBase:
         if future is None:
             raise self._unknown_task(task_id)
         return future_result(future, timeout)
+
+
+# --------------------------------------------------------------------------
+# Task graphs: one execution of a dependency closure
+# --------------------------------------------------------------------------
+
+# Node states: waiting (undecided), launched (handed to the pool), then a
+# terminal status.  Trigger rules as in threadloom._graph.TriggerRule.
+cdef enum:
+    NS_WAITING = 0
+    NS_LAUNCHED = 1
+    NS_COMPLETED = 2
+    NS_FAILED = 3
+    NS_CANCELLED = 4
+    NS_TIMED_OUT = 5
+    NS_SKIPPED = 6
+    NS_UPSTREAM_FAILED = 7
+
+cdef enum:
+    RULE_ALL_SUCCESS = 0
+    RULE_ALL_DONE = 1
+    RULE_ONE_SUCCESS = 2
+    RULE_ONE_FAILED = 3
+    RULE_NONE_FAILED = 4
+
+cdef tuple _NODE_STATUS = (
+    TaskStatus.PENDING,
+    TaskStatus.QUEUED,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.TIMED_OUT,
+    TaskStatus.SKIPPED,
+    TaskStatus.UPSTREAM_FAILED,
+)
+cdef dict _RULE_CODES = {
+    "all_success": RULE_ALL_SUCCESS,
+    "all_done": RULE_ALL_DONE,
+    "one_success": RULE_ONE_SUCCESS,
+    "one_failed": RULE_ONE_FAILED,
+    "none_failed": RULE_NONE_FAILED,
+}
+
+
+cdef inline int _judge(int rule, int total, int succeeded, int failed, int skipped) noexcept:
+    """threadloom._graph.judge: NS_LAUNCHED (run), NS_WAITING, NS_SKIPPED or NS_UPSTREAM_FAILED."""
+    if rule == RULE_ONE_SUCCESS and succeeded:
+        return NS_LAUNCHED
+    if rule == RULE_ONE_FAILED and failed:
+        return NS_LAUNCHED
+    if succeeded + failed + skipped < total:
+        return NS_WAITING
+    if rule == RULE_ALL_DONE or total == 0:
+        return NS_LAUNCHED
+    if rule == RULE_ONE_FAILED:
+        return NS_SKIPPED
+    if failed:
+        return NS_UPSTREAM_FAILED
+    if rule == RULE_NONE_FAILED or (rule == RULE_ALL_SUCCESS and not skipped):
+        return NS_LAUNCHED
+    return NS_SKIPPED
+
+
+def closure_order(dependencies, targets):
+    """*targets* and everything they depend on, dependencies first, each once.
+
+    *dependencies* maps a node to its dependencies and must be acyclic.  An
+    iterative depth-first walk: chains of any depth are fine.
+
+    Raises:
+        KeyError: a target or dependency is not in *dependencies*.
+    """
+    # Three parallel stacks (node, its dependencies, how far they were walked);
+    # no negative indexes: the module is compiled with wraparound off.
+    cdef list order = []
+    cdef set seen = set()
+    cdef list stack_nodes = []
+    cdef list stack_deps = []
+    cdef list stack_pos = []
+    cdef Py_ssize_t pos, top
+    cdef tuple deps
+    for target in targets:
+        if target in seen:
+            continue
+        seen.add(target)
+        stack_nodes.append(target)
+        stack_deps.append(tuple(dependencies[target]))
+        stack_pos.append(0)
+        while stack_nodes:
+            top = len(stack_nodes) - 1
+            deps = <tuple>stack_deps[top]
+            pos = <Py_ssize_t>stack_pos[top]
+            while pos < len(deps) and deps[pos] in seen:
+                pos += 1
+            if pos < len(deps):
+                dep = deps[pos]
+                stack_pos[top] = pos + 1
+                seen.add(dep)
+                stack_nodes.append(dep)
+                stack_deps.append(tuple(dependencies[dep]))
+                stack_pos.append(0)
+            else:
+                order.append(stack_nodes.pop())
+                stack_deps.pop()
+                stack_pos.pop()
+    return order
+
+
+@cython.final
+@cython.no_gc_clear
+cdef class GraphRunner:
+    """One execution of a task graph, run on a dispatcher.
+
+    *tasks* are the graph's nodes, dependencies first (``closure_order``);
+    each has ``task_id``, ``name``, ``func``, ``args``, ``kwargs``,
+    ``dependencies`` (ids), ``priority``, ``max_retries``, ``retry``,
+    ``timeout``, ``enabled``, ``trigger_rule`` and ``results_param`` (a
+    TaskManager's TaskInfo).  A node runs at its priority raised to that of
+    the highest-priority node waiting on it.
+
+    The bookkeeping is a few flat C arrays (no object per node).  The worker
+    that ends a node's task updates its dependents' counters and queues those
+    that became ready at once: no hop through another thread.  Each update
+    of the arrays runs no Python code, so under the GIL it is atomic (free-
+    threaded builds take a critical section on the runner); launches and the
+    owner's hooks run outside it.
+
+    ``on_node_end(runner, i)`` is called once per node as it ends (run or
+    not); ``on_finished(runner)`` once, after the last.  Neither may block.
+    """
+
+    cdef Dispatcher _dispatch
+    cdef readonly Py_ssize_t size
+    cdef list _tasks
+    cdef list _results
+    cdef list _errors
+    cdef list _futures
+    cdef int *_total
+    cdef int *_succeeded
+    cdef int *_failed
+    cdef int *_skipped
+    cdef int *_rules
+    cdef int *_attempts
+    cdef unsigned char *_state
+    cdef unsigned char *_cancel
+    cdef int64_t *_priority
+    cdef uint64_t *_queued_ns
+    cdef uint64_t *_started_ns
+    cdef uint64_t *_finished_ns
+    cdef Py_ssize_t *_first
+    cdef Py_ssize_t *_dependents
+    cdef Py_ssize_t *_dep_first
+    cdef Py_ssize_t *_deps
+    cdef Py_ssize_t _unfinished
+    cdef bint _cancel_all
+    cdef bint _finished
+    cdef bint _started
+    cdef public object on_node_end
+    cdef public object on_finished
+    #: ``wrap(func, args, kwargs) -> (func, args, kwargs)`` applied at launch, or None.
+    cdef public object call_wrapper
+
+    def __cinit__(self, Dispatcher dispatch, list tasks):
+        cdef Py_ssize_t n = len(tasks)
+        cdef Py_ssize_t i, j, k, edges = 0
+        cdef dict index = {}
+        self._dispatch = dispatch
+        self.size = n
+        self._tasks = tasks
+        self._results = [None] * n
+        self._errors = [None] * n
+        self._futures = [None] * n
+        self._unfinished = n
+        for i in range(n):
+            index[(<object>tasks[i]).task_id] = i
+            edges += len((<object>tasks[i]).dependencies)
+        self._total = <int *>calloc(n + 1, sizeof(int))
+        self._succeeded = <int *>calloc(n + 1, sizeof(int))
+        self._failed = <int *>calloc(n + 1, sizeof(int))
+        self._skipped = <int *>calloc(n + 1, sizeof(int))
+        self._rules = <int *>calloc(n + 1, sizeof(int))
+        self._attempts = <int *>calloc(n + 1, sizeof(int))
+        self._state = <unsigned char *>calloc(n + 1, 1)
+        self._cancel = <unsigned char *>calloc(n + 1, 1)
+        self._priority = <int64_t *>calloc(n + 1, sizeof(int64_t))
+        self._queued_ns = <uint64_t *>calloc(n + 1, sizeof(uint64_t))
+        self._started_ns = <uint64_t *>calloc(n + 1, sizeof(uint64_t))
+        self._finished_ns = <uint64_t *>calloc(n + 1, sizeof(uint64_t))
+        self._first = <Py_ssize_t *>calloc(n + 1, sizeof(Py_ssize_t))
+        self._dependents = <Py_ssize_t *>calloc(edges + 1, sizeof(Py_ssize_t))
+        self._dep_first = <Py_ssize_t *>calloc(n + 1, sizeof(Py_ssize_t))
+        self._deps = <Py_ssize_t *>calloc(edges + 1, sizeof(Py_ssize_t))
+        if (
+            not self._total or not self._succeeded or not self._failed or not self._skipped
+            or not self._rules or not self._attempts or not self._state or not self._cancel
+            or not self._priority or not self._queued_ns or not self._started_ns
+            or not self._finished_ns or not self._first or not self._dependents
+            or not self._dep_first or not self._deps
+        ):
+            raise MemoryError()
+        # Dependencies by index (CSR), and the fan-out of each node.
+        k = 0
+        for i in range(n):
+            task = tasks[i]
+            self._dep_first[i] = k
+            for dep in task.dependencies:
+                j = <Py_ssize_t>index[dep]
+                self._deps[k] = j
+                self._first[j] += 1
+                k += 1
+            self._total[i] = <int>(k - self._dep_first[i])
+            self._priority[i] = <int64_t>task.priority
+            rule = task.trigger_rule
+            self._rules[i] = RULE_ALL_SUCCESS if rule is None else <int>_RULE_CODES[str(rule.value) if hasattr(rule, "value") else str(rule)]
+        self._dep_first[n] = k
+        # Dependents (CSR): turn the fan-out counts into offsets, then fill.
+        cdef Py_ssize_t running = 0, count
+        for i in range(n):
+            count = self._first[i]
+            self._first[i] = running
+            running += count
+        self._first[n] = running
+        cdef Py_ssize_t *fill = <Py_ssize_t *>malloc((n + 1) * sizeof(Py_ssize_t))
+        if fill == NULL:
+            raise MemoryError()
+        for i in range(n):
+            fill[i] = self._first[i]
+        for i in range(n):
+            for k in range(self._dep_first[i], self._dep_first[i + 1]):
+                j = self._deps[k]
+                self._dependents[fill[j]] = i
+                fill[j] += 1
+        free(fill)
+        # Priority inheritance: dependents come after their dependencies, so
+        # walking backwards settles a node before it is pushed down.
+        for i in range(n - 1, -1, -1):
+            for k in range(self._dep_first[i], self._dep_first[i + 1]):
+                j = self._deps[k]
+                if self._priority[j] < self._priority[i]:
+                    self._priority[j] = self._priority[i]
+        self._unfinished = n
+        self.on_node_end = None
+        self.on_finished = None
+
+    def __dealloc__(self):
+        free(self._total)
+        free(self._succeeded)
+        free(self._failed)
+        free(self._skipped)
+        free(self._rules)
+        free(self._attempts)
+        free(self._state)
+        free(self._cancel)
+        free(self._priority)
+        free(self._queued_ns)
+        free(self._started_ns)
+        free(self._finished_ns)
+        free(self._first)
+        free(self._dependents)
+        free(self._dep_first)
+        free(self._deps)
+
+    # -- running ---------------------------------------------------------------
+    def start(self):
+        """Queue every node without dependencies (once)."""
+        cdef list ready = []
+        cdef list ended = []
+        cdef Py_ssize_t i
+        with cython.critical_section(self):
+            if self._started:
+                return
+            self._started = True
+            for i in range(self.size):
+                if self._total[i] == 0 and self._state[i] == NS_WAITING:
+                    self._state[i] = NS_LAUNCHED
+                    ready.append(i)
+        self._advance(ready, ended)
+
+    cdef void _advance(self, list ready, list ended) except *:
+        """Launch *ready* nodes (and whatever that decides), then report *ended* ones."""
+        cdef Py_ssize_t i
+        while ready:
+            i = <Py_ssize_t>ready.pop()
+            self._launch(i, ready, ended)
+        hook = self.on_node_end
+        if hook is not None:
+            for i in ended:
+                try:
+                    hook(self, i)
+                except BaseException:
+                    LOGGER.exception("graph node-end hook failed")
+        self._check_finished()
+
+    cdef void _check_finished(self) except *:
+        cdef bint finished = False
+        with cython.critical_section(self):
+            if self._unfinished == 0 and self._started and not self._finished:
+                self._finished = True
+                finished = True
+        if finished:
+            hook = self.on_finished
+            if hook is not None:
+                try:
+                    hook(self)
+                except BaseException:
+                    LOGGER.exception("graph finished hook failed")
+
+    cdef void _launch(self, Py_ssize_t i, list ready, list ended) except *:
+        # The node's state is NS_LAUNCHED (set when it became ready).
+        cdef int code = NS_WAITING
+        task = self._tasks[i]
+        error = None
+        if self._cancel_all or self._cancel[i]:
+            code = NS_CANCELLED
+        elif not task.enabled:
+            code = NS_SKIPPED
+        if code != NS_WAITING:
+            with cython.critical_section(self):
+                self._end(i, code, ready, ended)
+            return
+        kwargs = task.kwargs
+        kwargs = dict(kwargs) if kwargs else None
+        results_param = task.results_param
+        if results_param is not None:
+            if kwargs is None:
+                kwargs = {}
+            kwargs[results_param] = self._upstream_of(i)
+        retry = task.retry if task.max_retries else None
+        func = task.func
+        args = task.args
+        self._queued_ns[i] = tl_now_ns()
+        try:
+            if self.call_wrapper is not None:
+                func, args, kwargs = self.call_wrapper(func, args, kwargs)
+            future = self._dispatch._submit_managed(
+                func, args, kwargs, self._priority[i], task.name, retry, task.timeout,
+                self, None, None, False, None, i,
+            )
+        except QueueClosed:
+            error = self._dispatch._rejection()
+        except BaseException as exc:
+            error = exc
+        if error is not None:
+            # The pool refused it (it is stopping): the run fails, and its
+            # dependents are judged as after any failure.
+            self._errors[i] = error
+            with cython.critical_section(self):
+                self._end(i, NS_FAILED, ready, ended)
+            return
+        cancel_now = False
+        with cython.critical_section(self):
+            if self._state[i] == NS_LAUNCHED:
+                self._futures[i] = future
+                # A cancel that ran between the check above and now found no
+                # future to cancel: it is this thread's job.
+                cancel_now = self._cancel_all or self._cancel[i]
+        if cancel_now:
+            future.cancel()
+
+    cdef void _node_done(self, ManagedTask task, object future) except *:
+        # On the thread that ended the task (the done-hook).
+        cdef Py_ssize_t i = task._node
+        cdef int status = task._status
+        cdef int code
+        cdef list ready = []
+        cdef list ended = []
+        if status == ST_COMPLETED:
+            code = NS_COMPLETED
+            self._results[i] = future._result
+        elif status == ST_CANCELLED:
+            code = NS_CANCELLED
+        elif status == ST_TIMED_OUT:
+            code = NS_TIMED_OUT
+            self._errors[i] = future._exception
+        else:
+            code = NS_FAILED
+            self._errors[i] = future._exception
+        self._attempts[i] = task.attempts
+        self._started_ns[i] = task._started_ns
+        self._finished_ns[i] = task._finished_ns
+        with cython.critical_section(self):
+            self._futures[i] = None
+            if self._state[i] == NS_LAUNCHED:
+                self._end(i, code, ready, ended)
+        self._advance(ready, ended)
+
+    cdef void _end(self, Py_ssize_t i, int code, list ready, list ended) noexcept:
+        # Under the critical section.  A worklist, not recursion: a failure
+        # can cascade down a 100,000-deep chain.
+        cdef Py_ssize_t k, j
+        cdef int verdict
+        cdef list work = [i]
+        cdef list codes = [code]
+        while work:
+            i = <Py_ssize_t>work.pop()
+            code = <int>codes.pop()
+            self._state[i] = <unsigned char>code
+            if not self._finished_ns[i]:
+                self._finished_ns[i] = tl_now_ns()
+            self._unfinished -= 1
+            ended.append(i)
+            for k in range(self._first[i], self._first[i + 1]):
+                j = self._dependents[k]
+                if self._state[j] != NS_WAITING:
+                    continue
+                if code == NS_COMPLETED:
+                    self._succeeded[j] += 1
+                elif code == NS_SKIPPED:
+                    self._skipped[j] += 1
+                else:
+                    self._failed[j] += 1
+                verdict = _judge(
+                    self._rules[j], self._total[j], self._succeeded[j], self._failed[j],
+                    self._skipped[j],
+                )
+                if verdict == NS_LAUNCHED:
+                    self._state[j] = NS_LAUNCHED
+                    ready.append(j)
+                elif verdict != NS_WAITING:
+                    work.append(j)
+                    codes.append(verdict)
+
+    # -- cancelling --------------------------------------------------------------
+    def cancel(self, nodes=None):
+        """Cancel every node (*nodes* None) or the nodes at these indexes.
+
+        A node not yet run ends CANCELLED at once (its dependents are judged
+        by their rules; cancelling all decides every node); a queued one is
+        cancelled in the pool; a running one is asked to stop.  Returns
+        whether anything was left to cancel.
+        """
+        cdef list ready = []
+        cdef list ended = []
+        cdef list in_flight = []
+        cdef Py_ssize_t i
+        cdef bint found = False
+        with cython.critical_section(self):
+            if nodes is None:
+                if self._cancel_all or self._finished:
+                    return False
+                self._cancel_all = True
+                found = True
+                for i in range(self.size):
+                    if self._state[i] == NS_WAITING:
+                        self._state[i] = NS_CANCELLED
+                        if not self._finished_ns[i]:
+                            self._finished_ns[i] = tl_now_ns()
+                        self._unfinished -= 1
+                        ended.append(i)
+                    elif self._state[i] == NS_LAUNCHED and self._futures[i] is not None:
+                        in_flight.append(self._futures[i])
+            else:
+                for i in nodes:
+                    if self._state[i] == NS_WAITING:
+                        found = True
+                        self._cancel[i] = 1
+                        self._end(i, NS_CANCELLED, ready, ended)
+                    elif self._state[i] == NS_LAUNCHED:
+                        found = True
+                        self._cancel[i] = 1
+                        if self._futures[i] is not None:
+                            in_flight.append(self._futures[i])
+        for future in in_flight:
+            future.cancel()
+        if self._started:
+            self._advance(ready, ended)
+        else:
+            hook = self.on_node_end
+            if hook is not None:
+                for i in ended:
+                    hook(self, i)
+        return found
+
+    # -- what it knows -------------------------------------------------------------
+    @property
+    def done(self):
+        return self._finished
+
+    @property
+    def cancel_requested(self):
+        return self._cancel_all
+
+    def node_state(self, Py_ssize_t i):
+        """The node's status: PENDING, a live QUEUED/RUNNING/RETRYING, or terminal."""
+        cdef int state = self._state[i]
+        if state == NS_LAUNCHED:
+            future = self._futures[i]
+            if future is not None:
+                return (<ManagedTask>future._task).status
+            return TaskStatus.QUEUED
+        return _NODE_STATUS[state]
+
+    def node_record(self, Py_ssize_t i):
+        """``(status, priority, attempts, queued_at, started_at, finished_at, duration, error)``."""
+        cdef int state = self._state[i]
+        status = self.node_state(i)
+        queued = _wall(self._queued_ns[i]) if self._queued_ns[i] else None
+        started = _wall(self._started_ns[i]) if self._started_ns[i] else None
+        finished = _wall(self._finished_ns[i]) if state >= NS_COMPLETED and self._finished_ns[i] else None
+        duration = None
+        if started is not None and finished is not None:
+            duration = (<double>self._finished_ns[i] - <double>self._started_ns[i]) / 1e9
+        return (
+            status, self._priority[i], self._attempts[i], queued, started, finished, duration,
+            self._errors[i],
+        )
+
+    def node_status_code(self, Py_ssize_t i):
+        return self._state[i]
+
+    def result(self, Py_ssize_t i):
+        return self._results[i]
+
+    def error(self, Py_ssize_t i):
+        return self._errors[i]
+
+    def task(self, Py_ssize_t i):
+        return self._tasks[i]
+
+    def forget_results(self):
+        """Drop results and errors (the execution is no longer remembered)."""
+        self._results = [None] * self.size
+
+    cdef object _upstream_of(self, Py_ssize_t i):
+        cdef Py_ssize_t k, j
+        cdef dict upstream = {}
+        for k in range(self._dep_first[i], self._dep_first[i + 1]):
+            j = self._deps[k]
+            if self._state[j] == NS_COMPLETED:
+                upstream[(<object>self._tasks[j]).name] = self._results[j]
+        return _types.MappingProxyType(upstream)

@@ -727,12 +727,13 @@ class Dispatcher:
         tag: Any = None,
         run_in_caller: bool = False,
         run_coroutine: Callable[[Any], Any] | None = None,
+        node: int = -1,
     ) -> Any:
         """Queue a managed task; return its future (see the native core)."""
         if not _INT32_MIN <= priority <= _INT32_MAX:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
         future = _new_managed(
-            self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag
+            self, fn, args, kwargs, priority, name, retry, timeout, on_done, on_start, tag, node
         )
         task: ManagedTask = future._task
         if timeout is not None:
@@ -1256,9 +1257,10 @@ class ManagedTask:
         "on_done",
         "on_start",
         "retry",
+        "_node",
+        "_upstream",
         "tag",
         "timeout",
-        "upstream_results",
     )
 
     def __init__(self) -> None:
@@ -1342,6 +1344,23 @@ class ManagedTask:
         event = self._cancel_event
         if event is not None:
             event.set()
+
+    @property
+    def upstream_results(self) -> Any:
+        """Results of the task's dependencies that completed, by name (in a task graph)."""
+        upstream = self._upstream
+        if upstream is None:
+            on_done = self.on_done
+            if self._node >= 0 and isinstance(on_done, GraphRunner):
+                upstream = on_done._upstream_of(self._node)
+            else:
+                upstream = _EMPTY_MAPPING
+            self._upstream = upstream
+        return upstream
+
+    @upstream_results.setter
+    def upstream_results(self, value: Any) -> None:
+        self._upstream = value
 
     def __repr__(self) -> str:
         return f"<ManagedTask {self.task_id} name={self.name!r} status={self._status.value}>"
@@ -1570,7 +1589,7 @@ class ManagedTask:
         self.fn = None
         self.args = ()
         self.kwargs = None
-        self.upstream_results = _EMPTY_MAPPING
+        self._upstream = None
         callbacks = None
         try:
             if cancel:
@@ -1597,11 +1616,14 @@ class ManagedTask:
 def _run_completion(task: ManagedTask, future: Any, callbacks: Any) -> None:
     _invoke_callbacks(future, callbacks)
     on_done = task.on_done
+    task.on_done = None
+    task.on_start = None
     if on_done is not None:
         try:
             on_done(task, future)
         except BaseException:
             LOGGER.exception("task-done hook failed for %s", task.task_id)
+    task.tag = None
 
 
 def _run_deferred(task: ManagedTask, future: Any, callbacks: Any) -> None:
@@ -1665,6 +1687,7 @@ def _new_managed(
     on_done: Any,
     on_start: Any,
     tag: Any,
+    node: int = -1,
 ) -> Any:
     if _task_future_type is None:
         raise RuntimeError("threadloom core used before set_task_future_type()")
@@ -1679,7 +1702,8 @@ def _new_managed(
     task.on_done = on_done
     task.on_start = on_start
     task.tag = tag
-    task.upstream_results = _EMPTY_MAPPING
+    task._node = node
+    task._upstream = None
     task._status = _ST_QUEUED
     task._dispatch = dispatch
     task._number = next(_task_numbers)
@@ -1931,3 +1955,378 @@ class PoolBase:
         if future is None:
             raise self._unknown_task(task_id)  # type: ignore[attr-defined]
         return future_result(future, timeout)
+
+
+# --------------------------------------------------------------------------
+# Task graphs (twin of GraphRunner in _core_managed.pxi)
+# --------------------------------------------------------------------------
+
+_NS_WAITING = 0
+_NS_LAUNCHED = 1
+_NS_COMPLETED = 2
+_NS_FAILED = 3
+_NS_CANCELLED = 4
+_NS_TIMED_OUT = 5
+_NS_SKIPPED = 6
+_NS_UPSTREAM_FAILED = 7
+_NODE_STATUS = (
+    TaskStatus.PENDING,
+    TaskStatus.QUEUED,
+    TaskStatus.COMPLETED,
+    TaskStatus.FAILED,
+    TaskStatus.CANCELLED,
+    TaskStatus.TIMED_OUT,
+    TaskStatus.SKIPPED,
+    TaskStatus.UPSTREAM_FAILED,
+)
+_RULE_CODES = {
+    "all_success": 0,
+    "all_done": 1,
+    "one_success": 2,
+    "one_failed": 3,
+    "none_failed": 4,
+}
+
+
+def _judge(rule: int, total: int, succeeded: int, failed: int, skipped: int) -> int:
+    if rule == 2 and succeeded:
+        return _NS_LAUNCHED
+    if rule == 3 and failed:
+        return _NS_LAUNCHED
+    if succeeded + failed + skipped < total:
+        return _NS_WAITING
+    if rule == 1 or total == 0:
+        return _NS_LAUNCHED
+    if rule == 3:
+        return _NS_SKIPPED
+    if failed:
+        return _NS_UPSTREAM_FAILED
+    if rule == 4 or (rule == 0 and not skipped):
+        return _NS_LAUNCHED
+    return _NS_SKIPPED
+
+
+def closure_order(dependencies: Any, targets: Any) -> list[Any]:
+    """*targets* and everything they depend on, dependencies first, each once.
+
+    Raises:
+        KeyError: a target or dependency is not in *dependencies*.
+    """
+    order: list[Any] = []
+    seen: set[Any] = set()
+    for target in targets:
+        if target in seen:
+            continue
+        seen.add(target)
+        stack = [(target, iter(dependencies[target]))]
+        while stack:
+            node, pending = stack[-1]
+            for dep in pending:
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, iter(dependencies[dep])))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+class GraphRunner:
+    """One execution of a task graph, run on a dispatcher (see the native core)."""
+
+    def __init__(self, dispatch: Dispatcher, tasks: list[Any]) -> None:
+        n = len(tasks)
+        index = {task.task_id: i for i, task in enumerate(tasks)}
+        self._lock = threading.Lock()
+        self._dispatch = dispatch
+        self.size = n
+        self._tasks = tasks
+        self._results: list[Any] = [None] * n
+        self._errors: list[Any] = [None] * n
+        self._futures: list[Any] = [None] * n
+        self._deps = [[index[d] for d in task.dependencies] for task in tasks]
+        self._dependents: list[list[int]] = [[] for _ in range(n)]
+        for i, deps in enumerate(self._deps):
+            for j in deps:
+                self._dependents[j].append(i)
+        self._total = [len(d) for d in self._deps]
+        self._succeeded = [0] * n
+        self._failed = [0] * n
+        self._skipped = [0] * n
+        self._rules = [
+            _RULE_CODES[getattr(t.trigger_rule, "value", t.trigger_rule) or "all_success"]
+            for t in tasks
+        ]
+        self._attempts = [0] * n
+        self._state = [_NS_WAITING] * n
+        self._cancel = [False] * n
+        self._priority = [t.priority for t in tasks]
+        for i in range(n - 1, -1, -1):
+            for j in self._deps[i]:
+                if self._priority[j] < self._priority[i]:
+                    self._priority[j] = self._priority[i]
+        self._queued_ns = [0] * n
+        self._started_ns = [0] * n
+        self._finished_ns = [0] * n
+        self._unfinished = n
+        self._cancel_all = False
+        self._finished = False
+        self._started = False
+        self.on_node_end: Callable[[GraphRunner, int], object] | None = None
+        self.on_finished: Callable[[GraphRunner], object] | None = None
+        #: ``wrap(func, args, kwargs) -> (func, args, kwargs)`` applied at launch, or None.
+        self.call_wrapper: Callable[..., tuple[Any, Any, Any]] | None = None
+
+    def start(self) -> None:
+        """Queue every node without dependencies (once)."""
+        ready: list[int] = []
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            for i in range(self.size):
+                if self._total[i] == 0 and self._state[i] == _NS_WAITING:
+                    self._state[i] = _NS_LAUNCHED
+                    ready.append(i)
+        self._advance(ready, [])
+
+    def _advance(self, ready: list[int], ended: list[int]) -> None:
+        while ready:
+            self._launch(ready.pop(), ready, ended)
+        hook = self.on_node_end
+        if hook is not None:
+            for i in ended:
+                try:
+                    hook(self, i)
+                except BaseException:
+                    LOGGER.exception("graph node-end hook failed")
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        with self._lock:
+            finished = self._unfinished == 0 and self._started and not self._finished
+            if finished:
+                self._finished = True
+        if finished and self.on_finished is not None:
+            try:
+                self.on_finished(self)
+            except BaseException:
+                LOGGER.exception("graph finished hook failed")
+
+    def _launch(self, i: int, ready: list[int], ended: list[int]) -> None:
+        task = self._tasks[i]
+        code = _NS_WAITING
+        if self._cancel_all or self._cancel[i]:
+            code = _NS_CANCELLED
+        elif not task.enabled:
+            code = _NS_SKIPPED
+        if code != _NS_WAITING:
+            with self._lock:
+                self._end(i, code, ready, ended)
+            return
+        kwargs = dict(task.kwargs) if task.kwargs else None
+        if task.results_param is not None:
+            kwargs = kwargs or {}
+            kwargs[task.results_param] = self._upstream_of(i)
+        retry = task.retry if task.max_retries else None
+        func, args = task.func, task.args
+        self._queued_ns[i] = time.monotonic_ns()
+        error: BaseException | None = None
+        try:
+            if self.call_wrapper is not None:
+                func, args, kwargs = self.call_wrapper(func, args, kwargs)
+            future = self._dispatch.submit_managed(
+                func,
+                args,
+                kwargs,
+                self._priority[i],
+                task.name,
+                retry,
+                task.timeout,
+                self,
+                node=i,
+            )
+        except QueueClosed:
+            error = self._dispatch._rejection()
+        except BaseException as exc:
+            error = exc
+        if error is not None:
+            self._errors[i] = error
+            with self._lock:
+                self._end(i, _NS_FAILED, ready, ended)
+            return
+        with self._lock:
+            cancel_now = False
+            if self._state[i] == _NS_LAUNCHED:
+                self._futures[i] = future
+                cancel_now = self._cancel_all or self._cancel[i]
+        if cancel_now:
+            future.cancel()
+
+    def __call__(self, task: ManagedTask, future: Any) -> None:
+        """The done-hook of every node's task."""
+        i = task._node
+        status = task._status
+        if status is _ST_COMPLETED:
+            code = _NS_COMPLETED
+            self._results[i] = future._result
+        elif status is _ST_CANCELLED:
+            code = _NS_CANCELLED
+        elif status is _ST_TIMED_OUT:
+            code = _NS_TIMED_OUT
+            self._errors[i] = future._exception
+        else:
+            code = _NS_FAILED
+            self._errors[i] = future._exception
+        self._attempts[i] = task.attempts
+        self._started_ns[i] = task._started_ns
+        self._finished_ns[i] = task._finished_ns
+        ready: list[int] = []
+        ended: list[int] = []
+        with self._lock:
+            self._futures[i] = None
+            if self._state[i] == _NS_LAUNCHED:
+                self._end(i, code, ready, ended)
+        self._advance(ready, ended)
+
+    def _end(self, i: int, code: int, ready: list[int], ended: list[int]) -> None:
+        work = [(i, code)]
+        while work:
+            i, code = work.pop()
+            self._state[i] = code
+            if not self._finished_ns[i]:
+                self._finished_ns[i] = time.monotonic_ns()
+            self._unfinished -= 1
+            ended.append(i)
+            for j in self._dependents[i]:
+                if self._state[j] != _NS_WAITING:
+                    continue
+                if code == _NS_COMPLETED:
+                    self._succeeded[j] += 1
+                elif code == _NS_SKIPPED:
+                    self._skipped[j] += 1
+                else:
+                    self._failed[j] += 1
+                verdict = _judge(
+                    self._rules[j],
+                    self._total[j],
+                    self._succeeded[j],
+                    self._failed[j],
+                    self._skipped[j],
+                )
+                if verdict == _NS_LAUNCHED:
+                    self._state[j] = _NS_LAUNCHED
+                    ready.append(j)
+                elif verdict != _NS_WAITING:
+                    work.append((j, verdict))
+
+    def cancel(self, nodes: Any = None) -> bool:
+        """Cancel every node (*nodes* None) or the nodes at these indexes (see the native core)."""
+        ready: list[int] = []
+        ended: list[int] = []
+        in_flight: list[Any] = []
+        found = False
+        with self._lock:
+            if nodes is None:
+                if self._cancel_all or self._finished:
+                    return False
+                self._cancel_all = True
+                found = True
+                for i in range(self.size):
+                    if self._state[i] == _NS_WAITING:
+                        self._state[i] = _NS_CANCELLED
+                        if not self._finished_ns[i]:
+                            self._finished_ns[i] = time.monotonic_ns()
+                        self._unfinished -= 1
+                        ended.append(i)
+                    elif self._state[i] == _NS_LAUNCHED and self._futures[i] is not None:
+                        in_flight.append(self._futures[i])
+            else:
+                for i in nodes:
+                    if self._state[i] == _NS_WAITING:
+                        found = True
+                        self._cancel[i] = True
+                        self._end(i, _NS_CANCELLED, ready, ended)
+                    elif self._state[i] == _NS_LAUNCHED:
+                        found = True
+                        self._cancel[i] = True
+                        if self._futures[i] is not None:
+                            in_flight.append(self._futures[i])
+        for future in in_flight:
+            future.cancel()
+        if self._started:
+            self._advance(ready, ended)
+        elif self.on_node_end is not None:
+            for i in ended:
+                self.on_node_end(self, i)
+        return found
+
+    @property
+    def done(self) -> bool:
+        return self._finished
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_all
+
+    def node_state(self, i: int) -> TaskStatus:
+        """The node's status: PENDING, a live QUEUED/RUNNING/RETRYING, or terminal."""
+        state = self._state[i]
+        if state == _NS_LAUNCHED:
+            future = self._futures[i]
+            if future is not None:
+                status: TaskStatus = future._task.status
+                return status
+            return TaskStatus.QUEUED
+        return _NODE_STATUS[state]
+
+    def node_record(self, i: int) -> tuple[Any, ...]:
+        """``(status, priority, attempts, queued_at, started_at, finished_at, duration, error)``."""
+        state = self._state[i]
+        status = self.node_state(i)
+        queued = self._queued_ns[i] / 1e9 + _WALL_OFFSET if self._queued_ns[i] else None
+        started = self._started_ns[i] / 1e9 + _WALL_OFFSET if self._started_ns[i] else None
+        finished = (
+            self._finished_ns[i] / 1e9 + _WALL_OFFSET
+            if state >= _NS_COMPLETED and self._finished_ns[i]
+            else None
+        )
+        duration = None
+        if started is not None and finished is not None:
+            duration = (self._finished_ns[i] - self._started_ns[i]) / 1e9
+        return (
+            status,
+            self._priority[i],
+            self._attempts[i],
+            queued,
+            started,
+            finished,
+            duration,
+            self._errors[i],
+        )
+
+    def node_status_code(self, i: int) -> int:
+        return self._state[i]
+
+    def result(self, i: int) -> Any:
+        return self._results[i]
+
+    def error(self, i: int) -> Any:
+        return self._errors[i]
+
+    def task(self, i: int) -> Any:
+        return self._tasks[i]
+
+    def forget_results(self) -> None:
+        """Drop results (the execution is no longer remembered)."""
+        self._results = [None] * self.size
+
+    def _upstream_of(self, i: int) -> Any:
+        return types.MappingProxyType(
+            {
+                self._tasks[j].name: self._results[j]
+                for j in self._deps[i]
+                if self._state[j] == _NS_COMPLETED
+            }
+        )

@@ -430,6 +430,15 @@ class ThreadPoolExecutor(Executor):
         except core.QueueClosed:
             raise self._rejection() from None
 
+    def graph_runner(self, tasks: list[Any]) -> Any:
+        """A runner of one execution of a task graph on this pool (``TaskManager``'s engine).
+
+        *tasks* are the nodes, dependencies first, each with the fields of a
+        ``TaskManager`` task (``task_id``, ``dependencies``, ``func``, ...).
+        Nothing runs before the runner's ``start()``.
+        """
+        return core.GraphRunner(self._dispatch, tasks)
+
     def join_workers(self, timeout: float | None = None) -> bool:
         """Wait for the worker threads to exit (after a shutdown); True if they all did."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -7,16 +7,13 @@ on, each task once, in dependency order; independent branches run in parallel
 on the pool.  Every task run and every execution is recorded in a
 :class:`~threadloom.history.TaskHistory` (SQLite).
 
-How an execution moves (the ordering argument for everything below): all of an
-execution's graph bookkeeping is applied by one thread at a time, the
-*drainer*.  Whoever has news (the caller starting it, a worker whose task
-ended, a caller cancelling) appends an operation to the execution's inbox; if
-nobody is draining, that thread becomes the drainer and applies operations
-until the inbox is empty.  So the graph state never needs more than a short
-lock, a pool submission never happens under a lock, and a task that ends
-before its done-callback is attached (the callback then runs inline) only
-appends to the inbox instead of recursing: a 100,000-task chain runs in
-constant stack depth.
+How an execution moves: the graph's bookkeeping is the core's
+(``GraphRunner``, a few flat arrays per execution).  The worker that ends a
+node's task updates its dependents' counters and queues the ones that became
+ready, at their inherited priority, at once; a node whose trigger rule cannot
+be met any more is decided there too (SKIPPED / UPSTREAM_FAILED), without
+running.  This module keeps the policy around it: what an execution is, what
+is recorded in the history, and what the scheduler starts.
 
 Example:
     >>> with TaskManager() as manager:  # doctest: +SKIP
@@ -39,9 +36,9 @@ import os
 import secrets
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future
 from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -49,14 +46,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
-    GraphRun,
     TaskDependencyError,
     TriggerRule,
     UnknownDependencyError,
-    closure_in_order,
-    inherit_priorities,
 )
-from ._task import current_task
+from ._impl import core
 from ._types import TaskPriority, TaskStatus, check_priority
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
@@ -196,91 +190,52 @@ class ExecutionInfo:
     results: Mapping[str, Any]
 
 
-class _Run:
-    """One task's run inside one execution (mutable; guarded as noted)."""
+class _Execution:
+    """One execution: its graph run and what is recorded about it."""
 
     __slots__ = (
-        "attempts",
-        "cancel_requested",
-        "duration",
-        "error",
+        "_index",
+        "done",
+        "execution_id",
         "finished_at",
-        "pool_id",
-        "priority",
-        "queued_at",
-        "result",
+        "first_error",
+        "job_id",
+        "runner",
         "start_perf",
         "started_at",
         "status",
-        "status_lock",
-        "task",
-        "upstream_results",
+        "targets",
+        "trigger",
     )
 
-    def __init__(self, task: TaskInfo, priority: int) -> None:
-        self.task = task
-        # Orders the worker's RUNNING against the drainer's terminal status.
-        self.status_lock = threading.Lock()
-        self.priority = priority
-        self.status = TaskStatus.PENDING
-        # Written by the worker running an attempt (one attempt at a time), read
-        # after the pool future resolves, which orders the two.
-        self.attempts = 0
-        self.started_at: float | None = None
-        self.start_perf = 0.0
-        self.result: Any = None
-        self.error: BaseException | None = None
-        # Written by the drainer only.
-        self.queued_at: float | None = None
-        self.finished_at: float | None = None
-        self.duration: float | None = None
-        self.pool_id: str | None = None
-        self.cancel_requested = False
-        self.upstream_results: Mapping[str, Any] = _EMPTY
-
-
-class _Finish(NamedTuple):
-    run: _Run
-    status: TaskStatus
-
-
-class _Cancel(NamedTuple):
-    task_ids: frozenset[str] | None  # None: the whole execution
-
-
-class _Start(NamedTuple):
-    pass
-
-
-_Op = _Finish | _Cancel | _Start
-
-
-class _Execution:
     def __init__(
         self,
         execution_id: str,
         targets: tuple[str, ...],
-        runs: dict[str, _Run],
-        graph: GraphRun,
+        runner: Any,
         trigger: str,
         job_id: str | None,
     ) -> None:
         self.execution_id = execution_id
         self.targets = targets
-        self.runs = runs
-        self.graph = graph
+        self.runner = runner
         self.trigger = trigger
         self.job_id = job_id
         self.started_at = time.time()
         self.start_perf = time.perf_counter()
         self.finished_at: float | None = None
         self.status = TaskStatus.RUNNING
-        self.lock = threading.Lock()
-        self.inbox: list[_Op] = []
-        self.draining = False
-        self.cancel_requested = False
         self.first_error: tuple[str, BaseException] | None = None
         self.done = threading.Event()
+        self._index: dict[str, int] | None = None
+
+    def index_of(self, task_id: str) -> int | None:
+        """The node of task *task_id* in this execution, or None."""
+        index = self._index
+        if index is None:
+            runner = self.runner
+            index = self._index = {runner.task(i).task_id: i for i in range(runner.size)}
+        return index.get(task_id)
 
 
 class TaskManager:
@@ -419,7 +374,7 @@ class TaskManager:
         with self._lock:
             executions = list(self._active.values())
         for execution in executions:
-            self._request_cancel(execution, None)
+            execution.runner.cancel(None)
 
     def _wait_all(self, deadline: float | None) -> bool:
         while True:
@@ -795,243 +750,65 @@ class TaskManager:
             # Planned under the lock (linear in the closure's size) so that the
             # graph cannot change under it, and registered under the lock that
             # checked the state, so that stop() sees it.
-            order = closure_in_order(self._graph.dependency_map, targets)
-            execution = self._plan(
-                f"{self._id_prefix}-e{next(self._ids)}",
-                targets,
-                order,
-                [self._tasks[t] for t in order],
-                trigger,
-                job_id,
+            order = core.closure_order(self._graph.dependency_map, targets)
+            tasks = self._tasks
+            runner = self._pool.graph_runner([tasks[t] for t in order])
+            execution = _Execution(
+                f"{self._id_prefix}-e{next(self._ids)}", targets, runner, trigger, job_id
             )
-            # _Start is queued, and the drain claimed, before anyone can find
-            # the execution: a cancel that arrives meanwhile is applied after
-            # the start, never before it (the start would undo it).
-            execution.inbox.append(_Start())
-            execution.draining = True
+            runner.on_node_end = functools.partial(self._node_ended, execution)
+            runner.on_finished = functools.partial(self._execution_ended, execution)
             self._active[execution.execution_id] = execution
-        self._history.record_execution(_execution_record(execution))
-        self._drain(execution)
+        self._record(self._history.record_execution, _execution_record(execution))
+        # A cancel that reaches the execution before this start ends its nodes
+        # at once; the start then launches nothing and finishes the execution.
+        runner.start()
         if wait:
             execution.done.wait()
         return execution.execution_id
 
-    def _plan(
-        self,
-        execution_id: str,
-        targets: tuple[str, ...],
-        order: list[str],
-        tasks: list[TaskInfo],
-        trigger: str,
-        job_id: str | None,
-    ) -> _Execution:
-        dependencies = {task.task_id: task.dependencies for task in tasks}
-        priorities = inherit_priorities(
-            order, dependencies, {task.task_id: task.priority for task in tasks}
-        )
-        graph = GraphRun(order, dependencies, {task.task_id: task.trigger_rule for task in tasks})
-        runs = {task.task_id: _Run(task, priorities[task.task_id]) for task in tasks}
-        return _Execution(execution_id, targets, runs, graph, trigger, job_id)
-
-    # -- the drainer (see the module docstring) ---------------------------------
-
-    def _post(self, execution: _Execution, op: _Op) -> None:
-        with execution.lock:
-            execution.inbox.append(op)
-            if execution.draining:
-                return
-            execution.draining = True
-        self._drain(execution)
-
-    def _drain(self, execution: _Execution) -> None:
-        while True:
-            launch: list[_Run] = []
-            cancel: list[str] = []
-            with execution.lock:
-                ops, execution.inbox = execution.inbox, []
-                if not ops:
-                    # Cleared under the lock that _post appends under: an op
-                    # posted after this finds draining False and drains itself.
-                    execution.draining = False
-                    finished = execution.graph.done and execution.status is TaskStatus.RUNNING
-                    if finished:
-                        execution.status = self._final_status(execution)
-                        execution.finished_at = time.time()
-                    break
-                for op in ops:
-                    self._apply(execution, op, launch, cancel)
-            for pool_id in cancel:
-                self._cancel_in_pool(pool_id)
-            for run in launch:
-                self._launch(execution, run)
-        if finished:
-            self._finish_execution(execution)
-
-    def _apply(self, execution: _Execution, op: _Op, launch: list[_Run], cancel: list[str]) -> None:
-        """Apply one op to the execution's graph (under execution.lock)."""
-        runs = execution.runs
-        graph = execution.graph
-        if isinstance(op, _Finish):
-            self._end_run(execution, op.run, op.status)
-            ready, decided = graph.finish(op.run.task.task_id, op.status)
-        elif isinstance(op, _Start):
-            ready, decided = graph.start(), []
-        else:
-            if op.task_ids is None:
-                execution.cancel_requested = True
-            cancelled, ready, decided = graph.cancel(op.task_ids)
-            for task_id in cancelled:
-                self._end_run(execution, runs[task_id], TaskStatus.CANCELLED)
-            targets = runs if op.task_ids is None else op.task_ids
-            for task_id in targets:
-                run = runs[task_id]
-                if run.status in (TaskStatus.QUEUED, TaskStatus.RUNNING):
-                    run.cancel_requested = True
-                    if run.pool_id is not None:
-                        cancel.append(run.pool_id)
-        for task_id, status in decided:
-            self._end_run(execution, runs[task_id], status)
-        for task_id in ready:
-            run = runs[task_id]
-            run.status = TaskStatus.QUEUED
-            run.queued_at = time.time()
-            launch.append(run)
-
-    def _launch(self, execution: _Execution, run: _Run) -> None:
-        """Submit *run* to the pool (drainer only, no lock held)."""
-        task = run.task
-        if execution.cancel_requested or run.cancel_requested:
-            self._post(execution, _Finish(run, TaskStatus.CANCELLED))
-            return
-        if not task.enabled:
-            self._post(execution, _Finish(run, TaskStatus.SKIPPED))
-            return
-        if task.dependencies:
-            runs = execution.runs
-            # Dependencies' results were set before their _Finish ops were applied.
-            run.upstream_results = MappingProxyType(
-                {
-                    runs[dep].task.name: runs[dep].result
-                    for dep in task.dependencies
-                    if runs[dep].status is TaskStatus.COMPLETED
-                }
-            )
-        try:
-            future = self._pool.submit_future(
-                self._call,
-                args=(run,),
-                priority=run.priority,
-                retry=task.retry,
-                timeout=task.timeout,
-                name=task.name,
-            )
-            pool_id = future.task_id
-        except Exception as exc:
-            # The pool refused the task (it is stopping, or full): the run fails,
-            # and its dependents are judged as after any failure.
-            run.error = exc
-            self._post(execution, _Finish(run, TaskStatus.FAILED))
-            return
-        with execution.lock:
-            run.pool_id = pool_id
-            cancel_now = execution.cancel_requested or run.cancel_requested
-        if cancel_now:
-            # A cancel applied between the check above and pool_id being set
-            # found no pool id to cancel; it is this thread's job.
-            self._cancel_in_pool(pool_id)
-        future.add_done_callback(functools.partial(self._on_done, execution, run))
-
-    def _cancel_in_pool(self, pool_id: str) -> None:
-        try:
-            self._pool.cancel_task(pool_id)
-        except Exception:
-            # The task ended and the pool forgot it before its end was applied
-            # here: there is nothing left to cancel, and its end is on its way.
-            logger.debug("pool task %s was gone when cancelled", pool_id, exc_info=True)
-
-    @staticmethod
-    def _call(run: _Run) -> Any:
-        """Run one attempt of *run* on a worker."""
-        with run.status_lock:
-            if run.status.is_terminal:
-                # The deadline (or a cancel) ended the run between the pool
-                # starting this attempt and now: its outcome is already decided.
-                return None
-            run.attempts += 1
-            if run.started_at is None:
-                run.started_at = time.time()
-                run.start_perf = time.perf_counter()
-                run.status = TaskStatus.RUNNING
-        current_task().upstream_results = run.upstream_results
-        task = run.task
-        if task.results_param is None:
-            return task.func(*task.args, **task.kwargs)
-        return task.func(*task.args, **task.kwargs, **{task.results_param: run.upstream_results})
-
-    def _on_done(self, execution: _Execution, run: _Run, future: Future[Any]) -> None:
-        """The pool future of *run* resolved (after its last attempt)."""
-        if future.cancelled():
-            status = TaskStatus.CANCELLED
-        else:
-            error = future.exception()
-            if error is None:
-                run.result = future.result()
-                status = TaskStatus.COMPLETED
-            else:
-                run.error = error
-                # The pool's own verdict tells a deadline (TIMED_OUT) from a
-                # task that raised TimeoutError itself (FAILED).
-                status = getattr(future, "status", TaskStatus.FAILED)
-                if not isinstance(status, TaskStatus) or not status.is_terminal:
-                    status = TaskStatus.FAILED
-        self._post(execution, _Finish(run, status))
-
-    def _end_run(self, execution: _Execution, run: _Run, status: TaskStatus) -> None:
-        """Record *run*'s end (under execution.lock)."""
-        task = run.task
-        with run.status_lock:
-            run.status = status
-        run.finished_at = time.time()
-        # Needed only while it runs; kept, it would hold every upstream result
-        # alive as long as the execution is remembered.
-        run.upstream_results = _EMPTY
-        if run.started_at is not None:
-            run.duration = time.perf_counter() - run.start_perf
+    def _node_ended(self, execution: _Execution, runner: Any, i: int) -> None:
+        """Record a node's end (the runner calls it once per node, on any thread)."""
+        task: TaskInfo = runner.task(i)
+        status, _, attempts, queued, started, finished, duration, error = runner.node_record(i)
         self._last_status[task.task_id] = status
-        error = run.error
         if error is not None and execution.first_error is None:
             execution.first_error = (task.name, error)
-        self._history.record_run(
+        self._record(
+            self._history.record_run,
             TaskRunRecord(
                 f"{execution.execution_id}:{task.task_id}",
                 execution.execution_id,
                 task.task_id,
                 task.name,
                 status,
-                run.attempts,
-                run.queued_at,
-                run.started_at,
-                run.finished_at,
-                run.duration,
+                attempts,
+                queued,
+                started,
+                finished if finished is not None else time.time(),
+                duration,
                 None if error is None else type(error).__qualname__,
-                None if error is None else str(error),
+                None if error is None else _safe_str(error),
                 task.tags,
-            )
+                None if error is None else _format_traceback(error),
+            ),
         )
 
-    @staticmethod
-    def _final_status(execution: _Execution) -> TaskStatus:
-        statuses = {run.status for run in execution.runs.values()}
-        if execution.cancel_requested and TaskStatus.CANCELLED in statuses:
-            return TaskStatus.CANCELLED
-        if statuses <= {TaskStatus.COMPLETED, TaskStatus.SKIPPED}:
-            return TaskStatus.COMPLETED
-        return TaskStatus.FAILED
+    def _record(self, write: Callable[[Any], None], record: Any) -> None:
+        # The history waits (bounded) while its file is locked, then refuses;
+        # a refusal is the history's to report, never the execution's end.
+        try:
+            write(record)
+        except Exception:
+            logger.exception("history record %s was not accepted", record[0])
 
-    def _finish_execution(self, execution: _Execution) -> None:
-        # Every run's record was queued before this one: a reader who waited for
-        # the execution finds all of them.
-        self._history.record_execution(_execution_record(execution))
+    def _execution_ended(self, execution: _Execution, runner: Any) -> None:
+        """The last node ended (the runner calls it once)."""
+        execution.status = self._final_status(execution)
+        execution.finished_at = time.time()
+        # Every node's record was queued before this one: a reader who waited
+        # for the execution finds all of them.
+        self._record(self._history.record_execution, _execution_record(execution))
         with self._lock:
             self._active.pop(execution.execution_id, None)
             if self._keep_executions:
@@ -1045,6 +822,16 @@ class TaskManager:
                 scheduler.run_finished(execution.job_id)
             except Exception:
                 logger.exception("scheduler.run_finished(%r) failed", execution.job_id)
+
+    @staticmethod
+    def _final_status(execution: _Execution) -> TaskStatus:
+        runner = execution.runner
+        codes = {runner.node_status_code(i) for i in range(runner.size)}
+        if runner.cancel_requested and _CODE_CANCELLED in codes:
+            return TaskStatus.CANCELLED
+        if codes <= {_CODE_COMPLETED, _CODE_SKIPPED}:
+            return TaskStatus.COMPLETED
+        return TaskStatus.FAILED
 
     # -- cancelling -------------------------------------------------------------
 
@@ -1065,7 +852,7 @@ class TaskManager:
         execution = self._find_active(execution_id)
         if execution is None:
             return False
-        return self._request_cancel(execution, None)
+        return bool(execution.runner.cancel(None))
 
     def cancel_task(self, task_id: str) -> bool:
         """Cancel a task's runs in every execution in flight.
@@ -1085,21 +872,10 @@ class TaskManager:
             executions = list(self._active.values())
         found = False
         for execution in executions:
-            run = execution.runs.get(task_id)
-            if run is not None and not run.status.is_terminal:
-                found = self._request_cancel(execution, frozenset({task_id})) or found
+            i = execution.index_of(task_id)
+            if i is not None and not execution.runner.node_state(i).is_terminal:
+                found = bool(execution.runner.cancel([i])) or found
         return found
-
-    def _request_cancel(self, execution: _Execution, task_ids: frozenset[str] | None) -> bool:
-        with execution.lock:
-            if execution.status is not TaskStatus.RUNNING or execution.cancel_requested:
-                return False
-            if task_ids is None:
-                # Set now, not when the op is applied, so that the drainer's
-                # launches stop at once (see _launch).
-                execution.cancel_requested = True
-        self._post(execution, _Cancel(task_ids))
-        return True
 
     # -- waiting and status -----------------------------------------------------
 
@@ -1131,24 +907,37 @@ class TaskManager:
             execution = self._active.get(execution_id) or self._finished.get(execution_id)
         if execution is None:
             return self._execution_from_history(execution_id)
-        with execution.lock:
-            tasks = {task_id: self._run_info(run) for task_id, run in execution.runs.items()}
-            status = execution.status
+        runner = execution.runner
+        tasks: dict[str, TaskRunInfo] = {}
+        results: dict[str, Any] = {}
+        for i in range(runner.size):
+            task = runner.task(i)
+            status, priority, attempts, queued, started, finished, duration, error = (
+                runner.node_record(i)
+            )
+            tasks[task.task_id] = TaskRunInfo(
+                task.task_id,
+                task.name,
+                status,
+                priority,
+                attempts,
+                queued,
+                started,
+                finished,
+                duration,
+                error,
+            )
+            if status is TaskStatus.COMPLETED:
+                results[task.name] = runner.result(i)
         return ExecutionInfo(
             execution_id=execution.execution_id,
-            status=status,
+            status=execution.status,
             targets=execution.targets,
             trigger=execution.trigger,
             started_at=execution.started_at,
             finished_at=execution.finished_at,
             tasks=MappingProxyType(tasks),
-            results=MappingProxyType(
-                {
-                    run.task.name: run.result
-                    for run in execution.runs.values()
-                    if tasks[run.task.task_id].status is TaskStatus.COMPLETED
-                }
-            ),
+            results=MappingProxyType(results),
         )
 
     def get_task_status(self, task_id: str) -> TaskStatus:
@@ -1164,19 +953,17 @@ class TaskManager:
             task_id = self._resolve(task_id)
             executions = list(self._active.values())
             last = self._last_status.get(task_id, TaskStatus.PENDING)
+        pending = False
         for execution in reversed(executions):
-            run = execution.runs.get(task_id)
-            if (
-                run is not None
-                and not run.status.is_terminal
-                and run.status is not TaskStatus.PENDING
-            ):
-                return self._live_status(run)
-        for execution in reversed(executions):
-            run = execution.runs.get(task_id)
-            if run is not None and not run.status.is_terminal:
-                return run.status
-        return last
+            i = execution.index_of(task_id)
+            if i is None:
+                continue
+            status = execution.runner.node_state(i)
+            if status is TaskStatus.PENDING:
+                pending = True
+            elif not status.is_terminal:
+                return status
+        return TaskStatus.PENDING if pending else last
 
     def get_task_history(
         self,
@@ -1228,31 +1015,6 @@ class TaskManager:
         if not known and not self._history.query_executions(execution_id=execution_id):
             raise UnknownExecutionError(f"no execution has id {execution_id!r}")
         return None
-
-    def _live_status(self, run: _Run) -> TaskStatus:
-        pool_id = run.pool_id
-        if pool_id is not None and not run.status.is_terminal:
-            try:
-                live = self._pool.get_task_status(pool_id)
-            except Exception:
-                return run.status
-            if not live.is_terminal:
-                return live
-        return run.status
-
-    def _run_info(self, run: _Run) -> TaskRunInfo:
-        return TaskRunInfo(
-            run.task.task_id,
-            run.task.name,
-            run.status,
-            run.priority,
-            run.attempts,
-            run.queued_at,
-            run.started_at,
-            run.finished_at,
-            run.duration,
-            run.error,
-        )
 
     def _execution_from_history(self, execution_id: str) -> ExecutionInfo:
         records = self._history.query_executions(execution_id=execution_id)
@@ -1342,13 +1104,34 @@ def _execution_record(execution: _Execution) -> ExecutionRecord:
         execution.targets,
         execution.status,
         execution.trigger,
-        len(execution.runs),
+        execution.runner.size,
         execution.started_at,
         finished,
         None if finished is None else time.perf_counter() - execution.start_perf,
         None if error is None else type(error[1]).__qualname__,
-        None if error is None else f"task {error[0]!r}: {error[1]}",
+        None if error is None else f"task {error[0]!r}: {_safe_str(error[1])}",
     )
+
+
+def _safe_str(error: BaseException) -> str:
+    """``str(error)``, or a stand-in if the exception's own ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception as exc:
+        return f"<{type(error).__qualname__}: str() raised {type(exc).__qualname__}>"
+
+
+def _format_traceback(error: BaseException) -> str | None:
+    try:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        return None
+
+
+# The runner's node codes (see GraphRunner.node_status_code).
+_CODE_COMPLETED = 2
+_CODE_CANCELLED = 4
+_CODE_SKIPPED = 6
 
 
 def _remaining(deadline: float | None) -> float | None:

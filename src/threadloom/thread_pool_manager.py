@@ -406,6 +406,32 @@ class ThreadPoolManager(core.PoolBase):
             raise
         return future
 
+    def graph_runner(self, tasks: list[Any]) -> Any:
+        """A runner of one task-graph execution on this pool (see ``ThreadPoolExecutor``).
+
+        The graph's nodes are admitted with their execution: the queue limit
+        does not apply to them one by one (a dependent queued by a worker must
+        never wait for a slot).  With a resource monitor, every node's CPU and
+        wall time are reported to it.
+
+        Raises:
+            RuntimeError: the pool is not started.
+        """
+        executor = self._executor
+        if executor is None:
+            raise RuntimeError("ThreadPoolManager is not started: call start() first")
+        runner = executor.graph_runner(tasks)
+        monitor = self.resource_monitor
+        if monitor is not None:
+
+            def observed(
+                func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
+            ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+                return _observed_call, (func, args, kwargs or {}, monitor), {}
+
+            runner.call_wrapper = observed
+        return runner
+
     def _rejection(self) -> BaseException:
         executor = self._executor
         if executor is None:
