@@ -126,6 +126,8 @@ class DependencyGraph:
     def __init__(self, describe: Callable[[str], str] = str) -> None:
         self._describe = describe
         self._dependencies: dict[str, tuple[str, ...]] = {}
+        # A node with no dependents has no entry: a set per node is an object
+        # per task for the cyclic GC to scan, and most nodes are leaves.
         self._dependents: dict[str, set[str]] = {}
 
     def __contains__(self, node: object) -> bool:
@@ -140,7 +142,9 @@ class DependencyGraph:
 
     def dependents(self, node: str) -> frozenset[str]:
         """Return the nodes that depend directly on *node*."""
-        return frozenset(self._dependents[node])
+        if node not in self._dependencies:
+            raise KeyError(node)
+        return frozenset(self._dependents.get(node, ()))
 
     @property
     def dependency_map(self) -> Mapping[str, tuple[str, ...]]:
@@ -161,9 +165,34 @@ class DependencyGraph:
         if node in deps:
             raise DependencyCycleError([self._describe(node)] * 2)
         self._dependencies[node] = deps
-        self._dependents[node] = set()
         for dep in deps:
-            self._dependents[dep].add(node)
+            self._add_dependent(dep, node)
+
+    def add_resolved(self, node: str, dependencies: tuple[str, ...]) -> None:
+        """:meth:`add` for *dependencies* the caller resolved (distinct, all in the graph).
+
+        Raises:
+            ValueError: *node* is already in the graph.
+        """
+        if node in self._dependencies:
+            raise ValueError(f"task {self._describe(node)!r} is already in the graph")
+        self._dependencies[node] = dependencies
+        for dep in dependencies:
+            self._add_dependent(dep, node)
+
+    def _add_dependent(self, node: str, dependent: str) -> None:
+        dependents = self._dependents.get(node)
+        if dependents is None:
+            self._dependents[node] = {dependent}
+        else:
+            dependents.add(dependent)
+
+    def _drop_dependent(self, node: str, dependent: str) -> None:
+        dependents = self._dependents.get(node)
+        if dependents is not None:
+            dependents.discard(dependent)
+            if not dependents:
+                del self._dependents[node]
 
     def set_dependencies(self, node: str, dependencies: Iterable[str]) -> None:
         """Replace *node*'s dependencies.
@@ -180,9 +209,9 @@ class DependencyGraph:
         if cycle is not None:
             raise DependencyCycleError([self._describe(n) for n in [node, *cycle]])
         for dep in old:
-            self._dependents[dep].discard(node)
+            self._drop_dependent(dep, node)
         for dep in deps:
-            self._dependents[dep].add(node)
+            self._add_dependent(dep, node)
         self._dependencies[node] = deps
 
     def remove(self, node: str) -> None:
@@ -192,7 +221,9 @@ class DependencyGraph:
             KeyError: *node* is not in the graph.
             TaskDependencyError: Other nodes still depend on *node*.
         """
-        dependents = self._dependents[node]
+        if node not in self._dependencies:
+            raise KeyError(node)
+        dependents = self._dependents.get(node)
         if dependents:
             names = sorted(self._describe(d) for d in dependents)
             raise TaskDependencyError(
@@ -200,8 +231,7 @@ class DependencyGraph:
                 " remove or update those first"
             )
         for dep in self._dependencies.pop(node):
-            self._dependents[dep].discard(node)
-        del self._dependents[node]
+            self._drop_dependent(dep, node)
 
     def _checked(self, node: str, dependencies: Iterable[str]) -> tuple[str, ...]:
         deps = tuple(dict.fromkeys(dependencies))
