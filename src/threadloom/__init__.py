@@ -10,14 +10,6 @@ from ._task import SubmitOptions, TaskCancelled, TaskContext, TaskFuture, curren
 from ._types import TaskPriority, TaskStatus
 from ._version import __version__
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
-from .retry import RetryPolicy
-from .thread_pool_manager import (
-    QueueFull,
-    TaskInfo,
-    TaskNotFinished,
-    ThreadPoolManager,
-    UnknownTaskError,
-)
 
 if TYPE_CHECKING:
     from ._graph import (
@@ -28,6 +20,7 @@ if TYPE_CHECKING:
     )
     from .history import HistoryError, TaskHistory
     from .resource_monitor import ResourceMonitor
+    from .retry import RetryPolicy
     from .scheduling import (
         CronSchedule,
         IntervalSchedule,
@@ -39,10 +32,23 @@ if TYPE_CHECKING:
         parse_schedule,
     )
     from .task_manager import ExecutionInfo, TaskManager, UnknownExecutionError
+    from .thread_pool_manager import (
+        QueueFull,
+        TaskInfo,
+        TaskNotFinished,
+        ThreadPoolManager,
+        UnknownTaskError,
+    )
 
 # psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:
 # the modules that need them load on first use.
 _LAZY = {
+    "RetryPolicy": "retry",
+    "ThreadPoolManager": "thread_pool_manager",
+    "QueueFull": "thread_pool_manager",
+    "TaskInfo": "thread_pool_manager",
+    "TaskNotFinished": "thread_pool_manager",
+    "UnknownTaskError": "thread_pool_manager",
     "ResourceMonitor": "resource_monitor",
     "TaskManager": "task_manager",
     "ExecutionInfo": "task_manager",

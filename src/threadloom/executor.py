@@ -10,7 +10,6 @@ chunked ``map``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import threading
@@ -22,14 +21,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._future import Future
 from ._impl import core
 from ._types import TaskPriority, check_priority
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._core_py import ManagedTask
     from ._task import SubmitOptions, TaskFuture
     from .retry import RetryPolicy
@@ -101,6 +101,10 @@ _worker_local = threading.local()
 def _run_coroutine(coroutine: Any) -> Any:
     loop: asyncio.AbstractEventLoop | None = getattr(_worker_local, "loop", None)
     if loop is None:
+        # Imported on the first coroutine: asyncio is a third of the cost of
+        # importing threadloom, and most pools never see a coroutine.
+        import asyncio
+
         loop = asyncio.new_event_loop()
         _worker_local.loop = loop
     return loop.run_until_complete(coroutine)
@@ -154,8 +158,7 @@ def _worker_main(
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Percentiles:
+class Percentiles(NamedTuple):
     """Percentiles (seconds) over the most recent samples."""
 
     count: int
@@ -177,8 +180,9 @@ class Percentiles:
         return cls(len(ordered), at(0.50), at(0.90), at(0.99), ordered[-1])
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutorStatistics:
+# Immutable records (named tuples, not dataclasses: importing dataclasses
+# costs a sixth of the import of threadloom).
+class ExecutorStatistics(NamedTuple):
     """A consistent-enough snapshot of a pool, taken without stopping it.
 
     Counters only grow.  At any instant ``submitted == completed + failed +
