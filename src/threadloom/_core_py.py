@@ -33,7 +33,7 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "COUNTER_NAMES",
@@ -1050,7 +1050,7 @@ _INTERNAL_PRIORITY = 1 << 40
 #: Durations are validated up to this (threading's own limit on waits).
 MAX_SECONDS = threading.TIMEOUT_MAX
 
-_EMPTY_MAPPING = types.MappingProxyType({})
+_EMPTY_MAPPING: types.MappingProxyType[str, Any] = types.MappingProxyType({})
 # Wall-clock seconds = monotonic ns / 1e9 + this (fixed at import).
 _WALL_OFFSET = time.time() - time.monotonic_ns() / 1e9
 _task_numbers = itertools.count(1)
@@ -1263,6 +1263,34 @@ class ManagedTask:
         "timeout",
     )
 
+    fn: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] | None
+    name: str | None
+    retry: Any
+    timeout: float | None
+    attempts: int
+    on_done: Callable[[ManagedTask, Any], object] | None
+    on_start: Callable[[ManagedTask, Any], object] | None
+    tag: Any
+    _cancel_event: threading.Event | None
+    _cancel_requested: bool
+    _counted_dead: bool
+    _deadline_entry: list[Any] | None
+    _deadline_ns: int
+    _dispatch: Dispatcher
+    _finished_ns: int
+    _lock: threading.Lock
+    _node: int
+    _number: int
+    _priority: int
+    _retry_entry: list[Any] | None
+    _sequence: int
+    _started_ns: int
+    _status: TaskStatus
+    _submitted_ns: int
+    _upstream: Any
+
     def __init__(self) -> None:
         raise TypeError("ManagedTask is created by ThreadPoolExecutor.options(...).submit")
 
@@ -1392,8 +1420,10 @@ class ManagedTask:
         _current.task = self
         failed = False
         try:
+            fn = self.fn
+            assert fn is not None  # cleared only when the task ends
             kwargs = self.kwargs
-            outcome = self.fn(*self.args, **kwargs) if kwargs else self.fn(*self.args)
+            outcome = fn(*self.args, **kwargs) if kwargs else fn(*self.args)
             if run_coroutine is not None and type(outcome) is types.CoroutineType:
                 outcome = run_coroutine(outcome)
         except BaseException as exc:
@@ -1719,7 +1749,7 @@ def _new_managed(
     task._submitted_ns = time.monotonic_ns()
     task._started_ns = 0
     task._finished_ns = 0
-    future = object.__new__(_task_future_type)
+    future: Any = object.__new__(_task_future_type)
     future._task = task
     return future
 
@@ -1731,7 +1761,7 @@ class TaskRegistry:
     def __init__(self, keep_finished: int, keep_seconds: float) -> None:
         self._lock = threading.Lock()
         self._all_done = threading.Condition(self._lock)
-        self._futures: dict[str, Any] = {}
+        self._futures: dict[int, Any] = {}
         self._finished: collections.deque[tuple[int, int]] = collections.deque()
         self.keep_finished = keep_finished
         self.keep_ns = int(keep_seconds * 1e9)
@@ -1846,13 +1876,23 @@ class TaskRegistry:
         return True
 
 
+_View = TypeVar("_View", bound="SubmitView")
+
+
 class SubmitView:
     """The core half of ``SubmitOptions``: options checked once, then submit."""
 
     __slots__ = ("_dispatch", "_priority", "managed", "name", "retry", "timeout")
 
+    _dispatch: Dispatcher
+    _priority: int
+    managed: bool
+    name: str | None
+    retry: Any
+    timeout: float | None
+
     def __new__(
-        cls,
+        cls: type[_View],
         dispatch: Dispatcher,
         priority: int,
         name: str | None,
@@ -1860,7 +1900,7 @@ class SubmitView:
         timeout: float | None,
         *args: Any,
         **kwargs: Any,
-    ) -> SubmitView:
+    ) -> _View:
         if not _INT32_MIN <= priority <= _INT32_MAX:
             raise OverflowError(f"priority {priority} does not fit in 32 bits")
         self = object.__new__(cls)

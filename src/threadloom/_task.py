@@ -137,7 +137,7 @@ class SubmitOptions(core.SubmitView):
         retry: RetryPolicy | None,
         timeout: float | None,
     ) -> SubmitOptions:
-        return super().__new__(  # type: ignore[no-any-return,call-arg]
+        return super().__new__(
             cls,
             executor._dispatch,
             check_priority(priority),

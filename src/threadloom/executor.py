@@ -161,7 +161,7 @@ def _worker_main(
 class Percentiles(NamedTuple):
     """Percentiles (seconds) over the most recent samples."""
 
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, as the field is meant to
     p50: float
     p90: float
     p99: float
