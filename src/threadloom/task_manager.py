@@ -1027,7 +1027,7 @@ class TaskManager:
             i = execution.index_of(task_id)
             if i is None:
                 continue
-            status = execution.runner.node_state(i)
+            status: TaskStatus = execution.runner.node_state(i)
             if status is TaskStatus.PENDING:
                 pending = True
             elif not status.is_terminal:
