@@ -509,6 +509,13 @@ cdef class ManagedTask:
 
     # -- one attempt, on a worker -------------------------------------------
     cdef int _run(self, object future, object run_coroutine) except -1:
+        # An attempt that fails while the pool is closing is retried at once,
+        # here: no timer may fire into a closed queue.
+        while self._attempt(future, run_coroutine) == 1:
+            pass
+        return 0
+
+    cdef int _attempt(self, object future, object run_coroutine) except -1:
         cdef bint first
         cdef bint failed = False
         cdef object outcome = None
@@ -557,7 +564,8 @@ cdef class ManagedTask:
         elif isinstance(outcome, TaskCancelled) and self._cancel_requested:
             ending = ST_CANCELLED
         elif self.retry is not None and self._should_retry(outcome):
-            return self._schedule_retry(future, outcome)
+            outcome = None
+            return self._schedule_retry(future)
         else:
             ending = ST_FAILED
         with cython.critical_section(self):
@@ -583,7 +591,8 @@ cdef class ManagedTask:
             LOGGER.exception("retry policy of %s failed; not retrying", self.task_id)
             return False
 
-    cdef int _schedule_retry(self, object future, object error) except -1:
+    cdef int _schedule_retry(self, object future) except -1:
+        """RETRYING, then a timer (0) or, if the pool is closing, QUEUED to run now (1)."""
         cdef Dispatcher dispatch = self._dispatch
         cdef double delay
         try:
@@ -598,12 +607,26 @@ cdef class ManagedTask:
                 return 0
             self._status = ST_RETRYING
         tl_counter_add(dispatch.counters.c, C_RETRIED, 1)
-        if delay > 0 and dispatch._hold_retry(future):
-            # Armed after the status change: the timer may fire at once.
-            self._retry_entry = _TIMERS.arm(tl_now_ns() + <uint64_t>(delay * 1e9), future, TK_RETRY)
+        if not dispatch._hold_retry(future):
+            # Closing: the retry runs now, on this worker.
+            with cython.critical_section(self):
+                if self._status != ST_RETRYING:
+                    return 0
+                self._status = ST_QUEUED
+            return 1
+        if delay > 0:
+            # Armed after the status change: the timer may fire at once.  A
+            # requeue_now() (shutdown) may also run before the entry is kept
+            # here: then the entry is not needed any more.
+            entry = _TIMERS.arm(tl_now_ns() + <uint64_t>(delay * 1e9), future, TK_RETRY)
+            with cython.critical_section(self):
+                if self._status == ST_RETRYING and self._retry_entry is None:
+                    self._retry_entry = entry
+                    entry = None
+            if entry is not None:
+                _TIMERS.disarm(entry)
             return 0
-        # No delay, or the pool is closing (no timer may fire into a closed
-        # queue): back into the queue now.
+        dispatch._release_retry(future)
         self._requeue(future)
         return 0
 
@@ -615,11 +638,14 @@ cdef class ManagedTask:
 
     def requeue_now(self, future):
         """A task waiting for its retry delay goes back into the queue at once (shutdown)."""
-        entry = self._retry_entry
-        if entry is None or self._status != ST_RETRYING:
-            return False
-        self._retry_entry = None
-        _TIMERS.disarm(entry)
+        cdef TimerEntry entry
+        with cython.critical_section(self):
+            if self._status != ST_RETRYING:
+                return False
+            entry = self._retry_entry
+            self._retry_entry = None
+        if entry is not None:
+            _TIMERS.disarm(entry)
         self._requeue(future)
         return True
 

@@ -1395,6 +1395,12 @@ class ManagedTask:
 
     # -- one attempt, on a worker -----------------------------------------
     def _run(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> None:
+        # An attempt that fails while the pool is closing is retried at once,
+        # here: no timer may fire into a closed queue.
+        while self._attempt(future, run_coroutine):
+            pass
+
+    def _attempt(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> bool:
         dispatch: Dispatcher = self._dispatch
         with self._lock:
             was = self._status
@@ -1406,7 +1412,7 @@ class ManagedTask:
             if self._counted_dead:
                 self._counted_dead = False
                 dispatch._dead_popped(self._priority)
-            return
+            return False
         if self.attempts == 1:
             self._started_ns = time.monotonic_ns()
             future_set_running_or_notify_cancel_safe(future)
@@ -1440,14 +1446,13 @@ class ManagedTask:
         elif isinstance(outcome, TaskCancelled) and self._cancel_requested:
             ending = _ST_CANCELLED
         elif self.retry is not None and self._should_retry(outcome):
-            self._schedule_retry(future)
             outcome = None
-            return
+            return self._schedule_retry(future)
         else:
             ending = _ST_FAILED
         with self._lock:
             if self._status is not _ST_RUNNING:
-                return  # the deadline (or a cancel) ended the task meanwhile
+                return False  # the deadline (or a cancel) ended the task meanwhile
             self._status = ending
         if ending is _ST_COMPLETED:
             dispatch.counters.add(COUNT_COMPLETED)
@@ -1459,6 +1464,7 @@ class ManagedTask:
             dispatch.counters.add(COUNT_CANCELLED)
             self._finish(future, None, True, True)
         outcome = future = None
+        return False
 
     def _should_retry(self, error: BaseException) -> bool:
         try:
@@ -1467,7 +1473,8 @@ class ManagedTask:
             LOGGER.exception("retry policy of %s failed; not retrying", self.task_id)
             return False
 
-    def _schedule_retry(self, future: Any) -> None:
+    def _schedule_retry(self, future: Any) -> bool:
+        """RETRYING, then a timer (False) or, if the pool is closing, QUEUED to run now (True)."""
         dispatch: Dispatcher = self._dispatch
         try:
             delay = float(self.retry.delay_for(self.attempts))
@@ -1478,18 +1485,32 @@ class ManagedTask:
             delay = 0.0
         with self._lock:
             if self._status is not _ST_RUNNING:
-                return
+                return False
             self._status = _ST_RETRYING
         dispatch.counters.add(COUNT_RETRIED)
-        if delay > 0 and dispatch._hold_retry(future):
-            # Armed after the status change: the timer may fire at once.
-            self._retry_entry = TIMERS._arm(
+        if not dispatch._hold_retry(future):
+            # Closing: the retry runs now, on this worker.
+            with self._lock:
+                if self._status is not _ST_RETRYING:
+                    return False
+                self._status = _ST_QUEUED
+            return True
+        if delay > 0:
+            # Armed after the status change: the timer may fire at once.  A
+            # requeue_now() (shutdown) may also run before the entry is kept
+            # here: then the entry is not needed any more.
+            entry: list[Any] | None = TIMERS._arm(
                 time.monotonic_ns() + int(delay * 1e9), future, _TK_RETRY
             )
-            return
-        # No delay, or the pool is closing (no timer may fire into a closed
-        # queue): back into the queue now.
+            with self._lock:
+                if self._status is _ST_RETRYING and self._retry_entry is None:
+                    self._retry_entry, entry = entry, None
+            if entry is not None:
+                TIMERS._disarm(entry)
+            return False
+        dispatch._release_retry(future)
         self._requeue(future)
+        return False
 
     def _retry_due(self, future: Any) -> None:
         # On the timer thread.
@@ -1499,11 +1520,12 @@ class ManagedTask:
 
     def requeue_now(self, future: Any) -> bool:
         """A task waiting for its retry delay goes back into the queue at once (shutdown)."""
-        entry = self._retry_entry
-        if entry is None or self._status is not _ST_RETRYING:
-            return False
-        self._retry_entry = None
-        TIMERS._disarm(entry)
+        with self._lock:
+            if self._status is not _ST_RETRYING:
+                return False
+            entry, self._retry_entry = self._retry_entry, None
+        if entry is not None:
+            TIMERS._disarm(entry)
         self._requeue(future)
         return True
 

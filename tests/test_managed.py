@@ -1,0 +1,350 @@
+"""Managed tasks, the timer heap, task registries and graph runners of the core.
+
+Every test runs on the native core and on its pure-Python twin (the ``core``
+fixture), through the core's own interface, with worker threads of its own.
+"""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import threading
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from threadloom import RetryPolicy, TaskStatus
+from threadloom._task import TaskFuture
+
+from .conftest import TIMEOUT
+
+
+@pytest.fixture
+def mcore(core: ModuleType, future_cls: type[Any]) -> Iterator[ModuleType]:
+    """The core, making task futures whose state machine is its own."""
+    task_future = type("TaskFuture", (TaskFuture, future_cls), {})
+    core.set_task_future_type(task_future)
+    try:
+        yield core
+    finally:
+        core.set_task_future_type(TaskFuture)
+
+
+@pytest.fixture
+def dispatcher(mcore: ModuleType) -> Iterator[Any]:
+    dispatcher = mcore.Dispatcher(1)
+    threads: list[threading.Thread] = []
+
+    def spawn() -> None:
+        thread = threading.Thread(target=dispatcher.run_worker, daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    dispatcher.spawn = spawn
+    try:
+        yield dispatcher
+    finally:
+        for future in dispatcher.begin_close():
+            future._task.requeue_now(future)
+        dispatcher.close()
+        for thread in threads:
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+
+
+def blocker(dispatcher: Any) -> tuple[threading.Event, threading.Event]:
+    """Occupy the dispatcher's only worker until the returned release is set."""
+    started, release = threading.Event(), threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(TIMEOUT)
+
+    dispatcher.submit(1, block, (), None)
+    assert started.wait(TIMEOUT)
+    return started, release
+
+
+def test_a_managed_task_completes_and_reports_itself(dispatcher: Any, mcore: ModuleType) -> None:
+    seen: list[Any] = []
+
+    def work(x: int) -> int:
+        seen.append(mcore.current_task())
+        return x * 2
+
+    future = dispatcher.submit_managed(work, (21,), None, 2, "double", None, None)
+    assert future.result(TIMEOUT) == 42
+    task = future.task
+    assert seen == [task]
+    assert (task.name, task.priority, task.attempts) == ("double", 2, 1)
+    assert future.status is TaskStatus.COMPLETED
+    assert task.started_at is not None and task.finished_at >= task.started_at
+    with pytest.raises(RuntimeError, match="outside a managed"):
+        mcore.current_task()
+
+
+def test_a_retry_keeps_its_place_among_equal_priorities(dispatcher: Any, mcore: ModuleType) -> None:
+    # One worker.  Task A's first attempt queues a higher-priority blocker and
+    # fails; while the blocker holds the worker, A waits out a 1 ms retry delay
+    # and 50 tasks of A's priority are queued after it.  Released, the worker
+    # runs A's retry before them: A went back in with its original sequence.
+    log: list[str] = []
+    hold_started, release_hold = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        hold_started.set()
+        release_hold.wait(TIMEOUT)
+
+    def flaky() -> str:
+        log.append(f"A#{mcore.current_task().attempt}")
+        if mcore.current_task().attempt == 1:
+            dispatcher.submit(2, hold, (), None)
+            raise ConnectionError("first attempt")
+        return "A"
+
+    retry = RetryPolicy(max_retries=1, delay=0.001, backoff=1.0)
+    a = dispatcher.submit_managed(flaky, (), None, 1, "A", retry, None)
+    assert hold_started.wait(TIMEOUT)
+    later = [
+        dispatcher.submit_managed(log.append, (f"L{i}",), None, 1, None, None, None)
+        for i in range(50)
+    ]
+    pause = threading.Event()
+    for _ in range(int(TIMEOUT / 0.001)):
+        if a.status is TaskStatus.QUEUED:
+            break
+        pause.wait(0.001)
+    assert a.status is TaskStatus.QUEUED  # its delay is over; it waits for the worker
+    release_hold.set()
+    assert a.result(TIMEOUT) == "A"
+    for future in later:
+        future.result(TIMEOUT)
+    assert log[:3] == ["A#1", "A#2", "L0"], log[:5]
+
+
+def test_a_deadline_fails_a_stuck_task_on_time_and_asks_it_to_stop(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    stop_seen = threading.Event()
+
+    def stuck() -> None:
+        task = mcore.current_task()
+        if task.wait_cancelled(TIMEOUT):
+            stop_seen.set()
+
+    future = dispatcher.submit_managed(stuck, (), None, 1, "stuck", None, 0.05)
+    with pytest.raises(FutureTimeoutError, match="did not finish within 0.05 s"):
+        future.result(TIMEOUT)
+    assert future.status is TaskStatus.TIMED_OUT
+    assert stop_seen.wait(TIMEOUT)
+
+
+def test_a_deadline_hands_callbacks_to_the_pool_not_the_timer_thread(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    # The worker is stuck, so the deadline's callbacks wait for it; what runs
+    # on the timer thread is only the future's state change.
+    _, release = blocker(dispatcher)
+    threads: list[str] = []
+    called = threading.Event()
+
+    def callback(_: Any) -> None:
+        threads.append(threading.current_thread().name)
+        called.set()
+
+    future = dispatcher.submit_managed(int, (), None, 1, None, None, 0.02)
+    future.add_done_callback(callback)
+    with pytest.raises(FutureTimeoutError):
+        future.result(TIMEOUT)  # the waiter has its answer on time
+    assert not called.is_set()
+    release.set()
+    assert called.wait(TIMEOUT)
+    assert threads and "timers" not in threads[0]
+
+
+def test_cancel_racing_a_deadline_ends_the_task_once(mcore: ModuleType) -> None:
+    # Many queued tasks whose deadline fires while a canceller cancels them:
+    # each ends in one terminal state, and its future agrees with it.
+    dispatcher = mcore.Dispatcher(1)  # no worker: everything stays queued
+    futures = [
+        dispatcher.submit_managed(int, (), None, 1, None, None, 0.001 * (i % 5 + 1))
+        for i in range(300)
+    ]
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        with pytest.raises((CancelledError, FutureTimeoutError)):
+            future.result(TIMEOUT)
+        status = future.status
+        assert status in (TaskStatus.CANCELLED, TaskStatus.TIMED_OUT)
+        assert future.cancelled() == (status is TaskStatus.CANCELLED)
+    counts = dict(zip(mcore.COUNTER_NAMES, dispatcher.counters.snapshot(), strict=True))
+    assert counts["cancelled"] + counts["timed_out"] == 300
+    dispatcher.close()
+
+
+def test_disarmed_timers_are_compacted_and_keep_nothing_alive(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    class Payload:
+        pass
+
+    payloads = [Payload() for _ in range(2000)]
+    refs = [weakref.ref(p) for p in payloads]
+    futures = [dispatcher.submit_managed(id, (p,), None, 1, None, None, 3600.0) for p in payloads]
+    for future in futures:
+        future.result(TIMEOUT)
+    del payloads, futures, future
+    # Freed by reference counting: no collection needed.
+    gc.disable()
+    try:
+        assert all(r() is None for r in refs)
+    finally:
+        gc.enable()
+    # Far fewer than the 2,000 deadlines armed, all disarmed by now.
+    assert mcore.TIMERS.heap_size <= 200
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -1.0, 1e300])
+def test_durations_out_of_range_are_refused_with_one_message(
+    mcore: ModuleType, value: float
+) -> None:
+    with pytest.raises(ValueError, match="timeout must be"):
+        mcore.check_seconds("timeout", value, False)
+
+
+def test_a_registry_prunes_finished_tasks_by_count(dispatcher: Any, mcore: ModuleType) -> None:
+    registry = mcore.TaskRegistry(10, 3600.0)
+    ids = [registry.submit(dispatcher, int, (), None, 1, None) for _ in range(100)]
+    assert registry.wait_all(TIMEOUT)
+    assert registry.unfinished == 0
+    kept = registry.ids()
+    assert kept == ids[-10:]
+    assert registry.get(ids[0]) is None
+    assert registry.get("task-x") is None and registry.get(42) is None
+    count, total, longest, shortest = registry.run_times()
+    assert count == 100 and 0 <= shortest <= longest <= total
+
+
+def graph_tasks(spec: dict[str, tuple[list[str], Any]], rule: str = "all_success") -> list[Any]:
+    return [
+        SimpleNamespace(
+            task_id=name,
+            name=name,
+            func=func,
+            args=(),
+            kwargs={},
+            dependencies=tuple(deps),
+            priority=1,
+            max_retries=0,
+            retry=None,
+            timeout=None,
+            enabled=True,
+            trigger_rule=rule if deps else "all_success",
+            results_param=None,
+        )
+        for name, (deps, func) in spec.items()
+    ]
+
+
+def run_graph(dispatcher: Any, mcore: ModuleType, tasks: list[Any]) -> tuple[Any, list[int]]:
+    runner = mcore.GraphRunner(dispatcher, tasks)
+    ended: list[int] = []
+    finished = threading.Event()
+    runner.on_node_end = lambda _, i: ended.append(i)
+    runner.on_finished = lambda _: finished.set()
+    runner.start()
+    assert finished.wait(TIMEOUT)
+    return runner, ended
+
+
+def test_a_graph_runs_in_dependency_order_and_passes_results(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    order: list[str] = []
+
+    def step(name: str) -> Any:
+        def run() -> str:
+            upstream = dict(mcore.current_task().upstream_results)
+            order.append(name)
+            return f"{name}<{','.join(sorted(upstream))}>"
+
+        return run
+
+    spec = {"a": ([], step("a")), "b": (["a"], step("b")), "c": (["a", "b"], step("c"))}
+    runner, ended = run_graph(dispatcher, mcore, graph_tasks(spec))
+    assert order == ["a", "b", "c"]
+    assert sorted(ended) == [0, 1, 2]
+    assert runner.result(2) == "c<a,b>"
+    assert [runner.node_state(i) for i in range(3)] == [TaskStatus.COMPLETED] * 3
+
+
+def test_a_failure_decides_dependents_by_their_rules(dispatcher: Any, mcore: ModuleType) -> None:
+    def boom() -> None:
+        raise ValueError("boom")
+
+    spec = {"a": ([], boom), "b": (["a"], int), "c": (["b"], int)}
+    runner, ended = run_graph(dispatcher, mcore, graph_tasks(spec))
+    assert [runner.node_state(i) for i in range(3)] == [
+        TaskStatus.FAILED,
+        TaskStatus.UPSTREAM_FAILED,
+        TaskStatus.UPSTREAM_FAILED,
+    ]
+    assert isinstance(runner.error(0), ValueError)
+    runner, _ = run_graph(dispatcher, mcore, graph_tasks(spec, rule="all_done"))
+    assert [runner.node_state(i) for i in range(3)] == [
+        TaskStatus.FAILED,
+        TaskStatus.COMPLETED,
+        TaskStatus.COMPLETED,
+    ]
+
+
+def test_cancelling_a_graph_before_its_start_runs_nothing(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    ran: list[int] = []
+    spec = {"a": ([], lambda: ran.append(1)), "b": (["a"], lambda: ran.append(2))}
+    runner = mcore.GraphRunner(dispatcher, graph_tasks(spec))
+    finished = threading.Event()
+    runner.on_finished = lambda _: finished.set()
+    assert runner.cancel() is True
+    runner.start()
+    assert finished.wait(TIMEOUT)
+    assert ran == []
+    assert [runner.node_state(i) for i in range(2)] == [TaskStatus.CANCELLED] * 2
+
+
+def test_a_long_chain_runs_without_deep_stacks(dispatcher: Any, mcore: ModuleType) -> None:
+    n = 5000
+    spec = {f"n{i}": ([f"n{i - 1}"] if i else [], int) for i in range(n)}
+    runner, ended = run_graph(dispatcher, mcore, graph_tasks(spec))
+    assert len(ended) == n and runner.done
+
+
+def test_a_retry_waiting_at_interpreter_exit_still_runs(tmp_path: Any) -> None:
+    # Queued work runs at exit (as in the stdlib); a retry waiting for its
+    # delay is queued work.
+    marker = tmp_path / "second-attempt"
+    script = f"""
+import threadloom
+from threadloom import RetryPolicy
+calls = []
+def flaky():
+    calls.append(1)
+    if len(calls) == 1:
+        raise OSError("first")
+    open({str(marker)!r}, "w").close()
+ex = threadloom.ThreadPoolExecutor(1)
+ex.options(retry=RetryPolicy(max_retries=1, delay=30.0)).submit(flaky)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.exists(), done.stderr
