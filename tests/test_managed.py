@@ -139,7 +139,7 @@ def test_a_deadline_fails_a_stuck_task_on_time_and_asks_it_to_stop(
             stop_seen.set()
 
     future = dispatcher.submit_managed(stuck, (), None, 1, "stuck", None, 0.05)
-    with pytest.raises(FutureTimeoutError, match="did not finish within 0.05 s"):
+    with pytest.raises(FutureTimeoutError, match=r"did not finish within 0\.05 s"):
         future.result(TIMEOUT)
     assert future.status is TaskStatus.TIMED_OUT
     assert stop_seen.wait(TIMEOUT)
@@ -290,7 +290,7 @@ def test_a_failure_decides_dependents_by_their_rules(dispatcher: Any, mcore: Mod
         raise ValueError("boom")
 
     spec = {"a": ([], boom), "b": (["a"], int), "c": (["b"], int)}
-    runner, ended = run_graph(dispatcher, mcore, graph_tasks(spec))
+    runner, _ = run_graph(dispatcher, mcore, graph_tasks(spec))
     assert [runner.node_state(i) for i in range(3)] == [
         TaskStatus.FAILED,
         TaskStatus.UPSTREAM_FAILED,
