@@ -710,11 +710,7 @@ def _drain_key(entry):
 def _check_idle_timeout(value):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise TypeError(f"idle_timeout must be a number of seconds or None, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"idle_timeout must be positive, not {value!r}")
-    return float(value)
+    return check_seconds("idle_timeout", value, False)
 
 
 cdef list _samples_list(tl_samples *s):

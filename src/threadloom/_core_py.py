@@ -1012,11 +1012,7 @@ class ResultDrain:
 def _check_idle_timeout(value: float | None) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise TypeError(f"idle_timeout must be a number of seconds or None, not {value!r}")
-    if value <= 0:
-        raise ValueError(f"idle_timeout must be positive, not {value!r}")
-    return float(value)
+    return check_seconds("idle_timeout", value, False)
 
 
 # --------------------------------------------------------------------------

@@ -83,6 +83,9 @@ def _after_fork_in_child() -> None:
     # and is run by workers the child starts on its next submit.
     global _global_lock
     _global_lock = threading.Lock()
+    # The timer thread is gone too; pending deadlines and retries stay armed
+    # and a new thread serves them.
+    core.TIMERS._after_fork_in_child()
     for executor in list(_live_executors):
         executor._after_fork_in_child()
 

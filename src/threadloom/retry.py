@@ -1,16 +1,10 @@
-"""Retry policies, and the one timer thread that re-queues retries and fires deadlines."""
+"""Retry policies (the timer that re-queues a retry is the core's)."""
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import math
-import os
 import random
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["RetryPolicy"]
@@ -19,13 +13,12 @@ LOGGER = logging.getLogger("threadloom")
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be finite, not {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
-    return float(value)
+    # One check for every duration, the core's: the same message everywhere,
+    # and nothing above threading.TIMEOUT_MAX reaches a timer or a wait.
+    from ._impl import core
+
+    seconds: float = core.check_seconds(name, value, allow_zero)
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -93,97 +86,3 @@ class RetryPolicy:
         if self.jitter:
             delay += random.uniform(0.0, self.jitter)
         return delay
-
-
-NO_RETRY = RetryPolicy()
-
-
-class TimerHandle:
-    """A scheduled call; ``cancel()`` it to stop it from running."""
-
-    __slots__ = ("_callback", "_cancelled", "due")
-
-    def __init__(self, due: float, callback: Callable[[], object]) -> None:
-        self.due = due
-        self._callback: Callable[[], object] | None = callback
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        self._cancelled = True
-        self._callback = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-
-class Timers:
-    """One daemon thread that runs short callbacks at monotonic due times.
-
-    It sleeps until the earliest due time (a heap; woken early when an earlier
-    one arrives), never polls.  Callbacks must be quick and must not block:
-    they re-queue a task or fail a future.  One that raises is logged.
-    """
-
-    def __init__(self, name: str = "threadloom-timers") -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._heap: list[tuple[float, int, TimerHandle]] = []
-        self._sequence = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def call_at(self, due: float, callback: Callable[[], object]) -> TimerHandle:
-        """Run *callback* on the timer thread at ``time.monotonic() >= due``."""
-        handle = TimerHandle(due, callback)
-        with self._lock:
-            heapq.heappush(self._heap, (due, next(self._sequence), handle))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is handle:
-                self._wake.notify()
-        return handle
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> TimerHandle:
-        return self.call_at(time.monotonic() + delay, callback)
-
-    def pending(self) -> int:
-        with self._lock:
-            return sum(1 for _, _, h in self._heap if not h.cancelled)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                while True:
-                    while self._heap and self._heap[0][2].cancelled:
-                        heapq.heappop(self._heap)
-                    if not self._heap:
-                        # Nothing scheduled: wait for call_at to notify.
-                        self._wake.wait()
-                        continue
-                    now = time.monotonic()
-                    due = self._heap[0][0]
-                    if due <= now:
-                        handle = heapq.heappop(self._heap)[2]
-                        break
-                    self._wake.wait(due - now)
-            callback = handle._callback
-            handle._callback = None
-            if callback is None or handle.cancelled:
-                continue
-            try:
-                callback()
-            except BaseException:
-                LOGGER.exception("threadloom timer callback %r failed", callback)
-
-    def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._thread = None
-
-
-TIMERS = Timers()
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=TIMERS._after_fork_in_child)
