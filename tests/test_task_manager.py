@@ -819,3 +819,70 @@ def test_a_bounded_blocking_pool_does_not_deadlock_an_execution() -> None:
     finally:
         manager.stop(timeout=10)
         pool.stop(timeout=10)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+def test_an_error_whose_str_raises_ends_the_task_not_the_engine() -> None:
+    def bad() -> None:
+        raise _Unprintable()
+
+    with TaskManager() as manager:
+        first = manager.register_task("bad", bad)
+        after = manager.register_task("after", int, dependencies=[first], trigger_rule="all_done")
+        (execution,) = manager.execute_tasks([after])
+        assert manager.wait_for_execution(execution, timeout=10)
+        info = manager.get_execution_status(execution)
+        assert info.status is TaskStatus.FAILED
+        assert info.tasks[first].status is TaskStatus.FAILED
+        assert info.tasks[after].status is TaskStatus.COMPLETED
+        manager.history.flush(timeout=10)
+        (record,) = manager.get_task_history(first)
+        assert record.error_type == "_Unprintable"
+        assert "str() raised RuntimeError" in (record.error_message or "")
+        assert "raise _Unprintable()" in (record.traceback or "")
+
+
+def test_a_deadline_on_a_full_blocking_pool_never_blocks_the_timer() -> None:
+    # A one-worker pool with a one-slot queue, both taken.  A graph node's
+    # deadline fires while the node is queued; its dependent is handed to the
+    # pool, never through the pool's admission, so the timer thread does not
+    # wait for a slot: a deadline of another pool still fires meanwhile.
+    import threadloom
+
+    pool = ThreadPoolManager(min_workers=1, max_workers=1, max_queue_size=1).start()
+    other = threadloom.ThreadPoolExecutor(1)
+    try:
+        with TaskManager(thread_pool=pool) as manager:
+            release, busy = threading.Event(), threading.Event()
+
+            def block() -> None:
+                busy.set()
+                release.wait(10)
+
+            blocker = pool.submit(block)
+            assert busy.wait(10)
+            filler = pool.submit(int)
+            stuck = manager.register_task("stuck", int, timeout=0.05)
+            after = manager.register_task(
+                "after", int, dependencies=[stuck], trigger_rule="all_done"
+            )
+            (execution,) = manager.execute_tasks([after])
+            probe = other.options(timeout=0.05).submit(release.wait, 10)
+            with pytest.raises(TimeoutError):
+                probe.result(10)
+            assert probe.status is TaskStatus.TIMED_OUT
+            assert manager.get_task_status(stuck) is TaskStatus.TIMED_OUT
+            release.set()
+            assert manager.wait_for_execution(execution, timeout=10)
+            info = manager.get_execution_status(execution)
+            assert info.tasks[stuck].status is TaskStatus.TIMED_OUT
+            assert info.tasks[after].status is TaskStatus.COMPLETED
+            assert pool.get_task_result(blocker, 10) is None
+            assert pool.get_task_result(filler, 10) == 0
+    finally:
+        other.shutdown()
+        pool.stop()

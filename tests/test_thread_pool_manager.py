@@ -643,3 +643,46 @@ def test_stress_every_task_ends_once_and_counters_add_up(pure_python: bool) -> N
 def test_reexports() -> None:
     assert threadloom.ThreadPoolManager is ThreadPoolManager
     assert random  # keep the import for the stress script's readers
+
+
+def test_retries_count_against_the_queue_limit() -> None:
+    # One worker, max_queue_size=2.  Task A's first attempt queues a CRITICAL
+    # blocker and fails; while the blocker holds the worker, C and D fill the
+    # queue.  A's retry comes due (50 ms) with the queue full: it waits for a
+    # slot instead of making the queue three deep, and then every task ends.
+    manager = ThreadPoolManager(
+        min_workers=1, max_workers=1, max_queue_size=2, queue_full_policy="raise"
+    ).start()
+    try:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(TIMEOUT)
+
+        def flaky() -> str:
+            if current_task().attempt == 1:
+                manager.submit(hold, priority=TaskPriority.CRITICAL)
+                raise OSError("first attempt")
+            return "A"
+
+        retry = RetryPolicy(max_retries=1, delay=0.05, backoff=1.0)
+        a = manager.submit_call(flaky, retry=retry)
+        assert holding.wait(TIMEOUT)
+        others = [manager.submit(int) for _ in range(2)]
+        with pytest.raises(QueueFull):
+            manager.submit(int)
+        # Well past A's retry delay: the queue must never hold three.
+        depths = []
+        pause = threading.Event()
+        for _ in range(100):
+            depths.append(manager.get_metrics()["queue_size"])
+            pause.wait(0.005)
+        assert max(depths) == 2, depths
+        assert manager.get_task_status(a) is TaskStatus.RETRYING
+        release.set()
+        assert manager.get_task_result(a, TIMEOUT) == "A"
+        assert [manager.get_task_result(i, TIMEOUT) for i in others] == [0, 0]
+        assert manager.wait_all(TIMEOUT)
+    finally:
+        manager.stop()

@@ -539,11 +539,11 @@ cdef class ManagedTask:
             self._started_ns = tl_now_ns()
             _set_running(future, False)
             tl_counter_add(dispatch.counters.c, C_STARTED, 1)
-            if self.on_start is not None:
-                try:
-                    self.on_start(self, future)
-                except BaseException:
-                    LOGGER.exception("task-start hook failed for %s", self.task_id)
+        if self.on_start is not None:
+            try:
+                self.on_start(self, future)
+            except BaseException:
+                LOGGER.exception("task-start hook failed for %s", self.task_id)
         previous = tl_current_task_get()
         tl_current_task_set(<PyObject *>self)
         try:
@@ -626,15 +626,32 @@ cdef class ManagedTask:
             if entry is not None:
                 _TIMERS.disarm(entry)
             return 0
-        dispatch._release_retry(future)
-        self._requeue(future)
+        if self._admitted(future):
+            dispatch._release_retry(future)
+            self._requeue(future)
         return 0
 
     cdef void _retry_due(self, object future) except *:
         # On the timer thread.
         self._retry_entry = None
-        self._dispatch._release_retry(future)
-        self._requeue(future)
+        if self._admitted(future):
+            self._dispatch._release_retry(future)
+            self._requeue(future)
+
+    cdef bint _admitted(self, object future) except -1:
+        # The owner's registry may hold a retry back (a full queue): the task
+        # stays RETRYING until the owner calls requeue_now().
+        on_done = self.on_done
+        if type(on_done) is not TaskRegistry:
+            return True
+        hook = (<TaskRegistry>on_done).on_requeue
+        if hook is None:
+            return True
+        try:
+            return bool(hook(self, future))
+        except BaseException:
+            LOGGER.exception("requeue hook failed for %s; requeued anyway", self.task_id)
+            return True
 
     def requeue_now(self, future):
         """A task waiting for its retry delay goes back into the queue at once (shutdown)."""
@@ -646,6 +663,7 @@ cdef class ManagedTask:
             self._retry_entry = None
         if entry is not None:
             _TIMERS.disarm(entry)
+        self._dispatch._release_retry(future)
         self._requeue(future)
         return True
 
@@ -923,6 +941,9 @@ cdef class TaskRegistry:
     cdef object _all_done   # threading.Condition, made when someone waits
     cdef int64_t _waiters
     cdef public object on_task_done   # an extra Python hook (events), or None
+    #: ``on_requeue(task, future) -> bool``: False holds a due retry back
+    #: (RETRYING) until the owner calls ``task.requeue_now(future)``.
+    cdef public object on_requeue
 
     def __cinit__(self, keep_finished, keep_seconds):
         self._futures = {}
@@ -938,6 +959,7 @@ cdef class TaskRegistry:
         self._all_done = threading.Condition(threading.Lock())
         self._waiters = 0
         self.on_task_done = None
+        self.on_requeue = None
 
     def configure(self, keep_finished, keep_seconds):
         self.keep_finished = keep_finished
@@ -1327,6 +1349,10 @@ cdef class GraphRunner:
     cdef Py_ssize_t *_dep_first
     cdef Py_ssize_t *_deps
     cdef Py_ssize_t _unfinished
+    # Nodes whose end the owner has not been told yet: the execution finishes
+    # only once every node-end hook has returned (a worker that ended a node
+    # may still be reporting it when another ends the last one).
+    cdef Py_ssize_t _unreported
     cdef bint _cancel_all
     cdef bint _finished
     cdef bint _started
@@ -1414,6 +1440,7 @@ cdef class GraphRunner:
                 if self._priority[j] < self._priority[i]:
                     self._priority[j] = self._priority[i]
         self._unfinished = n
+        self._unreported = n
         self.on_node_end = None
         self.on_finished = None
 
@@ -1457,6 +1484,11 @@ cdef class GraphRunner:
         while ready:
             i = <Py_ssize_t>ready.pop()
             self._launch(i, ready, ended)
+        self._report(ended)
+        self._check_finished()
+
+    cdef void _report(self, list ended) except *:
+        cdef Py_ssize_t i
         hook = self.on_node_end
         if hook is not None:
             for i in ended:
@@ -1464,12 +1496,13 @@ cdef class GraphRunner:
                     hook(self, i)
                 except BaseException:
                     LOGGER.exception("graph node-end hook failed")
-        self._check_finished()
+        with cython.critical_section(self):
+            self._unreported -= len(ended)
 
     cdef void _check_finished(self) except *:
         cdef bint finished = False
         with cython.critical_section(self):
-            if self._unfinished == 0 and self._started and not self._finished:
+            if self._unreported == 0 and self._started and not self._finished:
                 self._finished = True
                 finished = True
         if finished:
@@ -1640,10 +1673,7 @@ cdef class GraphRunner:
         if self._started:
             self._advance(ready, ended)
         else:
-            hook = self.on_node_end
-            if hook is not None:
-                for i in ended:
-                    hook(self, i)
+            self._report(ended)
         return found
 
     # -- what it knows -------------------------------------------------------------

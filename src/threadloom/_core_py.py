@@ -1413,11 +1413,11 @@ class ManagedTask:
             self._started_ns = time.monotonic_ns()
             future_set_running_or_notify_cancel_safe(future)
             dispatch.counters.add(COUNT_STARTED)
-            if self.on_start is not None:
-                try:
-                    self.on_start(self, future)
-                except BaseException:
-                    LOGGER.exception("task-start hook failed for %s", self.task_id)
+        if self.on_start is not None:
+            try:
+                self.on_start(self, future)
+            except BaseException:
+                LOGGER.exception("task-start hook failed for %s", self.task_id)
         previous = getattr(_current, "task", None)
         _current.task = self
         failed = False
@@ -1504,15 +1504,29 @@ class ManagedTask:
             if entry is not None:
                 TIMERS._disarm(entry)
             return False
-        dispatch._release_retry(future)
-        self._requeue(future)
+        if self._admitted(future):
+            dispatch._release_retry(future)
+            self._requeue(future)
         return False
 
     def _retry_due(self, future: Any) -> None:
         # On the timer thread.
         self._retry_entry = None
-        self._dispatch._release_retry(future)
-        self._requeue(future)
+        if self._admitted(future):
+            self._dispatch._release_retry(future)
+            self._requeue(future)
+
+    def _admitted(self, future: Any) -> bool:
+        # The owner's registry may hold a retry back (a full queue): the task
+        # stays RETRYING until the owner calls requeue_now().
+        on_done = self.on_done
+        if not isinstance(on_done, TaskRegistry) or on_done.on_requeue is None:
+            return True
+        try:
+            return bool(on_done.on_requeue(self, future))
+        except BaseException:
+            LOGGER.exception("requeue hook failed for %s; requeued anyway", self.task_id)
+            return True
 
     def requeue_now(self, future: Any) -> bool:
         """A task waiting for its retry delay goes back into the queue at once (shutdown)."""
@@ -1522,6 +1536,7 @@ class ManagedTask:
             entry, self._retry_entry = self._retry_entry, None
         if entry is not None:
             TIMERS._disarm(entry)
+        self._dispatch._release_retry(future)
         self._requeue(future)
         return True
 
@@ -1790,6 +1805,9 @@ class TaskRegistry:
         self._run_count = 0
         #: An extra hook called after each end is recorded (events), or None.
         self.on_task_done: Callable[[Any, Any], object] | None = None
+        #: ``on_requeue(task, future) -> bool``: False holds a due retry back
+        #: (RETRYING) until the owner calls ``task.requeue_now(future)``.
+        self.on_requeue: Callable[[Any, Any], bool] | None = None
 
     def configure(self, keep_finished: int, keep_seconds: float) -> None:
         self.keep_finished = keep_finished
@@ -2128,6 +2146,9 @@ class GraphRunner:
         self._started_ns = [0] * n
         self._finished_ns = [0] * n
         self._unfinished = n
+        # Nodes whose end the owner has not been told yet: the execution
+        # finishes only once every node-end hook has returned.
+        self._unreported = n
         self._cancel_all = False
         self._finished = False
         self._started = False
@@ -2152,6 +2173,10 @@ class GraphRunner:
     def _advance(self, ready: list[int], ended: list[int]) -> None:
         while ready:
             self._launch(ready.pop(), ready, ended)
+        self._report(ended)
+        self._check_finished()
+
+    def _report(self, ended: list[int]) -> None:
         hook = self.on_node_end
         if hook is not None:
             for i in ended:
@@ -2159,11 +2184,12 @@ class GraphRunner:
                     hook(self, i)
                 except BaseException:
                     LOGGER.exception("graph node-end hook failed")
-        self._check_finished()
+        with self._lock:
+            self._unreported -= len(ended)
 
     def _check_finished(self) -> None:
         with self._lock:
-            finished = self._unfinished == 0 and self._started and not self._finished
+            finished = self._unreported == 0 and self._started and not self._finished
             if finished:
                 self._finished = True
         if finished and self.on_finished is not None:
@@ -2315,9 +2341,8 @@ class GraphRunner:
             future.cancel()
         if self._started:
             self._advance(ready, ended)
-        elif self.on_node_end is not None:
-            for i in ended:
-                self.on_node_end(self, i)
+        else:
+            self._report(ended)
         return found
 
     @property

@@ -410,7 +410,7 @@ class ThreadPoolExecutor(Executor):
                 on the thread that ended the task (a worker, a canceller, or a
                 worker the timer thread handed a deadline's end to).  It must
                 not block.
-            on_start: ``on_start(task, future)`` when the first attempt starts.
+            on_start: ``on_start(task, future)`` as each attempt starts.
             tag: anything the caller wants to find on the task (``task.tag``).
             run_in_caller: run the first attempt on this thread (the
                 ``caller_runs`` backpressure policy).

@@ -1028,10 +1028,9 @@ class TaskManager:
             if i is None:
                 continue
             status: TaskStatus = execution.runner.node_state(i)
-            if status is TaskStatus.PENDING:
-                pending = True
-            elif not status.is_terminal:
-                return status
+            if status is not TaskStatus.PENDING:
+                return status  # live, or how its latest run ended
+            pending = True
         return TaskStatus.PENDING if pending else last
 
     def get_task_history(

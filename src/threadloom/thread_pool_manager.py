@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -178,8 +179,12 @@ class ThreadPoolManager(core.PoolBase):
         # resource monitor (see PoolBase.submit).
         self._fast_dispatch = None
         self._slots = threading.Semaphore(max_queue_size) if max_queue_size else None
+        # Retries due while the queue is full wait here for a slot (oldest first).
+        self._parked: deque[TaskFuture[Any]] = deque()
+        self._admission = threading.Lock()
         if self._slots is not None:
             self._registry.on_task_done = self._task_ended
+            self._registry.on_requeue = self._admit_retry
         self._started_at: float | None = None
         self._target_workers = max_workers
         self._adjuster: threading.Thread | None = None
@@ -465,16 +470,41 @@ class ThreadPoolManager(core.PoolBase):
         )
 
     def _task_started(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
-        # A slot is held from admission until the first attempt starts, or
-        # until the task ends without starting (cancelled or timed out while
-        # queued).  The two hooks never both see the tag: a task that started
-        # ends after its start hook ran.
-        if task.tag is _HOLDS_SLOT:
-            task.tag = None
-            assert self._slots is not None
-            self._slots.release()
+        # A slot is held from admission until the attempt starts, or until the
+        # task ends without starting (cancelled or timed out while queued).
+        # The two hooks never both see the tag: a task that started ends after
+        # its start hook ran.  A retry takes a slot again before it is queued.
+        if task.tag is not _HOLDS_SLOT:
+            return
+        task.tag = None
+        slots = self._slots
+        assert slots is not None
+        with self._admission:
+            while self._parked:
+                parked = self._parked.popleft()
+                if parked.status is TaskStatus.RETRYING:
+                    # The slot goes to the oldest retry held back, at once.
+                    parked.task.tag = _HOLDS_SLOT
+                    break
+            else:
+                parked = None
+                slots.release()
+        if parked is not None:
+            parked.task.requeue_now(parked)
 
     _task_ended = _task_started
+
+    def _admit_retry(self, task: ManagedTask, future: TaskFuture[Any]) -> bool:
+        # A due retry is queued work again: it needs a slot like a new task,
+        # but never waits for one (this is a worker or the timer thread).
+        slots = self._slots
+        assert slots is not None
+        with self._admission:
+            if slots.acquire(blocking=False):
+                task.tag = _HOLDS_SLOT
+                return True
+            self._parked.append(future)
+            return False
 
     # -- queries --------------------------------------------------------------
     def _future(self, task_id: str) -> TaskFuture[Any]:
