@@ -46,6 +46,7 @@ from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import events as tl_events
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
@@ -440,6 +441,20 @@ class TaskManager:
         """The pool this manager runs tasks on."""
         return self._pool
 
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The scheduler firing this manager's schedules (None until one is needed)."""
+        return self._scheduler
+
+    def subscribe(
+        self,
+        callback: Callable[[tl_events.Event], object],
+        kinds: Iterable[str | type[tl_events.Event]] | None = None,
+    ) -> tl_events.Subscription:
+        """Receive this manager's events (executions, runs, schedules) and its pool's;
+        see :mod:`threadloom.events`."""
+        return self._pool.subscribe(callback, kinds)
+
     # -- the registry ---------------------------------------------------------
 
     def register_task(
@@ -811,6 +826,12 @@ class TaskManager:
             execution.draining = True
             self._active[execution.execution_id] = execution
         self._history.record_execution(_execution_record(execution))
+        if self._pool.events.active:
+            self._pool.events.emit(
+                tl_events.execution_started(
+                    execution.execution_id, targets, execution.runs, trigger
+                )
+            )
         self._drain(execution)
         if wait:
             execution.done.wait()
@@ -1018,6 +1039,21 @@ class TaskManager:
                 task.tags,
             )
         )
+        if self._pool.events.active:
+            self._pool.events.emit(
+                tl_events.task_finished(
+                    task.task_id,
+                    task.name,
+                    run.priority,
+                    status,
+                    run.attempts,
+                    run.queued_at,
+                    run.started_at,
+                    run.finished_at,
+                    error,
+                    execution.execution_id,
+                )
+            )
 
     @staticmethod
     def _final_status(execution: _Execution) -> TaskStatus:
@@ -1032,6 +1068,16 @@ class TaskManager:
         # Every run's record was queued before this one: a reader who waited for
         # the execution finds all of them.
         self._history.record_execution(_execution_record(execution))
+        if self._pool.events.active:
+            self._pool.events.emit(
+                tl_events.execution_finished(
+                    execution.execution_id,
+                    execution.status,
+                    execution.started_at,
+                    execution.finished_at,
+                    execution.first_error,
+                )
+            )
         with self._lock:
             self._active.pop(execution.execution_id, None)
             if self._keep_executions:
@@ -1303,7 +1349,10 @@ class TaskManager:
             # Made on first need; the scheduler never calls back under its own
             # lock, so calling it under ours cannot deadlock.
             self._scheduler = Scheduler(
-                self._on_schedule_due, self._clock, on_missed=self._on_schedule_missed
+                self._on_schedule_due,
+                self._clock,
+                on_missed=self._on_schedule_missed,
+                events=self._pool.events,
             )
             self._scheduler.start()
         if new is not None and new_schedule is not None:

@@ -18,6 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import events as tl_events
 from ._impl import core
 from ._task import ManagedTask, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus, check_priority
@@ -184,6 +185,7 @@ class ThreadPoolManager:
         self._adjuster: threading.Thread | None = None
         self._stop_adjusting = threading.Event()
         self._executors_seen: list[ThreadPoolExecutor] = []
+        self._events = tl_events.EventBus(thread_name_prefix)
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> ThreadPoolManager:
@@ -264,6 +266,20 @@ class ThreadPoolManager:
     @property
     def running(self) -> bool:
         return self._executor is not None
+
+    # -- events -------------------------------------------------------------
+    @property
+    def events(self) -> tl_events.EventBus:
+        """The pool's event bus (a ``TaskManager`` on this pool emits on it too)."""
+        return self._events
+
+    def subscribe(
+        self,
+        callback: Callable[[tl_events.Event], object],
+        kinds: Iterable[str | type[tl_events.Event]] | None = None,
+    ) -> tl_events.Subscription:
+        """Call ``callback(event)`` for the pool's events; see :mod:`threadloom.events`."""
+        return self._events.subscribe(callback, kinds)
 
     # -- submission ---------------------------------------------------------
     def submit(
@@ -358,10 +374,16 @@ class ThreadPoolManager:
         if monitor is not None:
             call_args = (func, call_args, call_kwargs, monitor)
             func, call_kwargs = _observed_call, {}
+        if self._events.active:
+            func, call_args, call_kwargs = tl_events.observe_attempts(
+                self._events, func, call_args, call_kwargs, retry
+            )
         created: list[ManagedTask] = []
 
         def register(task: ManagedTask) -> None:
             created.append(task)
+            if self._events.active:
+                self._events.emit(tl_events.task_queued(task.task_id, task.name, task.priority))
             with self._lock:
                 self._tasks[task.task_id] = task
                 self._unfinished += 1
@@ -433,6 +455,8 @@ class ThreadPoolManager:
 
     def _task_done(self, task: ManagedTask) -> None:
         # Runs once per task, on whichever thread ended it.
+        if self._events.active:
+            self._events.emit(tl_events.task_finished_from_future(task, task.future))
         with self._lock:
             if task.started_at is not None and task.finished_at is not None:
                 elapsed = max(0.0, task.finished_at - task.started_at)
@@ -674,6 +698,12 @@ class ThreadPoolManager:
             try:
                 target = self.target_worker_count(executor)
                 if target != self._target_workers:
+                    if self._events.active:
+                        self._events.emit(
+                            tl_events.workers_changed(
+                                self._target_workers, target, executor.statistics().workers_total
+                            )
+                        )
                     self._target_workers = target
                     executor.resize(target, min(self.min_workers, target))
             except Exception:
