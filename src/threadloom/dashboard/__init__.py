@@ -83,7 +83,7 @@ def _is_loopback(host: str) -> bool:
         raise DashboardError(f"cannot use host {host!r} for the dashboard: {exc}") from None
     addresses = {info[4][0] for info in infos}
     return bool(addresses) and all(
-        ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses
+        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
     )
 
 
@@ -213,7 +213,9 @@ class Dashboard:
         while not server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise DashboardError(f"the dashboard server did not start on {self.host}:{self._port}")
+                raise DashboardError(
+                    f"the dashboard server did not start on {self.host}:{self._port}"
+                )
             time.sleep(0.01)
         return self
 
@@ -223,7 +225,9 @@ class Dashboard:
                 self.host, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
         except (socket.gaierror, UnicodeError) as exc:
-            raise DashboardError(f"cannot use host {self.host!r} for the dashboard: {exc}") from None
+            raise DashboardError(
+                f"cannot use host {self.host!r} for the dashboard: {exc}"
+            ) from None
         family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
         try:

@@ -8,6 +8,7 @@ serving ``/events``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import math
@@ -157,9 +158,7 @@ class Guard:
             if not _same(offered, self.token):
                 problem = (401, "a valid token is required")
             elif query_token is not None and _same(query_token, self.token):
-                set_cookie = (
-                    f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                )
+                set_cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
         if problem is None and method == "POST" and not _same(header_token, self.token):
             origin = headers.get("origin")
             if not (self.loopback and origin is not None and self._origin_ok(origin)):
@@ -192,10 +191,7 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     def _host_ok(self, host: str) -> bool:
-        if host.startswith("["):
-            name = host[1 : host.find("]")]
-        else:
-            name = host.partition(":")[0]
+        name = host[1:host.find("]")] if host.startswith("[") else host.partition(":")[0]
         name = name.lower()
         return name in ("localhost", "::1") or name.startswith("127.")
 
@@ -317,6 +313,7 @@ class DashboardApp:
         routes = [
             Route("/", self.index),
             Route("/healthz", self.healthz),
+            Route("/favicon.ico", self.favicon),
             Route("/metrics", self.metrics),
             Route("/events", self.events),
             Route("/api/info", self._json(self.info)),
@@ -336,7 +333,9 @@ class DashboardApp:
             Route("/api/registered/{task_id}/run", self._json(self.run_task), methods=["POST"]),
             Route("/api/schedules", self._json(self.schedules)),
             Route(
-                "/api/schedules/{job_id}/{action}", self._json(self.schedule_action), methods=["POST"]
+                "/api/schedules/{job_id}/{action}",
+                self._json(self.schedule_action),
+                methods=["POST"],
             ),
             Route("/api/history/runs", self._json(self.history_runs)),
             Route("/api/history/executions", self._json(self.history_executions)),
@@ -367,10 +366,8 @@ class DashboardApp:
         self.stop_ticker.set()
         loop = self.loop
         if loop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.broadcaster.close)
-            except RuntimeError:
-                pass
         ticker = self.ticker
         if ticker is not None and ticker is not threading.current_thread():
             ticker.join(5)
@@ -519,6 +516,9 @@ class DashboardApp:
     # -- pages and plain endpoints -------------------------------------------------
     async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-store"})
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(status_code=204)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "live": self.sources.live})

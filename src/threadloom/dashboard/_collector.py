@@ -212,7 +212,9 @@ class LiveState:
         if event.execution_id is not None:
             self.dirty_executions.add(event.execution_id)
             return
-        row = self._row(event.task_id, event.name, event.priority, event.timestamp - event.wait_time)
+        row = self._row(
+            event.task_id, event.name, event.priority, event.timestamp - event.wait_time
+        )
         row.status = "running"
         row.attempts = max(row.attempts, event.attempt)
         row.worker = event.worker
@@ -385,8 +387,18 @@ class LiveState:
                 if start > t1:
                     continue
                 self._place(
-                    bars, cells, max_bars, t0, t1, cell, self.bar_worker[i], start, end,
-                    self.bar_name[i], self.bar_failed[i], False,
+                    bars,
+                    cells,
+                    max_bars,
+                    t0,
+                    t1,
+                    cell,
+                    self.bar_worker[i],
+                    start,
+                    end,
+                    self.bar_name[i],
+                    self.bar_failed[i],
+                    False,
                 )
             now = time.time()
             for worker, start, name in self.running.values():
@@ -422,8 +434,15 @@ class LiveState:
         running: bool,
     ) -> None:
         if end - start >= cell and len(bars) < max_bars:
-            bars.append([worker, start, end, name, "failed" if failed else
-                         ("running" if running else "completed")])
+            bars.append(
+                [
+                    worker,
+                    start,
+                    end,
+                    name,
+                    "failed" if failed else ("running" if running else "completed"),
+                ]
+            )
             return
         lo, hi = max(start, t0), min(end, t1)
         x = int((lo - t0) / cell)
@@ -442,8 +461,19 @@ class LiveState:
             return list(self.series)
 
 
-_SORTABLE = ("queued_at", "started_at", "finished_at", "name", "status", "priority", "attempts",
-             "wait_time", "run_time", "error_type", "task_id")
+_SORTABLE = (
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "name",
+    "status",
+    "priority",
+    "attempts",
+    "wait_time",
+    "run_time",
+    "error_type",
+    "task_id",
+)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

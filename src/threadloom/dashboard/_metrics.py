@@ -80,7 +80,9 @@ class ThreadloomCollector(Collector):
             "threadloom_tasks_submitted", "Tasks accepted by the pool", value=m["tasks_submitted"]
         )
         yield CounterMetricFamily(
-            "threadloom_tasks_started", "Tasks whose first attempt started", value=m["tasks_started"]
+            "threadloom_tasks_started",
+            "Tasks whose first attempt started",
+            value=m["tasks_started"],
         )
         finished = CounterMetricFamily(
             "threadloom_tasks", "Tasks that ended, by final status", labels=["status"]
@@ -108,7 +110,9 @@ class ThreadloomCollector(Collector):
         for priority in sorted(set(by_priority) | {int(p) for p in TaskPriority}):
             depth.add_metric([_priority_label(priority)], by_priority.get(priority, 0))
         yield depth
-        workers = GaugeMetricFamily("threadloom_workers", "Worker threads by state", labels=["state"])
+        workers = GaugeMetricFamily(
+            "threadloom_workers", "Worker threads by state", labels=["state"]
+        )
         workers.add_metric(["busy"], m["active_workers"])
         workers.add_metric(["idle"], m["idle_workers"])
         yield workers
@@ -137,13 +141,17 @@ class ThreadloomCollector(Collector):
         yield wait
         yield run
         family = CounterMetricFamily(
-            "threadloom_executions", "TaskManager executions that ended, by status", labels=["status"]
+            "threadloom_executions",
+            "TaskManager executions that ended, by status",
+            labels=["status"],
         )
         for status in sorted(set(executions) | {"completed", "failed", "cancelled"}):
             family.add_metric([status], executions.get(status, 0))
         yield family
         missed = CounterMetricFamily(
-            "threadloom_schedule_misses", "Scheduled fire times not run, by reason", labels=["reason"]
+            "threadloom_schedule_misses",
+            "Scheduled fire times not run, by reason",
+            labels=["reason"],
         )
         for reason, count in sorted(misses.items()):
             missed.add_metric([reason], count)

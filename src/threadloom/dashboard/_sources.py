@@ -73,7 +73,9 @@ def resolve(source: Any, history: Any) -> Sources:
             raise DashboardError(f"cannot open history {path!r}: {exc}") from None
         owns = True
     else:
-        raise TypeError(f"history must be a TaskHistory, a path or None, not {type(history).__name__}")
+        raise TypeError(
+            f"history must be a TaskHistory, a path or None, not {type(history).__name__}"
+        )
     if pool is None and store is None:
         raise ValueError("a dashboard needs a source (a pool or task manager) or a history")
     monitor = pool.resource_monitor if pool is not None else None

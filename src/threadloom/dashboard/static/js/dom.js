@@ -59,3 +59,9 @@ export function colourOf(text) {
   for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) >>> 0;
   return `hsl(${h % 360}, 60%, 50%)`;
 }
+
+// Replace a node's children, skipping null/undefined (conditional parts).
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  return node;
+}

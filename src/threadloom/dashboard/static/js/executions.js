@@ -1,7 +1,7 @@
 // Executions: recent executions, and the DAG of the selected one with live
 // status colours (the layered layout comes from the server).
 import { getJSON, post } from "./api.js";
-import { clear, el, seconds, statusBadge, svg, when } from "./dom.js";
+import { clear, el, fill, seconds, statusBadge, svg, when } from "./dom.js";
 
 let selected = null;
 
@@ -49,7 +49,7 @@ export async function showDag() {
   const box = document.getElementById("execution-detail");
   let d;
   try { d = await getJSON(`/api/executions/${encodeURIComponent(selected)}`); }
-  catch (error) { clear(box).append(el("p", { class: "error", text: error.message })); return; }
+  catch (error) { fill(box, el("p", { class: "error", text: error.message })); return; }
   const W = 150, H = 34, GX = 60, GY = 18;
   const layers = Math.max(1, ...d.nodes.map((n) => n.layer + 1));
   const rows = Math.max(1, ...d.nodes.map((n) => n.row + 1));
@@ -69,7 +69,7 @@ export async function showDag() {
     graph.append(group);
   }
   const running = d.status === "running";
-  clear(box).append(
+  fill(box, 
     el("h3", {}, el("span", { text: d.execution_id }), " ", statusBadge(d.status)),
     el("p", { text: `targets: ${d.targets.join(", ")} · started ${when(d.started_at)}` }),
     running ? el("button", { type: "button", "data-action": "cancel-execution", text: "Cancel execution",

@@ -1,7 +1,7 @@
 // Tasks: a filterable, sortable table (filtered and sorted by the server);
 // a row opens the task's detail: traceback and attempts.
 import { getJSON, post } from "./api.js";
-import { clear, el, seconds, statusBadge, when } from "./dom.js";
+import { clear, el, fill, seconds, statusBadge, when } from "./dom.js";
 
 let sort = "queued_at", order = "desc", selected = null;
 
@@ -53,7 +53,7 @@ async function cancel(taskId) {
 function alertText(message) {
   const box = document.getElementById("task-detail");
   box.hidden = false;
-  clear(box).append(el("p", { class: "error", text: message }));
+  fill(box, el("p", { class: "error", text: message }));
 }
 
 async function showDetail(taskId) {
@@ -63,7 +63,7 @@ async function showDetail(taskId) {
   try { t = await getJSON(`/api/tasks/${encodeURIComponent(taskId)}`); }
   catch (error) { alertText(error.message); return; }
   box.hidden = false;
-  clear(box).append(
+  fill(box, 
     el("h3", {}, el("span", { class: "task-name", text: t.name ?? t.task_id }), " ", statusBadge(t.status)),
     el("p", { text: `${t.task_id} · priority ${t.priority} · ${t.attempts} attempt(s) · queued ${when(t.queued_at)} · wait ${seconds(t.wait_time)} · run ${seconds(t.run_time)}` }),
     t.error_type ? el("p", { class: "error", text: `${t.error_type}: ${t.message}` }) : null,
