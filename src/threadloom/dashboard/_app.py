@@ -191,7 +191,7 @@ class Guard:
         await self.app(scope, receive, send_with_headers)
 
     def _host_ok(self, host: str) -> bool:
-        name = host[1:host.find("]")] if host.startswith("[") else host.partition(":")[0]
+        name = host[1 : host.find("]")] if host.startswith("[") else host.partition(":")[0]
         name = name.lower()
         return name in ("localhost", "::1") or name.startswith("127.")
 
