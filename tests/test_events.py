@@ -342,10 +342,10 @@ def test_resource_monitor_reports_samples_and_alerts() -> None:
     with monitor.subscribe(got):
         sample = monitor.sample_now()
         sampled = got.wait_for(lambda e: e.kind == "resource_sampled")
-        raised = got.wait_for(lambda e: e.kind == "alert_raised")
+        raised = got.wait_for(lambda e: e.kind == "alert_raised" and e.resource == "disk")
         monitor.update_thresholds(disk_threshold=100.0)
         monitor.sample_now()
-        cleared = got.wait_for(lambda e: e.kind == "alert_cleared")
+        cleared = got.wait_for(lambda e: e.kind == "alert_cleared" and e.resource == "disk")
     assert sampled.memory_percent == pytest.approx(sample.memory_percent)
     assert sampled.usable_cpus == sample.cpu_count
     assert (raised.resource, raised.threshold) == ("disk", 0.001)

@@ -39,7 +39,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -66,18 +66,16 @@ LOGGER = logging.getLogger("threadloom.events")
 
 #: The longest formatted traceback an event carries (longer ones keep their tail).
 MAX_TRACEBACK_CHARS = 16_000
+#: Seconds a delivery thread lets events gather before handing them over.
+BATCH_DELAY = 0.02
 
 
-def _now() -> float:
-    return time.time()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """The base of every event: ``kind`` names the type, ``timestamp`` is epoch seconds."""
 
     kind: ClassVar[str] = "event"
-    timestamp: float = field(default_factory=_now)
+    timestamp: float
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready plain values (``kind`` included)."""
@@ -102,7 +100,7 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class TaskQueued(Event):
     """A task was accepted and queued (its first attempt).
 
@@ -118,7 +116,7 @@ class TaskQueued(Event):
     execution_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class TaskStarted(Event):
     """An attempt started on a worker thread (``worker`` is the thread's name).
 
@@ -135,7 +133,7 @@ class TaskStarted(Event):
     execution_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class TaskRetrying(Event):
     """An attempt failed and the task will be retried after about ``delay`` seconds."""
 
@@ -151,7 +149,7 @@ class TaskRetrying(Event):
     traceback: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class TaskFinished(Event):
     """A task ended (``status`` is its final status's value, e.g. ``"failed"``).
 
@@ -174,7 +172,7 @@ class TaskFinished(Event):
     execution_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionStarted(Event):
     """A ``TaskManager`` execution started; ``tasks`` are the ids of every task it runs."""
 
@@ -185,7 +183,7 @@ class ExecutionStarted(Event):
     trigger: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class ExecutionFinished(Event):
     """An execution ended with ``status`` (``"completed"``, ``"failed"``, ``"cancelled"``)."""
 
@@ -196,7 +194,7 @@ class ExecutionFinished(Event):
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class ScheduleFired(Event):
     """A schedule's fire time was handed to its owner (``fire_time`` is ISO 8601)."""
 
@@ -205,7 +203,7 @@ class ScheduleFired(Event):
     fire_time: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class ScheduleMissed(Event):
     """A fire time did not become a run; ``reason`` is a ``MissReason`` value."""
 
@@ -215,7 +213,7 @@ class ScheduleMissed(Event):
     reason: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class WorkersChanged(Event):
     """The pool's worker limit changed from ``previous`` to ``target``."""
 
@@ -225,7 +223,7 @@ class WorkersChanged(Event):
     running: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class ResourceSampled(Event):
     """A resource monitor sample (percentages; limits as the monitor reports them)."""
 
@@ -238,7 +236,7 @@ class ResourceSampled(Event):
     memory_limit: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class AlertRaised(Event):
     """A resource crossed its threshold."""
 
@@ -248,7 +246,7 @@ class AlertRaised(Event):
     threshold: float
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class AlertCleared(Event):
     """A resource fell back below its threshold (minus the monitor's margin)."""
 
@@ -308,6 +306,7 @@ class Subscription:
         self._pushed = 0
         self._wake_pending = False
         self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._closed = False
         self._settled = 0  # events delivered or dropped; guarded by _progress
         self._progress = threading.Condition(threading.Lock())
@@ -335,6 +334,10 @@ class Subscription:
         dropped_seen = 0
         while True:
             self._wake.wait()
+            # Let a batch gather: waking per event would hand the GIL back and
+            # forth with the workers on every task.  Bounded latency; cut
+            # short by unsubscribe() and flush().
+            self._hurry.wait(BATCH_DELAY)
             with self._lock:
                 # Cleared under the lock that _push sets _wake_pending under: a
                 # push after this swap sees _wake_pending False and sets the
@@ -382,13 +385,17 @@ class Subscription:
         """
         with self._lock:
             target = self._pushed
+        self._hurry.set()
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._progress:
-            while self._settled < target:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._progress.wait(remaining)
+        try:
+            with self._progress:
+                while self._settled < target:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._progress.wait(remaining)
+        finally:
+            self._hurry.clear()
         return True
 
     def unsubscribe(self, timeout: float | None = 5.0) -> bool:
@@ -403,6 +410,7 @@ class Subscription:
         self._bus._remove(self)
         with self._lock:
             self._closed = True
+        self._hurry.set()
         self._wake.set()
         if threading.current_thread() is self._thread or not self._thread.is_alive():
             return True
@@ -546,7 +554,13 @@ def _span(start: float | None, end: float | None) -> float | None:
 def task_queued(
     task_id: str, name: str | None, priority: int, execution_id: str | None = None
 ) -> TaskQueued:
-    return TaskQueued(task_id=task_id, name=name, priority=int(priority), execution_id=execution_id)
+    return TaskQueued(
+        timestamp=time.time(),
+        task_id=task_id,
+        name=name,
+        priority=int(priority),
+        execution_id=execution_id,
+    )
 
 
 def task_started(
@@ -575,6 +589,7 @@ def task_retrying(
 ) -> TaskRetrying:
     error_type, message, text = _error_fields(error)
     return TaskRetrying(
+        timestamp=time.time(),
         task_id=task_id,
         name=name,
         attempt=attempt,
@@ -602,6 +617,7 @@ def task_finished(
     """*status* is a ``TaskStatus`` (or its value); times are epoch seconds."""
     error_type, message, text = _error_fields(error)
     return TaskFinished(
+        timestamp=time.time(),
         task_id=task_id,
         name=name,
         priority=int(priority),
@@ -622,7 +638,7 @@ def task_finished_from_future(task: Any, future: Any) -> TaskFinished:
     ``submitted_at``, ``started_at``, ``finished_at``); the error is read from
     its resolved *future*."""
     error = None
-    if future.done() and not future.cancelled():
+    if getattr(task.status, "value", task.status) in ("failed", "timed_out"):
         error = future.exception(0)
     return task_finished(
         task.task_id,
@@ -641,7 +657,11 @@ def execution_started(
     execution_id: str, targets: Iterable[str], tasks: Iterable[str], trigger: str
 ) -> ExecutionStarted:
     return ExecutionStarted(
-        execution_id=execution_id, targets=tuple(targets), tasks=tuple(tasks), trigger=trigger
+        timestamp=time.time(),
+        execution_id=execution_id,
+        targets=tuple(targets),
+        tasks=tuple(tasks),
+        trigger=trigger,
     )
 
 
@@ -654,6 +674,7 @@ def execution_finished(
 ) -> ExecutionFinished:
     """*first_error* is (task name, exception) of the first task that failed."""
     return ExecutionFinished(
+        timestamp=time.time(),
         execution_id=execution_id,
         status=str(getattr(status, "value", status)),
         duration=_span(started_at, finished_at),
@@ -662,17 +683,20 @@ def execution_finished(
 
 
 def schedule_fired(job_id: str, fire_time: Any) -> ScheduleFired:
-    return ScheduleFired(job_id=job_id, fire_time=fire_time.isoformat())
+    return ScheduleFired(timestamp=time.time(), job_id=job_id, fire_time=fire_time.isoformat())
 
 
 def schedule_missed(job_id: str, fire_time: Any, reason: object) -> ScheduleMissed:
     return ScheduleMissed(
-        job_id=job_id, fire_time=fire_time.isoformat(), reason=str(getattr(reason, "value", reason))
+        timestamp=time.time(),
+        job_id=job_id,
+        fire_time=fire_time.isoformat(),
+        reason=str(getattr(reason, "value", reason)),
     )
 
 
 def workers_changed(previous: int, target: int, running: int) -> WorkersChanged:
-    return WorkersChanged(previous=previous, target=target, running=running)
+    return WorkersChanged(timestamp=time.time(), previous=previous, target=target, running=running)
 
 
 def resource_sampled(sample: Any) -> ResourceSampled:
@@ -691,7 +715,9 @@ def resource_sampled(sample: Any) -> ResourceSampled:
 def alert(resource: str, value: float, threshold: float, *, recovered: bool) -> Event:
     """An :class:`AlertCleared` if *recovered*, else an :class:`AlertRaised`."""
     cls = AlertCleared if recovered else AlertRaised
-    return cls(resource=resource, value=float(value), threshold=float(threshold))
+    return cls(
+        timestamp=time.time(), resource=resource, value=float(value), threshold=float(threshold)
+    )
 
 
 class AttemptObserver:
@@ -715,9 +741,7 @@ class AttemptObserver:
         self.queued_at = time.time()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from ._task import current_task
-
-        context = current_task()
+        context = (_current_task or _load_current_task())()
         bus = self.bus
         attempt = context.attempt
         if bus.active:
@@ -746,6 +770,18 @@ class AttemptObserver:
                         )
                     )
             raise
+
+
+_current_task: Callable[[], Any] | None = None
+
+
+def _load_current_task() -> Callable[[], Any]:
+    # Imported on first use: this module sits below the task layer.
+    global _current_task
+    from ._task import current_task
+
+    _current_task = current_task
+    return current_task
 
 
 def observe_attempts(

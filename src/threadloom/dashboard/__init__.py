@@ -41,6 +41,10 @@ __all__ = ["Dashboard", "DashboardError", "parse_bind"]
 LOGGER = logging.getLogger("threadloom.dashboard")
 
 
+#: Events buffered for the dashboard's subscriber (see threadloom.events).
+EVENT_BUFFER = 50_000
+
+
 class DashboardError(RuntimeError):
     """The dashboard cannot start: a port in use, a bad host, an unreadable history."""
 
@@ -191,7 +195,11 @@ class Dashboard:
             sample_interval=self._sample_interval,
         )
         if sources.pool is not None:
-            self._subscriptions.append(sources.pool.subscribe(state.on_event))
+            # A deeper buffer than the default: a burst of short tasks makes
+            # three events each, and the dashboard should see them all.
+            self._subscriptions.append(
+                sources.pool.events.subscribe(state.on_event, buffer_size=EVENT_BUFFER)
+            )
         if sources.monitor is not None:
             self._subscriptions.append(sources.monitor.subscribe(state.on_event))
         config = uvicorn.Config(
