@@ -441,3 +441,43 @@ def _eventually(fetch: Any, ok: Any, timeout: float = WAIT) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"never satisfied within {timeout} s: {last!r}")
         pause.wait(0.02)
+
+
+def test_task_stream_stays_bounded_at_100k_tasks() -> None:
+    from threadloom import events as ev
+    from threadloom.dashboard._collector import LiveState
+
+    state = LiveState(max_bars=200_000)
+    start = 1_000_000.0
+    for i in range(100_000):
+        worker = f"w{i % 8}"
+        t0 = start + i * 0.0005
+        state.on_event(ev.TaskStarted(t0, f"t{i}", "job", 1, 1, worker, 0.0))
+        state.on_event(ev.TaskFinished(t0 + 0.0004, f"t{i}", "job", 1, "completed", 1, 0.0, 0.0004))
+    # The whole run (50 s) in a 1000-pixel window: every task is accounted
+    # for, in at most workers x pixels cells.
+    view = state.stream(start, start + 50.0, 1000)
+    assert len(view["workers"]) == 8
+    assert view["bars"] == []
+    assert len(view["cells"]) <= 8 * 1000
+    assert sum(cell[3] for cell in view["cells"]) == 100_000
+    # Zoomed in to 10 ms: bars wider than a pixel come as bars.
+    zoom = state.stream(start, start + 0.01, 1000)
+    assert 19 <= len(zoom["bars"]) <= 21
+    assert zoom["cells"] == []
+    assert all(bar[3] == "job" for bar in zoom["bars"])
+    # The task table keeps the latest max_tasks only.
+    assert len(state.tasks) == state.max_tasks
+
+
+def test_import_threadloom_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threadloom, threadloom.cli, threadloom.dashboard; "
+        "heavy = ('starlette', 'uvicorn', 'prometheus_client'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
