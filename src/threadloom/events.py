@@ -16,8 +16,10 @@ subscriber sees one ordered stream).  Costs:
   read) and builds nothing;
 * subscribed: the emitter builds the record and appends it to each matching
   subscription's buffer under that buffer's own short lock; it never runs a
-  callback.  Each subscription has its own delivery thread, which calls the
-  callback outside any lock; an exception from it is logged (the first, then
+  callback.  Each subscription has its own delivery thread, which wakes at
+  most every :data:`BATCH_DELAY` seconds (so delivery lags by up to that;
+  :meth:`Subscription.flush` waits for it) and calls the callback outside any
+  lock; an exception from it is logged (the first, then
   every 1000th) and counted in :attr:`Subscription.errors`, and delivery goes on.
 
 Buffers are bounded (``buffer_size`` events per subscription, default
