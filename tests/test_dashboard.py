@@ -35,7 +35,8 @@ def pool() -> Iterator[ThreadPoolManager]:
 
 @pytest.fixture
 def dash(pool: ThreadPoolManager) -> Iterator[Dashboard]:
-    with Dashboard(pool, sample_interval=0.1) as dash:
+    # Every task followed (no sampling): the tests count them.
+    with Dashboard(pool, sample_interval=0.1, max_task_rate=None) as dash:
         yield dash
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from threadloom import RetryPolicy, TaskManager, ThreadPoolManager
+from threadloom import RetryPolicy, TaskManager, TaskStatus, ThreadPoolManager
 from threadloom import events as ev
 from threadloom._clock import ManualClock
 from threadloom.resource_monitor import ResourceMonitor
@@ -350,3 +350,35 @@ def test_resource_monitor_reports_samples_and_alerts() -> None:
     assert sampled.usable_cpus == sample.cpu_count
     assert (raised.resource, raised.threshold) == ("disk", 0.001)
     assert cleared.resource == "disk"
+
+
+def test_a_rate_limited_subscriber_gets_a_sample_of_whole_tasks() -> None:
+    limited, everything = Recorder(), Recorder()
+    with ThreadPoolManager(2, 2) as pool:
+        with pool.events.subscribe(limited, max_task_rate=1.0) as sub:
+            ids = [pool.submit(lambda: None) for _ in range(300)]
+            assert pool.wait_all(WAIT)
+            assert sub.flush(WAIT)
+        # One subscriber wanting every task makes the pool report every task.
+        with pool.events.subscribe(limited, max_task_rate=1.0), pool.subscribe(everything) as all_:
+            more = [pool.submit(lambda: None) for _ in range(50)]
+            assert pool.wait_all(WAIT)
+            assert all_.flush(WAIT)
+    assert all(pool.get_task_status(t) is TaskStatus.COMPLETED for t in ids)
+    reported = {e.task_id for e in limited.events if e.kind == "task_queued"}
+    # One task per 0.1 s window at 1 task/s: far fewer than submitted (the
+    # 300 submissions would have to take 30 s to report them all).
+    assert 1 <= len(reported & set(ids)) < 300
+    # Whole tasks: each sampled task's events are all there, in order.
+    for task_id in reported & set(ids):
+        kinds = [e.kind for e in limited.events if getattr(e, "task_id", None) == task_id]
+        assert kinds == ["task_queued", "task_started", "task_finished"]
+    finished = {e.task_id for e in everything.events if e.kind == "task_finished"}
+    assert finished == set(more)
+
+
+def test_max_task_rate_is_checked() -> None:
+    bus = ev.EventBus()
+    for bad in (0, -1.0, "fast", True):
+        with pytest.raises(ValueError, match="max_task_rate"):
+            bus.subscribe(print, max_task_rate=bad)  # type: ignore[arg-type]

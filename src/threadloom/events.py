@@ -70,6 +70,7 @@ LOGGER = logging.getLogger("threadloom.events")
 MAX_TRACEBACK_CHARS = 16_000
 #: Seconds a delivery thread lets events gather before handing them over.
 BATCH_DELAY = 0.02
+_SAMPLE_WINDOW = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,11 +294,13 @@ class Subscription:
         callback: Callback,
         kinds: frozenset[str] | None,
         buffer_size: int,
+        max_task_rate: float | None = None,
     ) -> None:
         self._bus = bus
         self.callback = callback
         self.kinds = kinds
         self.buffer_size = buffer_size
+        self.max_task_rate = max_task_rate
         self.dropped = 0
         self.errors = 0
         self.delivered = 0
@@ -458,6 +461,10 @@ class EventBus:
         self._lock = threading.Lock()
         # Replaced, never mutated, so emit() iterates without the lock.
         self._subscriptions: tuple[Subscription, ...] = ()
+        # Task sampling (see subscribe's max_task_rate); None: report every task.
+        self._task_rate: float | None = None
+        self._budget = 0.0
+        self._refill_at = 0.0
 
     def subscribe(
         self,
@@ -465,6 +472,7 @@ class EventBus:
         kinds: Iterable[str | type[Event]] | None = None,
         *,
         buffer_size: int | None = None,
+        max_task_rate: float | None = None,
     ) -> Subscription:
         """Call ``callback(event)`` for every event (of *kinds*, if given), on a
         delivery thread of this subscription.
@@ -473,6 +481,13 @@ class EventBus:
             callback: called with one event at a time, in emission order.
             kinds: kind names (``"task_finished"``) or event classes; None: all.
             buffer_size: events buffered before the oldest is dropped.
+            max_task_rate: tasks per second this subscriber needs to hear
+                about (None: every task).  While every subscription of a
+                bus sets one, the pool reports a sample of its tasks, at most
+                the highest of these rates, each task's events complete
+                (queued, every attempt, finished) or absent; the rest cost
+                the workers one check each.  The dashboard uses it to watch
+                a busy pool without slowing it down.
 
         Raises:
             TypeError: *callback* is not callable.
@@ -482,17 +497,53 @@ class EventBus:
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         kind_set = None if kinds is None else _check_kinds(kinds)
         size = self.buffer_size if buffer_size is None else _check_buffer_size(buffer_size)
-        subscription = Subscription(self, callback, kind_set, size)
+        if max_task_rate is not None and not (
+            isinstance(max_task_rate, int | float)
+            and not isinstance(max_task_rate, bool)
+            and max_task_rate > 0
+        ):
+            raise ValueError(
+                f"max_task_rate must be a positive number or None, not {max_task_rate!r}"
+            )
+        subscription = Subscription(self, callback, kind_set, size, max_task_rate)
         subscription._thread.start()
         with self._lock:
             self._subscriptions = (*self._subscriptions, subscription)
+            self._update_rate()
             self.active = True
         return subscription
 
     def _remove(self, subscription: Subscription) -> None:
         with self._lock:
             self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+            self._update_rate()
             self.active = bool(self._subscriptions)
+
+    def _update_rate(self) -> None:
+        rates = [s.max_task_rate for s in self._subscriptions]
+        self._task_rate = None if not rates or None in rates else max(rates)  # type: ignore[type-var]
+        self._budget = 0.0
+        self._refill_at = 0.0
+
+    def sample_task(self) -> bool:
+        """Whether to report the task being submitted (see ``max_task_rate``).
+
+        Called by emitters only while :attr:`active`.  The budget is refilled
+        every tenth of a second; concurrent callers may over- or under-spend it
+        by a few tasks, which only changes the sample's size.
+        """
+        rate = self._task_rate
+        if rate is None:
+            return True
+        self._budget -= 1
+        if self._budget >= 0:
+            return True
+        now = time.monotonic()
+        if now < self._refill_at:
+            return False
+        self._refill_at = now + _SAMPLE_WINDOW
+        self._budget = rate * _SAMPLE_WINDOW - 1
+        return True
 
     def emit(self, event: Event) -> None:
         """Hand *event* to every matching subscription (never blocks on a subscriber)."""
@@ -784,6 +835,13 @@ def _load_current_task() -> Callable[[], Any]:
 
     _current_task = current_task
     return current_task
+
+
+def is_observed(task: Any) -> bool:
+    """Whether a pool task runs through an :class:`AttemptObserver` (it was
+    submitted while someone listened, and sampled): only such tasks report
+    their end, so that a subscriber never sees an end without a start."""
+    return type(task.fn) is AttemptObserver
 
 
 def observe_attempts(

@@ -374,7 +374,7 @@ class ThreadPoolManager:
         if monitor is not None:
             call_args = (func, call_args, call_kwargs, monitor)
             func, call_kwargs = _observed_call, {}
-        if self._events.active:
+        if self._events.active and self._events.sample_task():
             func, call_args, call_kwargs = tl_events.observe_attempts(
                 self._events, func, call_args, call_kwargs, retry
             )
@@ -382,7 +382,7 @@ class ThreadPoolManager:
 
         def register(task: ManagedTask) -> None:
             created.append(task)
-            if self._events.active:
+            if self._events.active and tl_events.is_observed(task):
                 self._events.emit(tl_events.task_queued(task.task_id, task.name, task.priority))
             with self._lock:
                 self._tasks[task.task_id] = task
@@ -455,7 +455,7 @@ class ThreadPoolManager:
 
     def _task_done(self, task: ManagedTask) -> None:
         # Runs once per task, on whichever thread ended it.
-        if self._events.active:
+        if self._events.active and tl_events.is_observed(task):
             self._events.emit(tl_events.task_finished_from_future(task, task.future))
         with self._lock:
             if task.started_at is not None and task.finished_at is not None:

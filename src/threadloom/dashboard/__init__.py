@@ -43,6 +43,9 @@ LOGGER = logging.getLogger("threadloom.dashboard")
 
 #: Events buffered for the dashboard's subscriber (see threadloom.events).
 EVENT_BUFFER = 50_000
+#: Tasks per second the dashboard follows one by one (task stream, tasks
+#: table, latency histograms); above it, a sample.  Counters stay exact.
+MAX_TASK_RATE = 2_000.0
 
 
 class DashboardError(RuntimeError):
@@ -105,6 +108,10 @@ class Dashboard:
         token: the access token; generated when the bind is not loopback and
             none is given.  With a token, every request must carry it.
         sample_interval: seconds between the overview's time-series samples.
+        max_task_rate: tasks per second followed one by one (None: all);
+            above it the task views show a sample, so that watching a busy
+            pool does not slow it down.  Counters and ``/metrics`` totals are
+            the pool's own and stay exact.
 
     Raises:
         TypeError, ValueError: a bad argument (the message names it).
@@ -120,6 +127,7 @@ class Dashboard:
         token: str | None = None,
         *,
         sample_interval: float = 1.0,
+        max_task_rate: float | None = MAX_TASK_RATE,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise TypeError(f"host must be a non-empty str, not {host!r}")
@@ -139,6 +147,7 @@ class Dashboard:
         self.token_generated = token is None and self.token is not None
         self._requested_port = port
         self._sample_interval = float(sample_interval)
+        self.max_task_rate = max_task_rate
         self._sources = resolve(source, history)
         self._port = 0
         self._server: Any = None
@@ -198,7 +207,9 @@ class Dashboard:
             # A deeper buffer than the default: a burst of short tasks makes
             # three events each, and the dashboard should see them all.
             self._subscriptions.append(
-                sources.pool.events.subscribe(state.on_event, buffer_size=EVENT_BUFFER)
+                sources.pool.events.subscribe(
+                    state.on_event, buffer_size=EVENT_BUFFER, max_task_rate=self.max_task_rate
+                )
             )
         if sources.monitor is not None:
             self._subscriptions.append(sources.monitor.subscribe(state.on_event))
