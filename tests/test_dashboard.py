@@ -482,3 +482,23 @@ def test_import_threadloom_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_overview_shows_limits_thresholds_and_alerts() -> None:
+    from threadloom.resource_monitor import ResourceMonitor
+
+    monitor = ResourceMonitor(check_interval=60, disk_threshold=0.001)
+    with ThreadPoolManager(1, 1, resource_monitor=monitor) as pool, Dashboard(pool) as dash:
+        monitor.sample_now()  # the disk is fuller than 0.001 %: an alert
+        body = _eventually(
+            lambda: get(dash, "/api/overview").json(),
+            lambda b: any(a["resource"] == "disk" for a in b["alerts"]),
+        )
+        resources = body["resources"]
+        assert resources["thresholds"]["disk"] == 0.001
+        assert resources["cpu_count"] >= 1 and resources["memory_limit_bytes"] > 0
+        assert resources["memory_limit_source"]
+        assert "disk" in [a["resource"] for a in resources["active_alerts"]]
+        values = metric_values(get(dash, "/metrics").text)
+        threshold = values[("threadloom_resource_threshold_ratio", (("resource", "disk"),))]
+        assert threshold == pytest.approx(0.00001)

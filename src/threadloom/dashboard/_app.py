@@ -481,7 +481,7 @@ class DashboardApp:
     def update_message(self, sample: dict[str, Any] | None) -> dict[str, Any]:
         rows, overflow, executions = self.state.take_dirty(ROWS_PER_MESSAGE)
         with self.state.lock:
-            alerts = list(self.state.active_alerts.values())
+            alerts = list(self.state.alerts)[:20]
             events_seen = self.state.events_seen
         return {
             "t": time.time(),

@@ -39,7 +39,7 @@ export function update(message) {
     series.push(message.sample);
     if (series.length > 600) series.shift();
   }
-  if (message.alerts) showActiveAlerts(message.alerts);
+  if (message.alerts) showAlerts(message.alerts);
 }
 
 export function draw() {
@@ -90,14 +90,6 @@ function showCounters(counters) {
     const value = counters[key];
     node.textContent = key.endsWith("_p90") ? seconds(value)
       : key === "throughput" ? Number(value).toFixed(1) : String(value);
-  }
-}
-
-function showActiveAlerts(alerts) {
-  const list = document.getElementById("alerts");
-  for (const node of list.querySelectorAll("li.raised.live")) node.remove();
-  for (const a of alerts) {
-    list.prepend(el("li", { class: "raised live", text: `${a.resource} at ${a.value.toFixed(1)}% ≥ ${a.threshold}%` }));
   }
 }
 

@@ -20,7 +20,8 @@ export async function load() {
   const x = (t) => left + ((t - t0) / (t1 - t0)) * (W - left);
   data.workers.forEach((name, i) => {
     ctx.fillStyle = "#374151";
-    ctx.fillText(name.slice(-16), 2, i * lane + 15);
+    const label = name.replace(/^threadloom-/, "");
+    ctx.fillText(label.length > 18 ? "…" + label.slice(-17) : label, 2, i * lane + 15);
     ctx.strokeStyle = "#f3f4f6";
     ctx.beginPath(); ctx.moveTo(left, i * lane + lane); ctx.lineTo(W, i * lane + lane); ctx.stroke();
   });
