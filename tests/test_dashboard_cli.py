@@ -94,3 +94,21 @@ def test_demo_prints_its_dashboard_and_can_go_without(tmp_path: Path) -> None:
     )
     assert hidden.returncode == 0, hidden.stderr
     assert "dashboard:" not in hidden.stdout
+
+
+def test_a_non_loopback_bind_prints_a_url_with_a_generated_token(
+    history_db: Path, tmp_path: Path
+) -> None:
+    done = run_cli(
+        "dashboard",
+        "--db",
+        history_db,
+        "--dashboard",
+        "0.0.0.0:0",
+        "--duration",
+        "0.5",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/\?token=\S{20,}$", done.stdout, re.M)
+    assert "generated access token" in done.stdout
