@@ -50,10 +50,20 @@ async function start() {
   show(location.hash.slice(1) || "overview");
   if (info.live) {
     const conn = document.getElementById("conn");
+    // If the event stream is blocked (a proxy, a firewall), poll the JSON
+    // endpoints instead until it comes back.
+    let polling = null;
     listen({
       onUpdate,
       onReset: () => { overview.load(); refresh(); },
-      onState: (up) => { conn.textContent = up ? "live" : "reconnecting"; conn.classList.toggle("live", up); },
+      onState: (up) => {
+        conn.textContent = up ? "live" : "reconnecting (polling)";
+        conn.classList.toggle("live", up);
+        if (up && polling) { clearInterval(polling); polling = null; }
+        if (!up && !polling) {
+          polling = setInterval(() => { overview.load().then(() => overview.draw()); refresh(); }, 2000);
+        }
+      },
     });
   } else {
     document.getElementById("conn").textContent = "history only";
