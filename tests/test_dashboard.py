@@ -502,3 +502,24 @@ def test_overview_shows_limits_thresholds_and_alerts() -> None:
         values = metric_values(get(dash, "/metrics").text)
         threshold = values[("threadloom_resource_threshold_ratio", (("resource", "disk"),))]
         assert threshold == pytest.approx(0.00001)
+
+
+def test_stop_ends_connected_event_streams(pool: ThreadPoolManager) -> None:
+    dash = Dashboard(pool).start()
+    ended = threading.Event()
+    connected = threading.Event()
+
+    def client() -> None:
+        with httpx.stream("GET", f"http://127.0.0.1:{dash.port}/events", timeout=WAIT) as r:
+            connected.set()
+            for _ in r.iter_lines():
+                pass
+        ended.set()
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    assert connected.wait(WAIT)
+    dash.stop()
+    assert ended.wait(WAIT), "the event stream outlived the dashboard"
+    assert not dash._thread.is_alive()  # type: ignore[union-attr]
+    assert not pool.events.active  # its subscription is gone
