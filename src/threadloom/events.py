@@ -607,13 +607,8 @@ def _span(start: float | None, end: float | None) -> float | None:
 def task_queued(
     task_id: str, name: str | None, priority: int, execution_id: str | None = None
 ) -> TaskQueued:
-    return TaskQueued(
-        timestamp=time.time(),
-        task_id=task_id,
-        name=name,
-        priority=int(priority),
-        execution_id=execution_id,
-    )
+    # Positional: these builders run once per task while someone listens.
+    return TaskQueued(time.time(), task_id, name, int(priority), execution_id)
 
 
 def task_started(
@@ -621,14 +616,15 @@ def task_started(
 ) -> TaskStarted:
     """The event of an attempt starting on the calling (worker) thread."""
     now = time.time()
+    wait = now - queued_at
     return TaskStarted(
-        timestamp=now,
-        task_id=task_id,
-        name=name,
-        priority=int(priority),
-        attempt=attempt,
-        worker=threading.current_thread().name,
-        wait_time=max(0.0, now - queued_at),
+        now,
+        task_id,
+        name,
+        int(priority),
+        attempt,
+        threading.current_thread().name,
+        wait if wait > 0.0 else 0.0,
     )
 
 
@@ -668,20 +664,23 @@ def task_finished(
     execution_id: str | None = None,
 ) -> TaskFinished:
     """*status* is a ``TaskStatus`` (or its value); times are epoch seconds."""
-    error_type, message, text = _error_fields(error)
+    if error is None:
+        error_type = message = text = ""
+    else:
+        error_type, message, text = _error_fields(error)
     return TaskFinished(
-        timestamp=time.time(),
-        task_id=task_id,
-        name=name,
-        priority=int(priority),
-        status=str(getattr(status, "value", status)),
-        attempts=attempts,
-        wait_time=_span(queued_at, started_at),
-        run_time=_span(started_at, finished_at),
-        error_type=error_type,
-        message=message,
-        traceback=text,
-        execution_id=execution_id,
+        time.time(),
+        task_id,
+        name,
+        int(priority),
+        str(getattr(status, "value", status)),
+        attempts,
+        _span(queued_at, started_at),
+        _span(started_at, finished_at),
+        error_type,
+        message,
+        text,
+        execution_id,
     )
 
 

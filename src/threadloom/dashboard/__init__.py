@@ -34,7 +34,14 @@ import socket
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import os
+
+    from ..history import TaskHistory
+    from ..task_manager import TaskManager
+    from ..thread_pool_manager import ThreadPoolManager
 
 __all__ = ["Dashboard", "DashboardError", "parse_bind"]
 
@@ -120,10 +127,10 @@ class Dashboard:
 
     def __init__(
         self,
-        source: Any = None,
+        source: ThreadPoolManager | TaskManager | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
-        history: Any = None,
+        history: TaskHistory | str | os.PathLike[str] | None = None,
         token: str | None = None,
         *,
         sample_interval: float = 1.0,
