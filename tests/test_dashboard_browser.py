@@ -177,3 +177,22 @@ def test_every_view_renders_without_script_errors(page: Any, pool: ThreadPoolMan
             sync_api.expect(page.locator(f"#view-{view}")).to_be_visible()
         page.locator('#nav a[data-view="stream"]').click()
         sync_api.expect(page.locator("#stream-summary")).to_contain_text("workers")
+
+
+def test_run_a_task_and_pause_its_schedule_from_the_page(page: Any) -> None:
+    with TaskManager() as manager, Dashboard(manager) as dash:
+        job = manager.register_task("nightly", lambda: None, schedule="0 3 * * *")
+        page.goto(dash.url + "#executions")
+        page.locator("#run-select").select_option(job)
+        page.locator("#run-button").click()
+        sync_api.expect(page.locator("#run-result")).to_contain_text("started")
+        execution_id = page.locator("#run-result").inner_text().split()[-1]
+        assert manager.wait_for_execution(execution_id, WAIT)
+        node = page.locator(f'#dag [data-node="{job}"]')
+        sync_api.expect(node).to_have_attribute("data-status", "completed")
+        page.goto(dash.url + "#schedules")
+        row = page.locator(f'#schedules-table tr[data-job="{job}"]')
+        sync_api.expect(row).to_contain_text("At 03:00 every day")
+        row.locator('button[data-action="pause"]').click()
+        sync_api.expect(row.locator('button[data-action="resume"]')).to_be_visible()
+        assert manager.scheduler is not None and manager.scheduler.get(job).paused

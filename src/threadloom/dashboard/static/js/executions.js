@@ -40,10 +40,6 @@ export async function load() {
   await showDag();
 }
 
-export function changed(ids) {
-  return selected !== null && ids.includes(selected);
-}
-
 export async function showDag() {
   if (!selected) return;
   const box = document.getElementById("execution-detail");

@@ -31,7 +31,7 @@ function onUpdate(message) {
   overview.update(message);
   if (current === "overview") overview.draw();
   else if (current === "tasks" && (message.tasks.length || message.tasks_overflow)) refresh();
-  else if (current === "executions" && executions.changed(message.executions)) executions.showDag();
+  else if (current === "executions" && message.executions.length) refresh();
   else if (current === "stream" && Date.now() - lastStreamDraw > 1000) { lastStreamDraw = Date.now(); refresh(); }
   document.body.dataset.lastUpdate = String(message.t);
 }
