@@ -38,7 +38,8 @@ BUILD_PATH_MARKERS = (b"build-via-sdist-", b"build-env-", b"/build/temp.", b"pip
 
 WHEEL_FORBIDDEN = re.compile(
     r"""(
-        \.(c|h|pyx|pxd|pxi|html|o|obj|pyc|pdb)$   # sources, objects, bytecode, debug databases
+        \.(c|h|pyx|pxd|pxi|o|obj|pyc|pdb)$        # sources, objects, bytecode, debug databases
+      | (^|/)_core\.html$                      # Cython's annotation
       | (^|/)__pycache__/
       | (^|/)tests?/                           # the test suite stays in the sdist
       | (^|/)build/

@@ -1169,6 +1169,7 @@ cdef class PoolBase:
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
             and callable(func)
+            and not self._events.active
         ):
             try:
                 future = (<Dispatcher>dispatch)._submit_managed(

@@ -2005,6 +2005,7 @@ class PoolBase:
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
             and callable(func)
+            and not self._events.active  # type: ignore[attr-defined]
         ):
             try:
                 future = dispatch.submit_managed(

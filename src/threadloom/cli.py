@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from ._types import TaskPriority, TaskStatus
+from .events import Event, ExecutionFinished, ExecutionStarted, TaskFinished
 
 if TYPE_CHECKING:
     from rich.console import Console, JustifyMethod, RenderableType
@@ -180,12 +181,12 @@ class _Interrupts:
 
 
 class _Tracker:
-    """Live counts per stage, fed by the history as runs and executions are recorded.
+    """Live counts per stage, fed by the task manager's events.
 
-    Every task run and execution a TaskManager handles is recorded in its
-    history (manual and scheduled alike), so observing the history sees all of
-    them without polling.  The callbacks come from the manager's threads, some
-    under its locks: they only update counters under this tracker's own lock.
+    Every execution and task run a TaskManager handles (manual and scheduled
+    alike) is announced on its event stream, so subscribing sees all of them
+    without polling.  Events arrive on the subscription's delivery thread;
+    this tracker only updates counters under its own lock.
     """
 
     def __init__(self) -> None:
@@ -207,26 +208,33 @@ class _Tracker:
             for stage in dict.fromkeys(stage_of.values()):
                 self.stage_status.setdefault(stage, Counter())
 
-    def on_execution(self, record: ExecutionRecord) -> None:
-        with self._lock:
-            if record.finished_at is None:
-                if record.execution_id in self.active or record.execution_id in self.finished:
-                    return
-                tasks: dict[str, None] = {}
-                for target in record.targets:
-                    tasks.update(dict.fromkeys(self.closure_of.get(target, (target,))))
-                self.active[record.execution_id] = tuple(tasks)
-                for task in tasks:
-                    self.stage_total[self.stage_of.get(task, "other")] += 1
-            else:
-                self.active.pop(record.execution_id, None)
-                self.finished[record.execution_id] = record.status
-                self._unseen_finished.append(record.execution_id)
+    def on_event(self, event: Event) -> None:
+        """The subscriber: executions starting and ending, and their task runs ending."""
+        if isinstance(event, ExecutionStarted):
+            self._execution_started(event.execution_id, event.tasks)
+        elif isinstance(event, ExecutionFinished):
+            self._execution_finished(event.execution_id, TaskStatus(event.status))
+        elif isinstance(event, TaskFinished) and event.execution_id is not None:
+            self._run_finished(event.task_id, TaskStatus(event.status))
 
-    def on_run(self, record: TaskRunRecord) -> None:
+    def _execution_started(self, execution_id: str, tasks: Iterable[str]) -> None:
         with self._lock:
-            stage = self.stage_of.get(record.task_id, "other")
-            self.stage_status.setdefault(stage, Counter())[record.status] += 1
+            if execution_id in self.active or execution_id in self.finished:
+                return
+            self.active[execution_id] = tuple(tasks)
+            for task in self.active[execution_id]:
+                self.stage_total[self.stage_of.get(task, "other")] += 1
+
+    def _execution_finished(self, execution_id: str, status: TaskStatus) -> None:
+        with self._lock:
+            self.active.pop(execution_id, None)
+            self.finished[execution_id] = status
+            self._unseen_finished.append(execution_id)
+
+    def _run_finished(self, task_id: str, status: TaskStatus) -> None:
+        with self._lock:
+            stage = self.stage_of.get(task_id, "other")
+            self.stage_status.setdefault(stage, Counter())[status] += 1
 
     def active_executions(self) -> list[str]:
         """The executions started and not yet ended."""
@@ -249,26 +257,82 @@ class _Tracker:
             )
 
 
-def _observed_history(path: str, tracker: _Tracker) -> TaskHistory:
-    """Return a TaskHistory on *path* that also tells *tracker* what it records."""
-    from .history import TaskHistory
+# --------------------------------------------------------------------------- the dashboard
 
-    class ObservedHistory(TaskHistory):
-        def record_run(self, record: TaskRunRecord) -> None:
-            super().record_run(record)
-            try:
-                tracker.on_run(record)
-            except Exception:
-                logger.exception("progress tracking failed")
 
-        def record_execution(self, record: ExecutionRecord) -> None:
-            super().record_execution(record)
-            try:
-                tracker.on_execution(record)
-            except Exception:
-                logger.exception("progress tracking failed")
+def _serve_dashboard(
+    console: Console, source: Any, address: tuple[str, int], token: str | None, history: Any = None
+) -> Any:
+    """Start a dashboard on *address* and print its URL; bad input is a UsageError."""
+    from .dashboard import Dashboard, DashboardError
 
-    return ObservedHistory(path)
+    host, port = address
+    try:
+        dashboard = Dashboard(source, host=host, port=port, history=history, token=token)
+        dashboard.start()
+    except (DashboardError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    console.print(f"dashboard: {dashboard.url}", highlight=False, soft_wrap=True)
+    if dashboard.token_generated:
+        console.print(
+            "  (bound to a non-loopback address: the URL carries a generated access token)",
+            highlight=False,
+        )
+    return dashboard
+
+
+def _cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
+    """Serve the history file alone until Ctrl-C."""
+    address = args.dashboard or ("127.0.0.1", 0)
+    interrupts = _Interrupts()
+    with interrupts:
+        dashboard = _serve_dashboard(console, None, address, args.token, history=args.db)
+        try:
+            console.print("serving the history alone; Ctrl-C to stop", highlight=False)
+            deadline = None if args.duration is None else time.monotonic() + args.duration
+            tick = threading.Event()  # never set: a bounded sleep the signal flag can cut short
+            while not interrupts.requested:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                tick.wait(0.2)
+        finally:
+            dashboard.stop()
+    return EXIT_OK
+
+
+def _bind_address(text: str) -> tuple[str, int]:
+    from .dashboard import parse_bind
+
+    try:
+        return parse_bind(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_dashboard(parser: argparse.ArgumentParser, *, optional: bool) -> None:
+    parser.add_argument(
+        "--dashboard",
+        type=_bind_address,
+        default=("127.0.0.1", 0),
+        metavar="[HOST:]PORT",
+        help="serve the web dashboard here (default: 127.0.0.1 on a free port; "
+        "a non-loopback HOST requires a token)",
+    )
+    if optional:
+        parser.add_argument(
+            "--no-dashboard",
+            dest="dashboard",
+            action="store_const",
+            const=None,
+            help="do not serve the web dashboard",
+        )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=os.environ.get("THREADLOOM_DASHBOARD_TOKEN") or None,
+        help="the dashboard's access token (default: $THREADLOOM_DASHBOARD_TOKEN; "
+        "generated for a non-loopback HOST)",
+    )
 
 
 # --------------------------------------------------------------------------- the session
@@ -277,7 +341,17 @@ def _observed_history(path: str, tracker: _Tracker) -> TaskHistory:
 class _Session:
     """One command's machinery: monitor, pool, task manager, history, live view."""
 
-    def __init__(self, console: Console, *, db: str, workers: int, live: bool) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        db: str,
+        workers: int,
+        live: bool,
+        dashboard: tuple[str, int] | None = None,
+        token: str | None = None,
+    ) -> None:
+        from .history import TaskHistory
         from .resource_monitor import ResourceMonitor
         from .task_manager import TaskManager
         from .thread_pool_manager import ThreadPoolManager
@@ -285,7 +359,7 @@ class _Session:
         self.console = console
         self.db = db
         self.tracker = _Tracker()
-        self.history = _observed_history(db, self.tracker)
+        self.history = TaskHistory(db)
         self.monitor = ResourceMonitor(check_interval=1.0)
         self.pool: ThreadPoolManager = ThreadPoolManager(
             min_workers=min(2, workers),
@@ -294,6 +368,12 @@ class _Session:
             adjust_interval=0.5,
         )
         self.manager: TaskManager = TaskManager(thread_pool=self.pool, history=self.history)
+        self.subscription = self.manager.subscribe(
+            self.tracker.on_event, ("execution_started", "execution_finished", "task_finished")
+        )
+        self.dashboard_address = dashboard
+        self.dashboard_token = token
+        self.dashboard: Any = None
         self.ids: dict[str, str] = {}
         self.names: dict[str, str] = {}
         self.stages: list[str] = []
@@ -304,6 +384,10 @@ class _Session:
         self._stopped = False
 
     def start(self) -> None:
+        if self.dashboard_address is not None:
+            self.dashboard = _serve_dashboard(
+                self.console, self.manager, self.dashboard_address, self.dashboard_token
+            )
         self.monitor.start()
         self.pool.start()
         self.manager.start()
@@ -340,11 +424,15 @@ class _Session:
         self.manager.stop(wait_for_tasks=not cancel, timeout=timeout)
         self.abandoned = self.running_tasks()
         self.pool.stop(wait_for_tasks=False, timeout=max(0.0, deadline - time.monotonic()))
+        self.sync(max(1.0, deadline - time.monotonic()))
         self.monitor.stop()
         if not self.history.flush(timeout=timeout):
             logger.warning("the history writer did not catch up within %s s", timeout)
 
     def close(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.stop()
+        self.subscription.unsubscribe()
         self.history.close(timeout=30.0)
 
     def running_tasks(self) -> list[str]:
@@ -381,6 +469,11 @@ class _Session:
             flush=True,
         )
 
+    def sync(self, timeout: float = 5.0) -> None:
+        """Wait until the tracker has seen every event emitted so far."""
+        if not self.subscription.flush(timeout):
+            logger.warning("progress tracking fell %s s behind", timeout)
+
     def runs(self) -> list[TaskRunRecord]:
         """Every run of this session's tasks that the history holds."""
         # A history file shared with earlier sessions (or another process) also
@@ -408,6 +501,7 @@ class _Session:
             if on_tick is not None:
                 on_tick()
             view.refresh()
+            self.sync()
             if done():
                 return True
             time.sleep(0.125)
@@ -663,7 +757,14 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         code = EXIT_FAILED
         try:
             workflow = _demo.build_workflow(base_url, feed_cron=_demo.FEED_CRON)
-            session = _Session(console, db=args.db, workers=args.workers, live=args.live)
+            session = _Session(
+                console,
+                db=args.db,
+                workers=args.workers,
+                live=args.live,
+                dashboard=args.dashboard,
+                token=args.token,
+            )
             session.register(workflow, schedules=True)
             console.print(
                 Text.assemble(
@@ -790,7 +891,14 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     workers = args.workers or workflow.workers or 4
     interrupts = _Interrupts()
     with interrupts:
-        session = _Session(console, db=args.db, workers=workers, live=args.live)
+        session = _Session(
+            console,
+            db=args.db,
+            workers=workers,
+            live=args.live,
+            dashboard=args.dashboard,
+            token=args.token,
+        )
         try:
             try:
                 session.register(workflow, schedules=not args.once)
@@ -1518,6 +1626,7 @@ def _add_demo_command(commands: Any) -> None:
     demo.add_argument("--seed", type=int, default=7, help="seed of the site's pages and failures")
     _add_db(demo)
     _add_live(demo)
+    _add_dashboard(demo, optional=True)
 
 
 def _add_run_command(commands: Any) -> None:
@@ -1561,6 +1670,7 @@ def _add_run_command(commands: Any) -> None:
     )
     _add_db(run)
     _add_live(run)
+    _add_dashboard(run, optional=True)
 
 
 def _add_history_command(commands: Any) -> None:
@@ -1614,6 +1724,26 @@ def _add_stats_command(commands: Any) -> None:
     _add_db(stats)
 
 
+def _add_dashboard_command(commands: Any) -> None:
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve the web dashboard over a history file",
+        description="Serve the dashboard's history views over the history file alone "
+        "(no live process) until Ctrl-C.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_db(dashboard)
+    _add_dashboard(dashboard, optional=False)
+    dashboard.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: until Ctrl-C)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``threadloom`` argument parser (one ``_add_*_command`` per command)."""
     parser = argparse.ArgumentParser(
@@ -1628,6 +1758,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_command(commands)
     _add_history_command(commands)
     _add_stats_command(commands)
+    _add_dashboard_command(commands)
     return parser
 
 
@@ -1672,6 +1803,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "run": _cmd_run,
     "history": _cmd_history,
     "stats": _cmd_stats,
+    "dashboard": _cmd_dashboard,
 }
 
 

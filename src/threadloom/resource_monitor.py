@@ -24,13 +24,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, Protocol
 
 import psutil
 
+from . import events as tl_events
 from ._limits import (
     CpuLimit,
     MemoryLimit,
@@ -395,6 +396,7 @@ class ResourceMonitor:
         self._tasks_observed = 0
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
+        self._events = tl_events.EventBus("monitor")
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -490,6 +492,8 @@ class ResourceMonitor:
             with self._state_lock:
                 self._record(sample)
                 events = self._evaluate(sample)
+            if self._events.active:
+                self._events.emit(tl_events.resource_sampled(sample))
             self._deliver(events)
         return sample
 
@@ -519,6 +523,12 @@ class ResourceMonitor:
 
     def _deliver(self, events: list[ResourceAlert]) -> None:
         for event in events:
+            if self._events.active:
+                self._events.emit(
+                    tl_events.alert(
+                        event.resource_type, event.value, event.threshold, recovered=event.recovered
+                    )
+                )
             callbacks = self._recovery_callbacks if event.recovered else self._callbacks
             for callback in callbacks:
                 try:
@@ -653,6 +663,15 @@ class ResourceMonitor:
             self._thresholds.update(updates)
             if margin is not None:
                 self._margin = margin
+
+    def subscribe(
+        self,
+        callback: Callable[[tl_events.Event], object],
+        kinds: Iterable[str | type[tl_events.Event]] | None = None,
+    ) -> tl_events.Subscription:
+        """Receive ``resource_sampled``, ``alert_raised`` and ``alert_cleared``
+        events; see :mod:`threadloom.events`."""
+        return self._events.subscribe(callback, kinds)
 
     def add_callback(self, callback: ResourceCallback) -> None:
         """Call ``callback(resource_type, current_value, threshold)`` when a resource crosses.

@@ -66,6 +66,7 @@ import schedule as _schedule_pkg
 # 2025 before being adopted by pallets-eco, a risk for a core dependency.
 from cronsim import CronSim, CronSimError
 
+from . import events as tl_events
 from ._clock import Clock, ManualClock, SystemClock
 
 if TYPE_CHECKING:
@@ -1234,6 +1235,8 @@ class Scheduler:
         on_missed: Called for each fire time that was not run, on the scheduler
             thread.
         rng: Random source for jitter; default a fresh ``random.Random``.
+        events: The bus to emit ``schedule_fired`` / ``schedule_missed`` on
+            (a ``TaskManager`` passes its pool's); default a bus of its own.
 
     Raises:
         TypeError: If a callback is not callable.
@@ -1246,6 +1249,7 @@ class Scheduler:
         *,
         on_missed: MissedCallback | None = None,
         rng: random.Random | None = None,
+        events: tl_events.EventBus | None = None,
     ) -> None:
         if not callable(submit):
             raise TypeError(f"submit must be callable, not {submit!r}")
@@ -1269,6 +1273,16 @@ class Scheduler:
         self._reports: _ActionList = []  # missed runs found outside the thread
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._events = events if events is not None else tl_events.EventBus("scheduler")
+
+    def subscribe(
+        self,
+        callback: Callable[[tl_events.Event], object],
+        kinds: Iterable[str | type[tl_events.Event]] | None = None,
+    ) -> tl_events.Subscription:
+        """Receive ``schedule_fired`` and ``schedule_missed`` events (see
+        :mod:`threadloom.events`); on a shared bus, its other events too."""
+        return self._events.subscribe(callback, kinds)
 
     # -- lifecycle
 
@@ -1615,6 +1629,8 @@ class Scheduler:
                 continue
             try:
                 self._submit(action.job_id, action.fire_time)
+                if self._events.active:
+                    self._events.emit(tl_events.schedule_fired(action.job_id, action.fire_time))
             except Exception:
                 logger.exception(
                     "submit for scheduled job %r (due %s) raised; the run is recorded missed",
@@ -1637,6 +1653,8 @@ class Scheduler:
 
     def _report_missed(self, job_id: str, fire_time: datetime, reason: MissReason) -> None:
         logger.debug("scheduled run of %r due %s missed: %s", job_id, fire_time, reason)
+        if self._events.active:
+            self._events.emit(tl_events.schedule_missed(job_id, fire_time, reason))
         if self._on_missed is None:
             return
         try:

@@ -43,6 +43,7 @@ from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import events as tl_events
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
@@ -413,6 +414,20 @@ class TaskManager:
     def thread_pool(self) -> ThreadPoolManager:
         """The pool this manager runs tasks on."""
         return self._pool
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        """The scheduler firing this manager's schedules (None until one is needed)."""
+        return self._scheduler
+
+    def subscribe(
+        self,
+        callback: Callable[[tl_events.Event], object],
+        kinds: Iterable[str | type[tl_events.Event]] | None = None,
+    ) -> tl_events.Subscription:
+        """Receive this manager's events (executions, runs, schedules) and its pool's;
+        see :mod:`threadloom.events`."""
+        return self._pool.subscribe(callback, kinds)
 
     # -- the registry ---------------------------------------------------------
 
@@ -829,6 +844,11 @@ class TaskManager:
             runner.on_finished = functools.partial(self._execution_ended, execution)
             self._active[execution.execution_id] = execution
         self._record(self._history.record_execution, _execution_record(execution))
+        events = self._pool.events
+        if events.active:
+            events.emit(
+                tl_events.execution_started(execution.execution_id, targets, order, trigger)
+            )
         # A cancel that reaches the execution before this start ends its nodes
         # at once; the start then launches nothing and finishes the execution.
         runner.start()
@@ -839,7 +859,9 @@ class TaskManager:
     def _node_ended(self, execution: _Execution, runner: Any, i: int) -> None:
         """Record a node's end (the runner calls it once per node, on any thread)."""
         task: TaskInfo = runner.task(i)
-        status, _, attempts, queued, started, finished, duration, error = runner.node_record(i)
+        status, priority, attempts, queued, started, finished, duration, error = runner.node_record(
+            i
+        )
         self._last_status[task.task_id] = status
         if error is not None and execution.first_error is None:
             execution.first_error = (task.name, error)
@@ -862,6 +884,22 @@ class TaskManager:
                 None if error is None else _format_traceback(error),
             ),
         )
+        events = self._pool.events
+        if events.active:
+            events.emit(
+                tl_events.task_finished(
+                    task.task_id,
+                    task.name,
+                    priority,
+                    status,
+                    attempts,
+                    queued,
+                    started,
+                    finished,
+                    error,
+                    execution.execution_id,
+                )
+            )
 
     def _record(self, write: Callable[[Any], None], record: Any) -> None:
         # The history waits (bounded) while its file is locked, then refuses;
@@ -878,6 +916,17 @@ class TaskManager:
         # Every node's record was queued before this one: a reader who waited
         # for the execution finds all of them.
         self._record(self._history.record_execution, _execution_record(execution))
+        events = self._pool.events
+        if events.active:
+            events.emit(
+                tl_events.execution_finished(
+                    execution.execution_id,
+                    execution.status,
+                    execution.started_at,
+                    execution.finished_at,
+                    execution.first_error,
+                )
+            )
         with self._lock:
             self._active.pop(execution.execution_id, None)
             if self._keep_executions:
@@ -1133,7 +1182,10 @@ class TaskManager:
             # Made on first need; the scheduler never calls back under its own
             # lock, so calling it under ours cannot deadlock.
             self._scheduler = Scheduler(
-                self._on_schedule_due, self._clock, on_missed=self._on_schedule_missed
+                self._on_schedule_due,
+                self._clock,
+                on_missed=self._on_schedule_missed,
+                events=self._pool.events,
             )
             self._scheduler.start()
         if new is not None and new_schedule is not None:

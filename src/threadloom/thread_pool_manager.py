@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import events as tl_events
 from ._impl import core
 from ._task import TaskFuture, check_name, check_retry, check_timeout, current_task
 from ._types import TaskPriority, TaskStatus, check_priority
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from ._core_py import ManagedTask
     from .resource_monitor import ResourceMonitor
 
-# Tag of a task that holds a queue slot until its first attempt starts.
-_HOLDS_SLOT = object()
+# A task's tag: flags of what this layer owes it.
+_HOLDS_SLOT = 1  # a queue slot, until its attempt starts (or it ends unstarted)
+_OBSERVED = 2  # its events go to the subscribers (sampled when they were submitted)
 
 __all__ = [
     "QueueFull",
@@ -179,6 +181,7 @@ class ThreadPoolManager(core.PoolBase):
         # resource monitor (see PoolBase.submit).
         self._fast_dispatch = None
         self._slots = threading.Semaphore(max_queue_size) if max_queue_size else None
+        self._events = tl_events.EventBus(thread_name_prefix)
         # Retries due while the queue is full wait here for a slot (oldest first).
         self._parked: deque[TaskFuture[Any]] = deque()
         self._admission = threading.Lock()
@@ -268,6 +271,20 @@ class ThreadPoolManager(core.PoolBase):
     @property
     def running(self) -> bool:
         return self._executor is not None
+
+    # -- events -------------------------------------------------------------
+    @property
+    def events(self) -> tl_events.EventBus:
+        """The pool's event bus (a ``TaskManager`` on this pool emits on it too)."""
+        return self._events
+
+    def subscribe(
+        self,
+        callback: Callable[[tl_events.Event], object],
+        kinds: Iterable[str | type[tl_events.Event]] | None = None,
+    ) -> tl_events.Subscription:
+        """Call ``callback(event)`` for the pool's events; see :mod:`threadloom.events`."""
+        return self._events.subscribe(callback, kinds)
 
     # -- submission ---------------------------------------------------------
     # submit() is the core's (PoolBase): its fast path never leaves C.
@@ -362,7 +379,9 @@ class ThreadPoolManager(core.PoolBase):
         executor = self._executor
         if executor is None:
             raise RuntimeError("ThreadPoolManager is not started: call start() first")
-        if self._slots is None and self.resource_monitor is None:
+        events = self._events
+        observed = events.active and events.sample_task()
+        if self._slots is None and self.resource_monitor is None and not observed:
             # The fast path: the registry is the task's done-hook, in the core.
             return executor.submit_managed(
                 func,
@@ -378,19 +397,17 @@ class ThreadPoolManager(core.PoolBase):
         if monitor is not None:
             args = (func, args, kwargs, monitor)
             func, kwargs = _observed_call, {}
-        if self._slots is None:
-            return executor.submit_managed(
-                func,
-                args,
-                kwargs,
-                priority=priority,
-                name=name,
-                retry=retry,
-                timeout=timeout,
-                on_done=self._registry,
-            )
-        admission = self._take_slot(executor)
-        holds_slot = admission == "slot"
+        flags = 0
+        if observed:
+            func, args, kwargs = tl_events.observe_attempts(events, func, args, kwargs, retry)
+            flags |= _OBSERVED
+            # From now on the registry reports ends (only observed ones emit).
+            self._registry.on_task_done = self._task_ended
+        admission = "over"
+        if self._slots is not None:
+            admission = self._take_slot(executor)
+            if admission == "slot":
+                flags |= _HOLDS_SLOT
         try:
             future = executor.submit_managed(
                 func,
@@ -401,14 +418,18 @@ class ThreadPoolManager(core.PoolBase):
                 retry=retry,
                 timeout=timeout,
                 on_done=self._registry,
-                on_start=self._task_started,
-                tag=_HOLDS_SLOT if holds_slot else None,
+                on_start=self._task_started if self._slots is not None else None,
+                tag=flags or None,
                 run_in_caller=admission == "caller",
             )
         except BaseException:
-            if holds_slot:
+            if flags & _HOLDS_SLOT:
+                assert self._slots is not None
                 self._slots.release()
             raise
+        if observed:
+            future._tl_observer = func  # type: ignore[attr-defined]
+            func.announce(future.task_id, name, priority)  # type: ignore[attr-defined]
         return future
 
     def graph_runner(self, tasks: list[Any]) -> Any:
@@ -474,9 +495,10 @@ class ThreadPoolManager(core.PoolBase):
         # task ends without starting (cancelled or timed out while queued).
         # The two hooks never both see the tag: a task that started ends after
         # its start hook ran.  A retry takes a slot again before it is queued.
-        if task.tag is not _HOLDS_SLOT:
+        flags = task.tag
+        if not flags or not flags & _HOLDS_SLOT:
             return
-        task.tag = None
+        task.tag = flags & ~_HOLDS_SLOT
         slots = self._slots
         assert slots is not None
         with self._admission:
@@ -484,7 +506,7 @@ class ThreadPoolManager(core.PoolBase):
                 parked = self._parked.popleft()
                 if parked.status is TaskStatus.RETRYING:
                     # The slot goes to the oldest retry held back, at once.
-                    parked.task.tag = _HOLDS_SLOT
+                    parked.task.tag = (parked.task.tag or 0) | _HOLDS_SLOT
                     break
             else:
                 parked = None
@@ -492,7 +514,15 @@ class ThreadPoolManager(core.PoolBase):
         if parked is not None:
             parked.task.requeue_now(parked)
 
-    _task_ended = _task_started
+    def _task_ended(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
+        flags = task.tag
+        if flags and flags & _OBSERVED:
+            observer = getattr(future, "_tl_observer", None)
+            if observer is not None:
+                observer.announce(task.task_id, task.name, task.priority)
+            self._events.emit(tl_events.task_finished_from_future(task, future))
+        if self._slots is not None:
+            self._task_started(task, future)
 
     def _admit_retry(self, task: ManagedTask, future: TaskFuture[Any]) -> bool:
         # A due retry is queued work again: it needs a slot like a new task,
@@ -501,7 +531,7 @@ class ThreadPoolManager(core.PoolBase):
         assert slots is not None
         with self._admission:
             if slots.acquire(blocking=False):
-                task.tag = _HOLDS_SLOT
+                task.tag = (task.tag or 0) | _HOLDS_SLOT
                 return True
             self._parked.append(future)
             return False
@@ -702,6 +732,12 @@ class ThreadPoolManager(core.PoolBase):
             try:
                 target = self.target_worker_count(executor)
                 if target != self._target_workers:
+                    if self._events.active:
+                        self._events.emit(
+                            tl_events.workers_changed(
+                                self._target_workers, target, executor.statistics().workers_total
+                            )
+                        )
                     self._target_workers = target
                     executor.resize(target, min(self.min_workers, target))
             except Exception:

@@ -1,0 +1,932 @@
+"""The ASGI app: pages, ``/api`` JSON, ``/events`` (SSE), ``/metrics``, ``/healthz``.
+
+Endpoints that read the pool, the manager or SQLite are plain functions, which
+Starlette runs in its thread pool, so a slow read never stalls the event loop
+serving ``/events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from .._impl import NATIVE
+from .._types import TaskPriority, TaskStatus
+from ._collector import LiveState
+from ._layout import layered_layout
+from ._sources import Sources
+
+STATIC = Path(__file__).parent / "static"
+
+#: Content-Security-Policy of every response: no inline script, nothing off-site.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'"
+)
+TOKEN_COOKIE = "threadloom_token"
+#: SSE messages per second, at most.
+MAX_UPDATES_PER_SECOND = 10
+#: Bytes of past SSE messages kept for clients resuming with Last-Event-ID.
+REPLAY_BYTES = 4 * 1024 * 1024
+#: Task rows carried by one SSE message; beyond it the page refetches /api/tasks.
+ROWS_PER_MESSAGE = 200
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# -- SSE -----------------------------------------------------------------------
+
+
+class Broadcaster:
+    """The SSE messages: numbered, kept in a ring bounded by bytes for replay.
+
+    ``publish`` is called on the event loop (the ticker thread hands messages
+    over with ``call_soon_threadsafe``); clients wait on ``changed``.
+    """
+
+    def __init__(self, replay_bytes: int = REPLAY_BYTES) -> None:
+        self.ring: deque[tuple[int, str]] = deque()
+        self.bytes = 0
+        self.replay_bytes = replay_bytes
+        self.next_id = 1
+        self.changed: asyncio.Event | None = None
+        self.closing = False
+
+    def bind(self) -> None:
+        self.changed = asyncio.Event()
+
+    def publish(self, data: str) -> None:
+        self.ring.append((self.next_id, data))
+        self.next_id += 1
+        self.bytes += len(data)
+        while self.bytes > self.replay_bytes and len(self.ring) > 1:
+            _, old = self.ring.popleft()
+            self.bytes -= len(old)
+        changed = self.changed
+        if changed is not None:
+            changed.set()
+            # A fresh event per message: waiters of the old one wake, later
+            # waiters wait for the next message.
+            self.changed = asyncio.Event()
+
+    def after(self, last_id: int) -> list[tuple[int, str]] | None:
+        """Messages after *last_id*, or None if some were already dropped."""
+        if not self.ring:
+            return [] if last_id < self.next_id else None
+        first = self.ring[0][0]
+        if last_id < first - 1:
+            return None
+        return [item for item in self.ring if item[0] > last_id]
+
+    def close(self) -> None:
+        self.closing = True
+        if self.changed is not None:
+            self.changed.set()
+
+
+def _sse(message_id: int, data: str, event: str = "update") -> bytes:
+    return f"id: {message_id}\nevent: {event}\ndata: {data}\n\n".encode()
+
+
+# -- security ------------------------------------------------------------------
+
+
+class Guard:
+    """Token check, Host check, control-action rules and security headers.
+
+    * With a token, every request must carry it (``Authorization: Bearer``,
+      ``X-Threadloom-Token``, ``?token=`` or the cookie set when a page was
+      opened with ``?token=``); otherwise 401.
+    * POST (the control actions) needs the token in a header, or, on a
+      loopback bind, an ``Origin`` equal to the dashboard's own (same-origin);
+      a cookie alone never authorises an action.  Other methods than GET,
+      HEAD and POST get 405.
+    * On a loopback bind the Host header must name the loopback address
+      (defeats DNS rebinding).
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, loopback: bool, port: Callable[[], int]):
+        self.app = app
+        self.token = token
+        self.loopback = loopback
+        self.port = port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        method = scope["method"]
+        set_cookie = None
+        problem: tuple[int, str] | None = None
+        header_token = headers.get("x-threadloom-token") or _bearer(headers.get("authorization"))
+        if self.loopback and not self._host_ok(headers.get("host", "")):
+            problem = (403, "unexpected Host header for a loopback dashboard")
+        elif method not in ("GET", "HEAD", "POST"):
+            problem = (405, f"method {method} not allowed")
+        elif self.token is not None:
+            query_token = (query.get("token") or [None])[0]
+            cookie_token = _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
+            offered = header_token or query_token or cookie_token
+            if not _same(offered, self.token):
+                problem = (401, "a valid token is required")
+            elif query_token is not None and _same(query_token, self.token):
+                set_cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+        if problem is None and method == "POST" and not _same(header_token, self.token):
+            origin = headers.get("origin")
+            if not (self.loopback and origin is not None and self._origin_ok(origin)):
+                problem = (
+                    403,
+                    "control actions need the token in a header, or a same-origin "
+                    "request to a loopback dashboard",
+                )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if set_cookie is not None:
+                    extra.append((b"set-cookie", set_cookie.encode()))
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        if problem is not None:
+            status, text = problem
+            response = JSONResponse({"error": text}, status_code=status)
+            if status == 401:
+                response.headers["www-authenticate"] = 'Bearer realm="threadloom"'
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
+
+    def _host_ok(self, host: str) -> bool:
+        name = host[1 : host.find("]")] if host.startswith("[") else host.partition(":")[0]
+        name = name.lower()
+        return name in ("localhost", "::1") or name.startswith("127.")
+
+    def _origin_ok(self, origin: str) -> bool:
+        for host in ("127.0.0.1", "localhost", "[::1]"):
+            if origin == f"http://{host}:{self.port()}":
+                return True
+        return False
+
+
+def _same(offered: str | None, token: str | None) -> bool:
+    if offered is None or token is None:
+        return False
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _bearer(value: str | None) -> str | None:
+    if value and value.lower().startswith("bearer "):
+        return value[7:].strip()
+    return None
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, not {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _float_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, not {raw!r}") from None
+    if not math.isfinite(value):
+        raise ApiError(400, f"{name} must be finite")
+    return value
+
+
+def _statuses(raw: str | None) -> list[TaskStatus] | None:
+    if not raw:
+        return None
+    out = []
+    for part in raw.split(","):
+        try:
+            out.append(TaskStatus(part.strip()))
+        except ValueError:
+            known = ", ".join(s.value for s in TaskStatus)
+            raise ApiError(400, f"unknown status {part!r} (use {known})") from None
+    return out
+
+
+def _priority_name(priority: int) -> str:
+    try:
+        return TaskPriority(priority).name
+    except ValueError:
+        return str(priority)
+
+
+def _error_text(error: BaseException | None) -> tuple[str, str]:
+    if error is None:
+        return "", ""
+    return type(error).__qualname__, str(error)
+
+
+# -- the app -------------------------------------------------------------------
+
+
+class DashboardApp:
+    """Builds the Starlette app over *sources* and *state*."""
+
+    def __init__(
+        self,
+        sources: Sources,
+        state: LiveState,
+        registry: Any,
+        *,
+        token: str | None,
+        loopback: bool,
+        port: Callable[[], int],
+        sample_interval: float = 1.0,
+    ) -> None:
+        self.sources = sources
+        self.state = state
+        self.registry = registry
+        self.token = token
+        self.sample_interval = sample_interval
+        self.broadcaster = Broadcaster()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_ticker = threading.Event()
+        self.ticker: threading.Thread | None = None
+        self.last_counts: tuple[float, int] | None = None
+        routes = [
+            Route("/", self.index),
+            Route("/healthz", self.healthz),
+            Route("/favicon.ico", self.favicon),
+            Route("/metrics", self.metrics),
+            Route("/events", self.events),
+            Route("/api/info", self._json(self.info)),
+            Route("/api/overview", self._json(self.overview)),
+            Route("/api/tasks", self._json(self.tasks)),
+            Route("/api/tasks/{task_id}", self._json(self.task)),
+            Route("/api/tasks/{task_id}/cancel", self._json(self.cancel_task), methods=["POST"]),
+            Route("/api/stream", self._json(self.stream)),
+            Route("/api/executions", self._json(self.executions)),
+            Route("/api/executions/{execution_id}", self._json(self.execution)),
+            Route(
+                "/api/executions/{execution_id}/cancel",
+                self._json(self.cancel_execution),
+                methods=["POST"],
+            ),
+            Route("/api/registered", self._json(self.registered)),
+            Route("/api/registered/{task_id}/run", self._json(self.run_task), methods=["POST"]),
+            Route("/api/schedules", self._json(self.schedules)),
+            Route(
+                "/api/schedules/{job_id}/{action}",
+                self._json(self.schedule_action),
+                methods=["POST"],
+            ),
+            Route("/api/history/runs", self._json(self.history_runs)),
+            Route("/api/history/executions", self._json(self.history_executions)),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+        self.starlette = Starlette(routes=routes, lifespan=self._lifespan)
+        self.asgi: ASGIApp = Guard(self.starlette, token, loopback, port)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def _lifespan(self, app: Starlette) -> Any:
+        outer = self
+
+        class _Lifespan:
+            async def __aenter__(self) -> None:
+                outer.loop = asyncio.get_running_loop()
+                outer.broadcaster.bind()
+                outer.ticker = threading.Thread(
+                    target=outer._tick_loop, name="threadloom-dashboard-ticker", daemon=True
+                )
+                outer.ticker.start()
+
+            async def __aexit__(self, *exc: object) -> None:
+                outer.shutdown()
+
+        return _Lifespan()
+
+    def shutdown(self) -> None:
+        self.stop_ticker.set()
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.broadcaster.close)
+        ticker = self.ticker
+        if ticker is not None and ticker is not threading.current_thread():
+            ticker.join(5)
+
+    def _tick_loop(self) -> None:
+        """Every 1/MAX_UPDATES_PER_SECOND s: publish what changed; sample every interval."""
+        period = 1.0 / MAX_UPDATES_PER_SECOND
+        last_version = -1
+        next_sample = 0.0
+        while not self.stop_ticker.wait(period):
+            try:
+                now = time.monotonic()
+                sampled = None
+                if now >= next_sample:
+                    next_sample = now + self.sample_interval
+                    sampled = self.take_sample()
+                    self.state.add_sample(sampled)
+                version = self.state.version
+                if version == last_version and sampled is None:
+                    continue
+                last_version = version
+                data = json.dumps(self.update_message(sampled), default=str)
+                loop = self.loop
+                if loop is None or loop.is_closed():
+                    continue
+                loop.call_soon_threadsafe(self.broadcaster.publish, data)
+            except RuntimeError:
+                return  # the loop closed under us: the server is stopping
+            except Exception:
+                import logging
+
+                logging.getLogger("threadloom.dashboard").exception("dashboard ticker failed")
+
+    def take_sample(self) -> dict[str, Any]:
+        sample: dict[str, Any] = {"t": time.time()}
+        pool = self.sources.pool
+        if pool is not None:
+            m = pool.get_metrics()
+            finished = m["tasks_completed"] + m["tasks_failed"]
+            previous = self.last_counts
+            now = time.monotonic()
+            rate = 0.0
+            if previous is not None and now > previous[0]:
+                rate = max(0, finished - previous[1]) / (now - previous[0])
+            self.last_counts = (now, finished)
+            sample.update(
+                busy=m["active_workers"],
+                idle=m["idle_workers"],
+                total=m["worker_count"],
+                target=m["target_workers"],
+                max=m["max_workers"],
+                queue={_priority_name(p): n for p, n in m["queue_size_by_priority"].items()},
+                queue_total=m["queue_size"],
+                throughput=rate,
+                wait_p50=m["wait_time_p50"],
+                wait_p90=m["wait_time_p90"],
+                wait_p99=m["wait_time_p99"],
+                run_p50=m["run_time_p50"],
+                run_p90=m["run_time_p90"],
+                run_p99=m["run_time_p99"],
+            )
+        with self.state.lock:
+            resources = self.state.latest_resources
+        if resources is not None:
+            sample.update(
+                cpu=resources["cpu_percent"],
+                memory=resources["memory_percent"],
+                io=resources["io_percent"],
+                disk=resources["disk_percent"],
+            )
+        return sample
+
+    def counters(self) -> dict[str, Any]:
+        pool = self.sources.pool
+        if pool is None:
+            return {}
+        m = pool.get_metrics()
+        keys = (
+            "tasks_submitted",
+            "tasks_started",
+            "tasks_completed",
+            "tasks_failed",
+            "tasks_cancelled",
+            "tasks_timed_out",
+            "tasks_retried",
+            "tasks_rejected",
+            "tasks_unfinished",
+            "worker_count",
+            "active_workers",
+            "idle_workers",
+            "target_workers",
+            "min_workers",
+            "max_workers",
+            "queue_size",
+            "throughput",
+            "wait_time_p50",
+            "wait_time_p90",
+            "wait_time_p99",
+            "run_time_p50",
+            "run_time_p90",
+            "run_time_p99",
+            "uptime",
+            "running",
+        )
+        out = {k: _finite(m[k]) for k in keys}
+        out["queue_size_by_priority"] = {
+            _priority_name(p): n for p, n in m["queue_size_by_priority"].items()
+        }
+        return out
+
+    def update_message(self, sample: dict[str, Any] | None) -> dict[str, Any]:
+        rows, overflow, executions = self.state.take_dirty(ROWS_PER_MESSAGE)
+        with self.state.lock:
+            alerts = list(self.state.alerts)[:20]
+            events_seen = self.state.events_seen
+        return {
+            "t": time.time(),
+            "counters": self.counters(),
+            "sample": sample,
+            "tasks": rows,
+            "tasks_overflow": overflow,
+            "executions": executions[:50],
+            "alerts": alerts,
+            "events_seen": events_seen,
+        }
+
+    # -- plumbing ------------------------------------------------------------------
+    def _json(self, func: Callable[[Request], Any]) -> Callable[[Request], Awaitable[Response]]:
+        from starlette.concurrency import run_in_threadpool
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await run_in_threadpool(func, request)
+            except ApiError as exc:
+                return JSONResponse({"error": exc.message}, status_code=exc.status)
+            return JSONResponse(body)
+
+        return endpoint
+
+    def _need(self, what: str) -> Any:
+        value = getattr(self.sources, what)
+        if value is None:
+            raise ApiError(404, f"this dashboard has no {what}")
+        return value
+
+    # -- pages and plain endpoints -------------------------------------------------
+    async def index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-store"})
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(status_code=204)
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "live": self.sources.live})
+
+    async def metrics(self, request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        body = await run_in_threadpool(generate_latest, self.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def events(self, request: Request) -> Response:
+        """SSE: at most MAX_UPDATES_PER_SECOND ``update`` messages a second.
+
+        A client resuming with ``Last-Event-ID`` gets the messages it missed,
+        or a ``reset`` event (refetch /api) if they left the replay ring.
+        """
+        raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        last_id: int | None = None
+        if raw:
+            try:
+                last_id = int(raw)
+            except ValueError:
+                return JSONResponse({"error": f"bad Last-Event-ID {raw!r}"}, status_code=400)
+        broadcaster = self.broadcaster
+
+        async def stream() -> AsyncIterator[bytes]:
+            nonlocal last_id
+            yield b"retry: 2000\n\n"
+            if last_id is not None:
+                missed = broadcaster.after(last_id)
+                if missed is None:
+                    yield _sse(broadcaster.next_id - 1, "{}", "reset")
+                else:
+                    for message_id, data in missed:
+                        yield _sse(message_id, data)
+            if last_id is None or broadcaster.after(last_id) is None:
+                last_id = broadcaster.next_id - 1
+            while not broadcaster.closing:
+                changed = broadcaster.changed
+                assert changed is not None
+                fresh = broadcaster.after(last_id)
+                if fresh is None:
+                    yield _sse(broadcaster.next_id - 1, "{}", "reset")
+                    last_id = broadcaster.next_id - 1
+                    continue
+                if fresh:
+                    for message_id, data in fresh:
+                        yield _sse(message_id, data)
+                    last_id = fresh[-1][0]
+                    continue
+                try:
+                    await asyncio.wait_for(changed.wait(), 15.0)
+                except asyncio.TimeoutError:
+                    yield b": keep-alive\n\n"
+                if await request.is_disconnected():
+                    return
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    # -- JSON views ----------------------------------------------------------------
+    def info(self, request: Request) -> dict[str, Any]:
+        s = self.sources
+        return {
+            "version": __version__,
+            "native": NATIVE,
+            "live": s.live,
+            "manager": s.manager is not None,
+            "history": s.history is not None,
+            "monitor": s.monitor is not None,
+            "token_required": self.token is not None,
+            "max_updates_per_second": MAX_UPDATES_PER_SECOND,
+        }
+
+    def overview(self, request: Request) -> dict[str, Any]:
+        monitor = self.sources.monitor
+        resources: dict[str, Any] | None = None
+        if monitor is not None:
+            sample = monitor.get_current_sample()
+            resources = {
+                "cpu": sample.cpu_percent,
+                "memory": sample.memory_percent,
+                "disk": sample.disk_percent,
+                "io": sample.io_percent,
+                "cpu_count": sample.cpu_count,
+                "cpu_count_source": sample.cpu_count_source,
+                "memory_limit_bytes": sample.memory_limit_bytes,
+                "memory_limit_source": sample.memory_limit_source,
+                "thresholds": monitor.get_thresholds(),
+                "active_alerts": [
+                    {"resource": a.resource_type, "value": a.value, "threshold": a.threshold}
+                    for a in monitor.get_active_alerts().values()
+                ],
+            }
+        with self.state.lock:
+            alerts = list(self.state.alerts)
+        return {
+            "counters": self.counters(),
+            "series": self.state.series_points(),
+            "resources": resources,
+            "alerts": alerts,
+            "last_event_id": self.broadcaster.next_id - 1,
+        }
+
+    def tasks(self, request: Request) -> dict[str, Any]:
+        q = request.query_params
+        try:
+            rows, total = self.state.task_rows(
+                status=q.get("status") or None,
+                name=q.get("name") or None,
+                sort=q.get("sort") or "queued_at",
+                descending=(q.get("order") or "desc") != "asc",
+                limit=_int_param(request, "limit", 100, 1, 1000),
+                offset=_int_param(request, "offset", 0, 0, 10**9),
+            )
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return {"tasks": rows, "total": total}
+
+    def task(self, request: Request) -> dict[str, Any]:
+        task_id = request.path_params["task_id"]
+        detail = self.state.task_detail(task_id)
+        pool = self.sources.pool
+        if pool is not None:
+            try:
+                info = pool.get_task_info(task_id)
+            except KeyError:
+                info = None
+            if info is not None:
+                if detail is None:
+                    error_type, message = _error_text(info.error)
+                    detail = {
+                        "task_id": info.task_id,
+                        "name": info.name,
+                        "priority": info.priority,
+                        "attempts": info.attempts,
+                        "queued_at": info.submitted_at,
+                        "started_at": info.started_at,
+                        "finished_at": info.finished_at,
+                        "error_type": error_type,
+                        "message": message,
+                        "traceback": "",
+                        "attempts_log": [],
+                    }
+                detail["status"] = info.status.value
+        if detail is None:
+            raise ApiError(404, f"unknown task {task_id!r}")
+        return detail
+
+    def cancel_task(self, request: Request) -> dict[str, Any]:
+        pool = self._need("pool")
+        task_id = request.path_params["task_id"]
+        try:
+            cancelled = pool.cancel_task(task_id)
+            status = pool.get_task_status(task_id).value
+        except KeyError:
+            raise ApiError(404, f"unknown task {task_id!r}") from None
+        return {"task_id": task_id, "cancelled": cancelled, "status": status}
+
+    def stream(self, request: Request) -> dict[str, Any]:
+        now = time.time()
+        t1 = _float_param(request, "t1") or now
+        t0 = _float_param(request, "t0") or (t1 - 60.0)
+        if t0 >= t1:
+            raise ApiError(400, "t0 must be before t1")
+        width = _int_param(request, "width", 1000, 10, 4000)
+        return self.state.stream(t0, t1, width)
+
+    def executions(self, request: Request) -> dict[str, Any]:
+        history = self._need("history")
+        limit = _int_param(request, "limit", 50, 1, 500)
+        records = history.query_executions(limit=limit)
+        return {"executions": [_execution_json(r) for r in records]}
+
+    def execution(self, request: Request) -> dict[str, Any]:
+        execution_id = request.path_params["execution_id"]
+        manager = self.sources.manager
+        parents: dict[str, tuple[str, ...]] = {}
+        if manager is not None:
+            from ..task_manager import UnknownExecutionError, UnknownTaskError
+
+            try:
+                info = manager.get_execution_status(execution_id)
+            except UnknownExecutionError:
+                raise ApiError(404, f"unknown execution {execution_id!r}") from None
+            for task_id in info.tasks:
+                try:
+                    parents[task_id] = manager.get_task(task_id).dependencies
+                except UnknownTaskError:
+                    parents[task_id] = ()
+            runs = {
+                task_id: {
+                    "task_id": task_id,
+                    "name": run.name,
+                    "status": run.status.value,
+                    "attempts": run.attempts,
+                    "duration": run.duration,
+                    "error_type": _error_text(run.error)[0],
+                    "message": _error_text(run.error)[1],
+                }
+                for task_id, run in info.tasks.items()
+            }
+            status, targets = info.status.value, info.targets
+            started, finished = info.started_at, info.finished_at
+        else:
+            history = self._need("history")
+            records = history.query_executions(execution_id=execution_id)
+            if not records:
+                raise ApiError(404, f"unknown execution {execution_id!r}")
+            record = records[0]
+            runs = {
+                r.task_id: {
+                    "task_id": r.task_id,
+                    "name": r.task_name,
+                    "status": r.status.value,
+                    "attempts": r.attempts,
+                    "duration": r.duration,
+                    "error_type": r.error_type or "",
+                    "message": r.error_message or "",
+                }
+                for r in history.query_runs(execution_id=execution_id, limit=None)
+            }
+            status, targets = record.status.value, record.targets
+            started, finished = record.started_at, record.finished_at
+        layout = layered_layout(list(runs), parents)
+        nodes = []
+        for task_id, run in runs.items():
+            layer, row = layout[task_id]
+            nodes.append({**run, "layer": layer, "row": row})
+        edges = [[p, c] for c, ps in parents.items() for p in ps if p in runs]
+        return {
+            "execution_id": execution_id,
+            "status": status,
+            "targets": list(targets),
+            "started_at": started,
+            "finished_at": finished,
+            "nodes": nodes,
+            "edges": edges,
+        }
+
+    def cancel_execution(self, request: Request) -> dict[str, Any]:
+        manager = self._need("manager")
+        from ..task_manager import UnknownExecutionError
+
+        execution_id = request.path_params["execution_id"]
+        try:
+            cancelled = manager.cancel_execution(execution_id)
+        except UnknownExecutionError:
+            raise ApiError(404, f"unknown execution {execution_id!r}") from None
+        return {"execution_id": execution_id, "cancelled": cancelled}
+
+    def registered(self, request: Request) -> dict[str, Any]:
+        manager = self._need("manager")
+        return {
+            "tasks": [
+                {
+                    "task_id": t.task_id,
+                    "name": t.name,
+                    "dependencies": list(t.dependencies),
+                    "enabled": t.enabled,
+                    "schedule": None if t.schedule_spec is None else str(t.schedule_spec),
+                    "description": t.description,
+                }
+                for t in manager.list_tasks()
+            ]
+        }
+
+    def run_task(self, request: Request) -> dict[str, Any]:
+        manager = self._need("manager")
+        from ..task_manager import UnknownTaskError
+
+        task_id = request.path_params["task_id"]
+        try:
+            execution_id = manager.execute_task(task_id)
+        except UnknownTaskError:
+            raise ApiError(404, f"unknown task {task_id!r}") from None
+        except (ValueError, RuntimeError) as exc:
+            raise ApiError(409, str(exc)) from None
+        return {"execution_id": execution_id}
+
+    def schedules(self, request: Request) -> dict[str, Any]:
+        scheduler = self.sources.scheduler
+        names: dict[str, str] = {}
+        if self.sources.manager is not None:
+            names = {t.task_id: t.name for t in self.sources.manager.list_tasks()}
+        jobs = []
+        now = datetime.now(timezone.utc)
+        for info in scheduler.list() if scheduler is not None else []:
+            schedule = info.schedule
+            try:
+                upcoming = [] if info.paused else schedule.next_fire_times(now, 5)
+            except Exception as exc:
+                upcoming = []
+                explain_error = str(exc)
+            else:
+                explain_error = ""
+            jobs.append(
+                {
+                    "job_id": info.job_id,
+                    "name": names.get(info.job_id, info.job_id),
+                    "schedule": repr(schedule),
+                    "explain": _explain(schedule) or explain_error,
+                    "tz": str(schedule.tz),
+                    "next_fire_times": [t.isoformat() for t in upcoming],
+                    "paused": info.paused,
+                    "running": info.running,
+                    "queued": info.queued,
+                }
+            )
+        with self.state.lock:
+            missed = list(self.state.recent_misses)
+        return {"schedules": jobs, "missed": missed}
+
+    def schedule_action(self, request: Request) -> dict[str, Any]:
+        scheduler = self.sources.scheduler
+        job_id, action = request.path_params["job_id"], request.path_params["action"]
+        if action not in ("pause", "resume"):
+            raise ApiError(404, f"unknown schedule action {action!r} (pause or resume)")
+        if scheduler is None:
+            raise ApiError(404, f"no schedule {job_id!r}")
+        try:
+            getattr(scheduler, action)(job_id)
+        except KeyError:
+            raise ApiError(404, f"no schedule {job_id!r}") from None
+        return {"job_id": job_id, "paused": scheduler.get(job_id).paused}
+
+    def history_runs(self, request: Request) -> dict[str, Any]:
+        history = self._need("history")
+        limit = _int_param(request, "limit", 50, 1, 500)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        q = request.query_params
+        records = history.query_runs(
+            task_id=q.get("task_id") or None,
+            execution_id=q.get("execution_id") or None,
+            status=_statuses(q.get("status")),
+            since=_float_param(request, "since"),
+            until=_float_param(request, "until"),
+            limit=limit + 1,
+            offset=offset,
+        )
+        return {
+            "runs": [_run_json(r) for r in records[:limit]],
+            "offset": offset,
+            "limit": limit,
+            "more": len(records) > limit,
+        }
+
+    def history_executions(self, request: Request) -> dict[str, Any]:
+        history = self._need("history")
+        limit = _int_param(request, "limit", 50, 1, 500)
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        records = history.query_executions(
+            status=_statuses(request.query_params.get("status")),
+            since=_float_param(request, "since"),
+            until=_float_param(request, "until"),
+            limit=limit + 1,
+            offset=offset,
+        )
+        return {
+            "executions": [_execution_json(r) for r in records[:limit]],
+            "offset": offset,
+            "limit": limit,
+            "more": len(records) > limit,
+        }
+
+
+def _explain(schedule: Any) -> str:
+    expr = getattr(schedule, "expr", None)
+    if not isinstance(expr, str):
+        return ""
+    try:
+        from cronsim import CronSim
+
+        return str(CronSim(expr, datetime.now(timezone.utc)).explain())
+    except Exception:
+        return ""
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "execution_id": r.execution_id,
+        "task_id": r.task_id,
+        "task_name": r.task_name,
+        "status": r.status.value,
+        "attempts": r.attempts,
+        "queued_at": r.queued_at,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "duration": r.duration,
+        "error_type": r.error_type or "",
+        "error_message": r.error_message or "",
+    }
+
+
+def _execution_json(r: Any) -> dict[str, Any]:
+    return {
+        "execution_id": r.execution_id,
+        "targets": list(r.targets),
+        "status": r.status.value,
+        "trigger": r.trigger,
+        "task_count": r.task_count,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "duration": r.duration,
+        "error_type": r.error_type or "",
+        "error_message": r.error_message or "",
+    }
