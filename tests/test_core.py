@@ -416,6 +416,92 @@ def test_as_completed_with_lazy_and_stdlib_futures(future_cls: type) -> None:
     assert results == list(range(10))
 
 
+class _GatedCondition(threading.Condition):
+    """A future's condition that stages the race between a completion and
+    ``as_completed()``: the completer's first acquisition waits until the
+    consumer has taken its snapshot (acquire, read, release); the consumer's
+    next ``with`` (to remove its waiter) waits until the completer is done."""
+
+    def __init__(self, completer: threading.Thread) -> None:
+        super().__init__()
+        self.completer = completer
+        self.completer_arrived = threading.Event()
+        self.snapshot_taken = threading.Event()
+        self.completer_done = threading.Event()
+        plain_acquire, plain_release = self.acquire, self.release
+
+        def acquire(*args: Any) -> bool:
+            if threading.current_thread() is self.completer:
+                self._hold_completer()
+            return plain_acquire(*args)
+
+        def release() -> None:
+            plain_release()
+            if threading.current_thread() is not self.completer:
+                self.snapshot_taken.set()
+
+        self.acquire = acquire  # type: ignore[method-assign]
+        self.release = release  # type: ignore[method-assign]
+
+    def _hold_completer(self) -> None:
+        if not self.completer_arrived.is_set():
+            self.completer_arrived.set()
+            assert self.snapshot_taken.wait(TIMEOUT)
+
+    def __enter__(self) -> bool:
+        if threading.current_thread() is self.completer:
+            self._hold_completer()
+        else:
+            assert self.completer_done.wait(TIMEOUT)
+        return super().__enter__()
+
+
+@pytest.mark.parametrize("completion", ["result", "exception", "notify_cancel"])
+def test_as_completed_never_sees_a_completion_twice(future_cls: type, completion: str) -> None:
+    # Regression: the state was written before the condition was taken, so
+    # as_completed() could count the future done, install its waiter, and
+    # then be told by the completer too: KeyError from as_completed.
+    f, g = future_cls(), future_cls()
+    if completion == "notify_cancel":
+        assert f.cancel()
+    else:
+        assert f.set_running_or_notify_cancel()
+
+    def complete() -> None:
+        if completion == "result":
+            f.set_result("f")
+        elif completion == "exception":
+            f.set_exception(ValueError("f"))
+        else:
+            assert not f.set_running_or_notify_cancel()
+        condition.completer_done.set()
+
+    completer = threading.Thread(target=complete)
+    condition = _GatedCondition(completer)
+    f._tl_waiters = []
+    f._tl_condition = condition
+    completer.start()
+    assert condition.completer_arrived.wait(TIMEOUT)
+    seen: list[Any] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            seen.extend(cf.as_completed([f, g], timeout=TIMEOUT))
+        except BaseException as exc:
+            errors.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    completer.join(TIMEOUT)
+    assert not completer.is_alive()
+    g.set_result("g")
+    consumer.join(TIMEOUT)
+    assert not consumer.is_alive()
+    assert errors == []
+    assert seen == [f, g]
+
+
 # --------------------------------------------------------------- Dispatcher
 
 

@@ -290,6 +290,36 @@ def test_wait_first_exception(executor: Any) -> None:
         gate.set()
 
 
+def _sum_below(n: int) -> int:
+    return sum(range(n))
+
+
+def test_as_completed_yields_each_future_once_under_thread_switches(executor: Any) -> None:
+    # Regression (issue 11): a future completing while as_completed()
+    # installed its waiter was reported twice (KeyError).  A tiny switch
+    # interval and a spinning thread make the window wide; tests/test_core.py
+    # stages the same interleaving deterministically.
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    spinner.start()
+    try:
+        for _ in range(3000):
+            futures = [executor.submit(_sum_below, k * 50) for k in range(8)]
+            yielded = list(cf.as_completed(futures, timeout=TIMEOUT))
+            assert len(yielded) == 8 and set(yielded) == set(futures)
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        spinner.join(TIMEOUT)
+
+
 def test_asyncio_interop(executor: Any) -> None:
     async def main() -> tuple[Any, Any]:
         loop = asyncio.get_running_loop()
