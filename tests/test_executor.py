@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 import weakref
 from typing import Any
 
@@ -330,6 +331,27 @@ def test_asyncio_interop(executor: Any) -> None:
     assert asyncio.run(main()) == (32, 9)
 
 
+def test_asyncio_takes_it_as_the_default_executor(executor_cls: type[Any]) -> None:
+    # Regression (issue 11): set_default_executor() requires an instance of
+    # the stdlib's ThreadPoolExecutor (TypeError from 3.11; 3.10 warns).
+    ex = executor_cls(max_workers=1, thread_name_prefix="default-pool")
+
+    async def main() -> tuple[Any, str]:
+        loop = asyncio.get_running_loop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            loop.set_default_executor(ex)
+        value = await loop.run_in_executor(None, pow, 2, 5)
+        name = await asyncio.to_thread(lambda: threading.current_thread().name)
+        return value, name
+
+    # asyncio.run() ends by shutting the default executor down.
+    value, name = asyncio.run(main())
+    assert value == 32 and name.startswith("default-pool")
+    with pytest.raises(RuntimeError, match="shutdown"):
+        ex.submit(pow, 2, 2)
+
+
 def test_done_callbacks_run_once(executor: Any) -> None:
     calls: list[Any] = []
     done = threading.Event()
@@ -426,6 +448,41 @@ def test_unreferenced_executor_is_collected_and_its_workers_exit(executor_cls: t
 
 
 # ------------------------------------------------------ threadloom only
+
+#: Members of the stdlib's classes that ours inherits on purpose, and why each
+#: reaches none of the stdlib's internals.  Anything else must be overridden.
+_INHERITED_ON_PURPOSE = {
+    "__enter__": "Executor's: returns self",
+    "__exit__": "Executor's: calls self.shutdown(wait=True)",
+    "__class_getitem__": "a generic alias, no instance",
+    "BROKEN": "3.14: the class BrokenThreadPool, which ours raises",
+    "prepare_context": "3.14 classmethod: WorkerContext.prepare(initializer, initargs)",
+}
+
+
+def test_is_a_stdlib_thread_pool_that_shares_none_of_its_internals() -> None:
+    # Regression (issue 11): isinstance() was False.  Being a subclass must
+    # not mean running the stdlib's code: its __init__ is never called, so a
+    # stdlib method reached by inheritance would use internals that do not
+    # exist.  Checked against the classes of the Python running the tests.
+    ours = threadloom.ThreadPoolExecutor
+    stdlib_classes = [k for k in cf.ThreadPoolExecutor.__mro__ if k is not object]
+    own_classes = [k for k in ours.__mro__ if k not in stdlib_classes and k is not object]
+    members = {
+        name
+        for k in stdlib_classes
+        for name, value in vars(k).items()
+        if callable(value) or isinstance(value, (classmethod, staticmethod, property))
+    }
+    assert {"submit", "map", "shutdown", "_adjust_thread_count", "__init__"} <= members
+    inherited = {n for n in members if not any(n in vars(k) for k in own_classes)}
+    assert inherited <= set(_INHERITED_ON_PURPOSE), inherited - set(_INHERITED_ON_PURPOSE)
+    with ours(max_workers=1) as ex:
+        assert isinstance(ex, cf.ThreadPoolExecutor)
+        assert not hasattr(ex, "_work_queue") and not hasattr(ex, "_idle_semaphore")
+        ex._adjust_thread_count()
+        assert ex.submit(pow, 2, 3).result(TIMEOUT) == 8
+        assert len(ex._threads) == 1
 
 
 def test_priority_option_runs_critical_next() -> None:

@@ -147,13 +147,13 @@ def future_condition(future: Any) -> threading.Condition:
 def _lock_transition(future: Any) -> threading.Condition | None:
     """Take what a transition of *future* holds: its condition if it has one
     (acquired first), then its state lock.  Returns the condition, or None."""
-    condition = future._tl_condition
+    condition: threading.Condition | None = future._tl_condition
     lock = _state_lock(future)
     while True:
         if condition is not None:
             condition.acquire()
         lock.acquire()
-        installed = future._tl_condition
+        installed: threading.Condition | None = future._tl_condition
         if installed is condition:
             return condition
         # Installed between the read and the lock: take it too.
