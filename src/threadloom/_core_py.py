@@ -907,6 +907,9 @@ def run_chunk(
                 result = run_coroutine(result)
             append(result)
     except BaseException as exc:
+        # The error's traceback holds this frame: let it keep only what the
+        # stdlib's would (the failing call), not every item of the map.
+        items = fn = run_coroutine = None  # type: ignore[assignment]
         return results, exc
     return results, None
 

@@ -761,6 +761,10 @@ def _map_results(
             # shared with the chunk's future, so emptying it frees both.
             yield from core.ResultDrain(results)
             if error is not None:
+                # Raised from here, the error's traceback holds this frame:
+                # it must not hold the chunk's future, which holds the error
+                # (a cycle that would keep fn's arguments until the GC runs).
+                del chunk
                 try:
                     raise error
                 finally:
