@@ -87,6 +87,29 @@ def test_default_worker_count_follows_the_stdlib_rule(executor_cls: type[Any]) -
         ex.shutdown()
 
 
+def test_an_invalid_python_cpu_count_does_not_stop_the_pool(
+    executor_cls: type[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (issue 11): ours raised ValueError; the stdlib ignores it.
+    from threadloom._limits import usable_cpu_count
+
+    monkeypatch.delenv("PYTHON_CPU_COUNT", raising=False)
+    usable_cpu_count.cache_clear()
+    probe = executor_cls()
+    expected = probe._max_workers
+    probe.shutdown()
+    monkeypatch.setenv("PYTHON_CPU_COUNT", "abc")
+    usable_cpu_count.cache_clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with executor_cls() as ex:
+                assert ex._max_workers == expected
+                assert ex.submit(pow, 2, 3).result(TIMEOUT) == 8
+    finally:
+        usable_cpu_count.cache_clear()
+
+
 def test_thread_names_use_the_prefix(executor_cls: type[Any]) -> None:
     barrier = threading.Barrier(3)
     ex = executor_cls(max_workers=2, thread_name_prefix="Loom")
