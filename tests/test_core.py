@@ -380,6 +380,44 @@ def test_result_timeout_and_callbacks_after_done(future_cls: type) -> None:
     assert order == ["before", "second", "after"]
 
 
+def _exit_now(_: Any) -> None:
+    raise SystemExit(3)
+
+
+def test_a_callbacks_system_exit_reaches_the_caller_once_every_callback_ran(
+    future_cls: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As the stdlib's set_result() does, a SystemExit from a callback is
+    # raised to the caller; unlike it, the callbacks after it still run.
+    calls: list[str] = []
+
+    def interrupt(_: Any) -> None:
+        calls.append("interrupt")
+        raise KeyboardInterrupt
+
+    for complete in ("set_result", "set_exception", "cancel"):
+        calls.clear()
+        f = future_cls()
+        f.add_done_callback(lambda _: calls.append("before"))
+        f.add_done_callback(_exit_now)
+        f.add_done_callback(interrupt)  # the second is logged, the first raised
+        f.add_done_callback(lambda _: calls.append("after"))
+        with caplog.at_level("CRITICAL", logger="concurrent.futures"):
+            caplog.clear()
+            with pytest.raises(SystemExit):
+                if complete == "set_result":
+                    f.set_result(1)
+                elif complete == "set_exception":
+                    f.set_exception(ValueError())
+                else:
+                    f.cancel()
+        assert calls == ["before", "interrupt", "after"], complete
+        assert f.done()
+        assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [KeyboardInterrupt]
+    with pytest.raises(SystemExit):
+        f.add_done_callback(_exit_now)  # on a done future: at once, as the stdlib
+
+
 def test_waiter_arriving_during_completion_never_misses_it(future_cls: type) -> None:
     # The lazily created condition is the risky part: hammer the window
     # between "complete" and "someone starts waiting".
@@ -552,6 +590,41 @@ def test_dispatcher_base_exception_does_not_kill_worker(core: ModuleType) -> Non
     assert len(threads) == 1 and threads[0].is_alive()
     dispatcher.close()
     threads[0].join(TIMEOUT)
+
+
+@pytest.mark.parametrize("outcome", ["result", "exception"])
+def test_dispatcher_worker_survives_a_callbacks_system_exit(
+    core: ModuleType, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (issue 11): the twin's worker died (as the stdlib's does,
+    # leaving a one-worker pool hung); the native one went on.  Both go on
+    # now, and log it at CRITICAL as the stdlib does.
+    dispatcher = core.Dispatcher(1)
+    threads = _run_pool(core, dispatcher)
+    gate = threading.Event()
+    task = (gate.wait, (TIMEOUT,)) if outcome == "result" else (int, ("x",))
+    blocker = dispatcher.submit(1, gate.wait, (TIMEOUT,), None)
+    first = dispatcher.submit(1, task[0], task[1], None)
+    ran: list[Any] = []
+    first.add_done_callback(_exit_now)
+    first.add_done_callback(ran.append)
+    try:
+        with caplog.at_level("CRITICAL", logger="concurrent.futures"):
+            gate.set()
+            assert blocker.result(TIMEOUT) is True
+            second = dispatcher.submit(1, pow, (3, 2), None)
+            assert second.result(TIMEOUT) == 9
+        assert ran == [first]
+        assert len(threads) == 1 and threads[0].is_alive()
+    finally:
+        gate.set()
+        dispatcher.close()
+        for t in threads:
+            t.join(TIMEOUT)
+    logged = [r for r in caplog.records if r.levelname == "CRITICAL" and r.exc_info]
+    assert len(logged) == 1 and logged[0].exc_info[0] is SystemExit
+    assert "Exception in worker" in logged[0].getMessage()
+    assert not threads[0].is_alive()
 
 
 def test_dispatcher_skips_cancelled_and_counts_once(core: ModuleType) -> None:

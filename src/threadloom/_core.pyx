@@ -208,13 +208,24 @@ cdef object _lock_transition(object future):
         condition = installed
 
 
-cdef inline void _invoke_callbacks(object future, object callbacks):
+cdef int _invoke_callbacks(object future, object callbacks) except -1:
+    # Every callback runs; then a SystemExit or KeyboardInterrupt from one is
+    # raised to the caller (see _core_py.py).
+    cdef object escaped = None
     if callbacks:
         for callback in callbacks:
             try:
                 callback(future)
             except Exception:
                 LOGGER.exception("exception calling callback for %r", future)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+                else:
+                    LOGGER.critical("exception calling callback for %r", future, exc_info=True)
+    if escaped is not None:
+        raise escaped
+    return 0
 
 
 cdef int _finish(object future, object value, bint is_exception) except -1:
@@ -1009,13 +1020,15 @@ cdef class Dispatcher:
                 try:
                     _finish(future, exc, True)
                 except BaseException:
-                    LOGGER.exception("could not set the exception of %r", future)
+                    # A done-callback's SystemExit: logged, the worker goes on
+                    # (see _complete_in_worker in _core_py.py).
+                    LOGGER.critical("Exception in worker completing %r", future, exc_info=True)
             else:
                 tl_counter_add(counters, C_COMPLETED, 1)
                 try:
                     _finish(future, result, False)
                 except BaseException:
-                    LOGGER.exception("could not set the result of %r", future)
+                    LOGGER.critical("Exception in worker completing %r", future, exc_info=True)
         finally:
             tl_add64(&self._busy, -1)
             tl_samples_add(self._run, tl_now_ns() - started)

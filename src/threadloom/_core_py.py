@@ -162,12 +162,43 @@ def _lock_transition(future: Any) -> threading.Condition | None:
 
 
 def _invoke_callbacks(future: Any, callbacks: list[Callable[[Any], object]] | None) -> None:
+    # As in the stdlib, an Exception from a callback is logged, and a
+    # BaseException that is not one (SystemExit, KeyboardInterrupt) is the
+    # caller's: raised from set_result() and the like.  Unlike the stdlib,
+    # it is raised once every callback has run: one callback's exit does not
+    # silently skip the others (asyncio.wrap_future's, say).
     if callbacks:
+        escaped: BaseException | None = None
         for callback in callbacks:
             try:
                 callback(future)
             except Exception:
                 LOGGER.exception("exception calling callback for %r", future)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+                else:
+                    LOGGER.critical("exception calling callback for %r", future, exc_info=True)
+        if escaped is not None:
+            try:
+                raise escaped
+            finally:
+                escaped = None
+
+
+def _complete_in_worker(future: Any, value: object, is_exception: bool) -> None:
+    """Complete a task's future on its worker thread.
+
+    What can escape ``_finish`` here: a done-callback's SystemExit or
+    KeyboardInterrupt, or InvalidStateError if someone else completed the
+    future.  The stdlib's worker logs it ("Exception in worker") and dies,
+    leaving its pool a thread short for good (with one worker, every later
+    task hangs).  Ours logs it the same way and goes on to the next task.
+    """
+    try:
+        _finish(future, value, is_exception)
+    except BaseException:
+        LOGGER.critical("Exception in worker completing %r", future, exc_info=True)
 
 
 def _finish(future: Any, value: object, is_exception: bool) -> None:
@@ -858,11 +889,11 @@ class Dispatcher:
                     result = run_coroutine(result)
             except BaseException as exc:
                 counters.add(COUNT_FAILED)
-                future_set_exception(future, exc)
+                _complete_in_worker(future, exc, True)
                 del exc
             else:
                 counters.add(COUNT_COMPLETED)
-                future_set_result(future, result)
+                _complete_in_worker(future, result, False)
                 del result
         finally:
             self._run_samples.add((time.monotonic_ns() - started) / 1e9)

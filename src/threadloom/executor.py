@@ -230,6 +230,12 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
     only call ``shutdown``.  tests/test_executor.py checks this on the running
     Python.
 
+    Done callbacks: an ``Exception`` from one is logged, as in the stdlib.  A
+    ``SystemExit`` or ``KeyboardInterrupt`` from one is logged at CRITICAL
+    ("Exception in worker") and the worker goes on to its next task; the
+    stdlib's worker thread dies of it instead, leaving the pool a thread
+    short for good.  Callbacks after the raising one still run.
+
     Args:
         max_workers: the most threads it runs at once.  Default: ``min(32,
             usable CPUs + 4)``, where usable CPUs honours the CPU affinity, a
