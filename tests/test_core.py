@@ -365,6 +365,28 @@ def test_future_exception_and_cancel(future_cls: type) -> None:
         cancelled.set_running_or_notify_cancel()
 
 
+def test_force_cancel_ends_a_running_future_and_tells_its_waiters(future_cls: type) -> None:
+    core = future_cls._core
+    f = future_cls()
+    assert f.set_running_or_notify_cancel() and not f.cancel()
+    calls: list[Any] = []
+    waited: list[Any] = []
+    f.add_done_callback(calls.append)
+    waiting = threading.Thread(target=lambda: waited.append(cf.wait([f], timeout=TIMEOUT)))
+    waiting.start()
+    assert core.future_force_cancel(f)
+    waiting.join(TIMEOUT)
+    assert calls == [f] and waited[0].done == {f}
+    assert f.cancelled() and f.done()
+    with pytest.raises(cf.CancelledError):
+        f.result(0)
+    assert not core.future_force_cancel(f)
+    finished = future_cls()
+    finished.set_result(1)
+    assert not core.future_force_cancel(finished) and finished.result(0) == 1
+    assert calls == [f]
+
+
 def test_result_timeout_and_callbacks_after_done(future_cls: type) -> None:
     f = future_cls()
     with pytest.raises(cf.TimeoutError):
@@ -494,7 +516,7 @@ class _GatedCondition(threading.Condition):
         return super().__enter__()
 
 
-@pytest.mark.parametrize("completion", ["result", "exception", "notify_cancel"])
+@pytest.mark.parametrize("completion", ["result", "exception", "notify_cancel", "force_cancel"])
 def test_as_completed_never_sees_a_completion_twice(future_cls: type, completion: str) -> None:
     # Regression: the state was written before the condition was taken, so
     # as_completed() could count the future done, install its waiter, and
@@ -510,6 +532,8 @@ def test_as_completed_never_sees_a_completion_twice(future_cls: type, completion
             f.set_result("f")
         elif completion == "exception":
             f.set_exception(ValueError("f"))
+        elif completion == "force_cancel":
+            assert future_cls._core.future_force_cancel(f)
         else:
             assert not f.set_running_or_notify_cancel()
         condition.completer_done.set()

@@ -363,6 +363,39 @@ def future_cancel(future):
     return True
 
 
+def future_force_cancel(future):
+    """Cancel *future* even if it is running, and report it to waiters at once
+    (CANCELLED_AND_NOTIFIED).  For the owner of a task that ends it as
+    cancelled; False if the future was already done."""
+    cdef object state
+    cdef object callbacks = None
+    cdef bint done = False
+    condition = _lock_transition(future)
+    try:
+        try:
+            state = future._state
+            if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+                done = True
+            else:
+                future._state = _CANCELLED_AND_NOTIFIED
+                callbacks = future._tl_callbacks
+        finally:
+            tl_future_unlock(future)
+        if not done:
+            tl_completion_signal()
+            if condition is not None:
+                for waiter in future._tl_waiters:
+                    waiter.add_cancelled(future)
+                condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
+    if done:
+        return False
+    _invoke_callbacks(future, callbacks)
+    return True
+
+
 def future_add_done_callback(future, fn):
     """Call *fn(future)* when it is done, or now if it already is."""
     cdef object state

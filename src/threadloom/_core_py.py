@@ -46,6 +46,7 @@ __all__ = [
     "future_cancel",
     "future_condition",
     "future_exception",
+    "future_force_cancel",
     "future_result",
     "future_set_exception",
     "future_set_result",
@@ -293,6 +294,30 @@ def future_cancel(future: Any) -> bool:
         finally:
             _state_lock(future).release()
         if condition is not None:
+            condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
+    _invoke_callbacks(future, callbacks)
+    return True
+
+
+def future_force_cancel(future: Any) -> bool:
+    """Cancel *future* even if it is running, and report it to waiters at once
+    (CANCELLED_AND_NOTIFIED).  For the owner of a task that ends it as
+    cancelled; False if the future was already done."""
+    condition = _lock_transition(future)
+    try:
+        try:
+            if future._state in _DONE_STATES:
+                return False
+            future._state = CANCELLED_AND_NOTIFIED
+            callbacks = future._tl_callbacks
+        finally:
+            _state_lock(future).release()
+        if condition is not None:
+            for waiter in future._tl_waiters:
+                waiter.add_cancelled(future)
             condition.notify_all()
     finally:
         if condition is not None:
