@@ -142,31 +142,49 @@ static inline int tl_spin_for_completion(uint64_t epoch, uint64_t spin_ns) {
 /* Adaptive spinning: a spin that keeps running out (the other thread is not
  * on a CPU, as on a loaded machine) shrinks its budget to nothing; a spin that
  * pays off grows it back up to a cap.  With the budget at zero one wait in 16
- * still probes, so the budget can recover. */
+ * still probes, so the budget can recover.
+ *
+ * Every field is read and written by many threads without a lock (workers
+ * waiting for work, result() callers, a re-arm with a new cap), so every
+ * field is atomic.  Relaxed order throughout: these are tuning values that
+ * order no other memory; a thread that reads a stale cap or budget spins at
+ * most one budget longer or shorter, and nothing it does depends on it. */
 typedef struct {
     _Atomic int64_t budget_ns;
     _Atomic uint64_t waits;
-    int64_t cap_ns;
+    _Atomic int64_t cap_ns;
 } tl_spin_policy;
 
 static inline void tl_spin_policy_init(tl_spin_policy *p, int64_t cap_ns) {
-    atomic_store(&p->budget_ns, cap_ns);
-    atomic_store(&p->waits, 0);
-    p->cap_ns = cap_ns;
+    atomic_store_explicit(&p->cap_ns, cap_ns, memory_order_relaxed);
+    atomic_store_explicit(&p->budget_ns, cap_ns, memory_order_relaxed);
+    atomic_store_explicit(&p->waits, 0, memory_order_relaxed);
+}
+/* Re-arms the policy with a new cap, if it has another one.  Any number of
+ * threads may call it at once: the compare-and-swap lets one of them reset
+ * the budget, and the others leave it alone. */
+static inline void tl_spin_policy_set_cap(tl_spin_policy *p, int64_t cap_ns) {
+    int64_t cap = atomic_load_explicit(&p->cap_ns, memory_order_relaxed);
+    if (cap != cap_ns
+        && atomic_compare_exchange_strong_explicit(&p->cap_ns, &cap, cap_ns,
+                                                   memory_order_relaxed, memory_order_relaxed))
+        atomic_store_explicit(&p->budget_ns, cap_ns, memory_order_relaxed);
 }
 static inline uint64_t tl_spin_budget(tl_spin_policy *p) {
     int64_t budget = atomic_load_explicit(&p->budget_ns, memory_order_relaxed);
     if (budget > 0) return (uint64_t)budget;
     /* The probe must be long enough to succeed when the other thread is on
      * a CPU (a hand-off takes a few microseconds), or the budget never grows back. */
-    if (p->cap_ns > 0 && (atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed) & 15u) == 0)
-        return (uint64_t)(p->cap_ns < 20000 ? p->cap_ns : 20000);
+    int64_t cap = atomic_load_explicit(&p->cap_ns, memory_order_relaxed);
+    if (cap > 0 && (atomic_fetch_add_explicit(&p->waits, 1, memory_order_relaxed) & 15u) == 0)
+        return (uint64_t)(cap < 20000 ? cap : 20000);
     return 0;
 }
 static inline void tl_spin_outcome(tl_spin_policy *p, int success) {
     int64_t budget = atomic_load_explicit(&p->budget_ns, memory_order_relaxed);
+    int64_t cap = atomic_load_explicit(&p->cap_ns, memory_order_relaxed);
     int64_t next = success ? budget * 2 + 5000 : budget / 2;
-    if (next > p->cap_ns) next = p->cap_ns;
+    if (next > cap) next = cap;
     if (next < 1000) next = 0;
     atomic_store_explicit(&p->budget_ns, next, memory_order_relaxed);
 }

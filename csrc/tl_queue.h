@@ -236,7 +236,7 @@ static int tl_queue_pop_wait(tl_queue *q, tl_entry *out, int64_t timeout_ns, uin
     if (closed) return -1;
     uint64_t start = tl_now_ns();
     if (spin_ns) {
-        if (q->spin.cap_ns != (int64_t)spin_ns) tl_spin_policy_init(&q->spin, (int64_t)spin_ns);
+        tl_spin_policy_set_cap(&q->spin, (int64_t)spin_ns);
         spin_ns = tl_spin_budget(&q->spin);
     }
     if (spin_ns && (timeout_ns < 0 || (uint64_t)timeout_ns > spin_ns)) {

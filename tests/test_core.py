@@ -365,6 +365,28 @@ def test_future_exception_and_cancel(future_cls: type) -> None:
         cancelled.set_running_or_notify_cancel()
 
 
+def test_force_cancel_ends_a_running_future_and_tells_its_waiters(future_cls: type) -> None:
+    core = future_cls._core
+    f = future_cls()
+    assert f.set_running_or_notify_cancel() and not f.cancel()
+    calls: list[Any] = []
+    waited: list[Any] = []
+    f.add_done_callback(calls.append)
+    waiting = threading.Thread(target=lambda: waited.append(cf.wait([f], timeout=TIMEOUT)))
+    waiting.start()
+    assert core.future_force_cancel(f)
+    waiting.join(TIMEOUT)
+    assert calls == [f] and waited[0].done == {f}
+    assert f.cancelled() and f.done()
+    with pytest.raises(cf.CancelledError):
+        f.result(0)
+    assert not core.future_force_cancel(f)
+    finished = future_cls()
+    finished.set_result(1)
+    assert not core.future_force_cancel(finished) and finished.result(0) == 1
+    assert calls == [f]
+
+
 def test_result_timeout_and_callbacks_after_done(future_cls: type) -> None:
     f = future_cls()
     with pytest.raises(cf.TimeoutError):
@@ -378,6 +400,44 @@ def test_result_timeout_and_callbacks_after_done(future_cls: type) -> None:
     f.set_result(None)
     f.add_done_callback(lambda _: order.append("after"))
     assert order == ["before", "second", "after"]
+
+
+def _exit_now(_: Any) -> None:
+    raise SystemExit(3)
+
+
+def test_a_callbacks_system_exit_reaches_the_caller_once_every_callback_ran(
+    future_cls: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As the stdlib's set_result() does, a SystemExit from a callback is
+    # raised to the caller; unlike it, the callbacks after it still run.
+    calls: list[str] = []
+
+    def interrupt(_: Any) -> None:
+        calls.append("interrupt")
+        raise KeyboardInterrupt
+
+    for complete in ("set_result", "set_exception", "cancel"):
+        calls.clear()
+        f = future_cls()
+        f.add_done_callback(lambda _: calls.append("before"))
+        f.add_done_callback(_exit_now)
+        f.add_done_callback(interrupt)  # the second is logged, the first raised
+        f.add_done_callback(lambda _: calls.append("after"))
+        with caplog.at_level("CRITICAL", logger="concurrent.futures"):
+            caplog.clear()
+            with pytest.raises(SystemExit):
+                if complete == "set_result":
+                    f.set_result(1)
+                elif complete == "set_exception":
+                    f.set_exception(ValueError())
+                else:
+                    f.cancel()
+        assert calls == ["before", "interrupt", "after"], complete
+        assert f.done()
+        assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [KeyboardInterrupt]
+    with pytest.raises(SystemExit):
+        f.add_done_callback(_exit_now)  # on a done future: at once, as the stdlib
 
 
 def test_waiter_arriving_during_completion_never_misses_it(future_cls: type) -> None:
@@ -414,6 +474,94 @@ def test_as_completed_with_lazy_and_stdlib_futures(future_cls: type) -> None:
     results = sorted(f.result() for f in cf.as_completed(everything, timeout=TIMEOUT))
     thread.join(TIMEOUT)
     assert results == list(range(10))
+
+
+class _GatedCondition(threading.Condition):
+    """A future's condition that stages the race between a completion and
+    ``as_completed()``: the completer's first acquisition waits until the
+    consumer has taken its snapshot (acquire, read, release); the consumer's
+    next ``with`` (to remove its waiter) waits until the completer is done."""
+
+    def __init__(self, completer: threading.Thread) -> None:
+        super().__init__()
+        self.completer = completer
+        self.completer_arrived = threading.Event()
+        self.snapshot_taken = threading.Event()
+        self.completer_done = threading.Event()
+        plain_acquire, plain_release = self.acquire, self.release
+
+        def acquire(*args: Any) -> bool:
+            if threading.current_thread() is self.completer:
+                self._hold_completer()
+            return plain_acquire(*args)
+
+        def release() -> None:
+            plain_release()
+            if threading.current_thread() is not self.completer:
+                self.snapshot_taken.set()
+
+        self.acquire = acquire  # type: ignore[method-assign]
+        self.release = release  # type: ignore[method-assign]
+
+    def _hold_completer(self) -> None:
+        if not self.completer_arrived.is_set():
+            self.completer_arrived.set()
+            assert self.snapshot_taken.wait(TIMEOUT)
+
+    def __enter__(self) -> bool:
+        if threading.current_thread() is self.completer:
+            self._hold_completer()
+        else:
+            assert self.completer_done.wait(TIMEOUT)
+        return super().__enter__()
+
+
+@pytest.mark.parametrize("completion", ["result", "exception", "notify_cancel", "force_cancel"])
+def test_as_completed_never_sees_a_completion_twice(future_cls: type, completion: str) -> None:
+    # Regression: the state was written before the condition was taken, so
+    # as_completed() could count the future done, install its waiter, and
+    # then be told by the completer too: KeyError from as_completed.
+    f, g = future_cls(), future_cls()
+    if completion == "notify_cancel":
+        assert f.cancel()
+    else:
+        assert f.set_running_or_notify_cancel()
+
+    def complete() -> None:
+        if completion == "result":
+            f.set_result("f")
+        elif completion == "exception":
+            f.set_exception(ValueError("f"))
+        elif completion == "force_cancel":
+            assert future_cls._core.future_force_cancel(f)
+        else:
+            assert not f.set_running_or_notify_cancel()
+        condition.completer_done.set()
+
+    completer = threading.Thread(target=complete)
+    condition = _GatedCondition(completer)
+    f._tl_waiters = []
+    f._tl_condition = condition
+    completer.start()
+    assert condition.completer_arrived.wait(TIMEOUT)
+    seen: list[Any] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            seen.extend(cf.as_completed([f, g], timeout=TIMEOUT))
+        except BaseException as exc:
+            errors.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    completer.join(TIMEOUT)
+    assert not completer.is_alive()
+    g.set_result("g")
+    consumer.join(TIMEOUT)
+    assert not consumer.is_alive()
+    assert errors == []
+    assert seen == [f, g]
 
 
 # --------------------------------------------------------------- Dispatcher
@@ -466,6 +614,41 @@ def test_dispatcher_base_exception_does_not_kill_worker(core: ModuleType) -> Non
     assert len(threads) == 1 and threads[0].is_alive()
     dispatcher.close()
     threads[0].join(TIMEOUT)
+
+
+@pytest.mark.parametrize("outcome", ["result", "exception"])
+def test_dispatcher_worker_survives_a_callbacks_system_exit(
+    core: ModuleType, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression (issue 11): the twin's worker died (as the stdlib's does,
+    # leaving a one-worker pool hung); the native one went on.  Both go on
+    # now, and log it at CRITICAL as the stdlib does.
+    dispatcher = core.Dispatcher(1)
+    threads = _run_pool(core, dispatcher)
+    gate = threading.Event()
+    task = (gate.wait, (TIMEOUT,)) if outcome == "result" else (int, ("x",))
+    blocker = dispatcher.submit(1, gate.wait, (TIMEOUT,), None)
+    first = dispatcher.submit(1, task[0], task[1], None)
+    ran: list[Any] = []
+    first.add_done_callback(_exit_now)
+    first.add_done_callback(ran.append)
+    try:
+        with caplog.at_level("CRITICAL", logger="concurrent.futures"):
+            gate.set()
+            assert blocker.result(TIMEOUT) is True
+            second = dispatcher.submit(1, pow, (3, 2), None)
+            assert second.result(TIMEOUT) == 9
+        assert ran == [first]
+        assert len(threads) == 1 and threads[0].is_alive()
+    finally:
+        gate.set()
+        dispatcher.close()
+        for t in threads:
+            t.join(TIMEOUT)
+    logged = [r for r in caplog.records if r.levelname == "CRITICAL" and r.exc_info]
+    assert len(logged) == 1 and logged[0].exc_info[0] is SystemExit
+    assert "Exception in worker" in logged[0].getMessage()
+    assert not threads[0].is_alive()
 
 
 def test_dispatcher_skips_cancelled_and_counts_once(core: ModuleType) -> None:

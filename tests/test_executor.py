@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import gc
 import os
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 import weakref
 from typing import Any
 
@@ -85,6 +87,29 @@ def test_default_worker_count_follows_the_stdlib_rule(executor_cls: type[Any]) -
         ex.shutdown()
 
 
+def test_an_invalid_python_cpu_count_does_not_stop_the_pool(
+    executor_cls: type[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (issue 11): ours raised ValueError; the stdlib ignores it.
+    from threadloom._limits import usable_cpu_count
+
+    monkeypatch.delenv("PYTHON_CPU_COUNT", raising=False)
+    usable_cpu_count.cache_clear()
+    probe = executor_cls()
+    expected = probe._max_workers
+    probe.shutdown()
+    monkeypatch.setenv("PYTHON_CPU_COUNT", "abc")
+    usable_cpu_count.cache_clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with executor_cls() as ex:
+                assert ex._max_workers == expected
+                assert ex.submit(pow, 2, 3).result(TIMEOUT) == 8
+    finally:
+        usable_cpu_count.cache_clear()
+
+
 def test_thread_names_use_the_prefix(executor_cls: type[Any]) -> None:
     barrier = threading.Barrier(3)
     ex = executor_cls(max_workers=2, thread_name_prefix="Loom")
@@ -134,6 +159,67 @@ def test_map_raises_at_the_item_that_failed(executor: Any) -> None:
     assert next(results) == 5
     with pytest.raises(ZeroDivisionError):
         next(results)
+
+
+class _Argument:
+    """An argument whose lifetime a test follows with a weak reference."""
+
+
+def _fail(argument: _Argument) -> None:
+    raise ValueError("failed on purpose")
+
+
+@pytest.fixture
+def no_cyclic_gc() -> Any:
+    # Only reference counting frees anything while the test runs: an object
+    # kept by a reference cycle stays alive and the test sees it.
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.usefixtures("no_cyclic_gc")
+def test_failed_calls_free_their_arguments_without_the_cyclic_gc(executor_cls: type[Any]) -> None:
+    # Regression (issue 11): the error raised by map() held, through its
+    # traceback, the frame of map's iterator, which held the chunk's future,
+    # which held the error: 200 of 200 arguments lived until the GC ran.
+    refs: list[weakref.ref[_Argument]] = []
+    with executor_cls(max_workers=2) as ex:
+        for _ in range(50):
+            mapped, submitted = _Argument(), _Argument()
+            refs += [weakref.ref(mapped), weakref.ref(submitted)]
+            with contextlib.suppress(ValueError):
+                list(ex.map(_fail, [mapped]))
+            with contextlib.suppress(ValueError):
+                ex.submit(_fail, submitted).result(TIMEOUT)
+            del mapped, submitted
+    # After the shutdown: a worker drops its call only after completing it.
+    assert sum(ref() is not None for ref in refs) == 0
+
+
+@pytest.mark.usefixtures("no_cyclic_gc")
+def test_a_kept_map_error_keeps_only_the_failing_argument(executor_cls: type[Any]) -> None:
+    items = [_Argument() for _ in range(10)]
+    refs = [weakref.ref(item) for item in items]
+
+    def fail_on_last(item: _Argument) -> None:
+        if item is refs[-1]():
+            raise ValueError("last")
+
+    with executor_cls(max_workers=2) as ex:
+        try:
+            list(ex.map(fail_on_last, items, chunksize=10))
+        except ValueError as exc:
+            kept = exc
+    del items
+    # As with the stdlib: the failing call's frame (in the traceback) holds
+    # its argument; the other items of the map are freed.
+    assert [ref() is not None for ref in refs] == [False] * 9 + [True]
+    del kept
+    assert all(ref() is None for ref in refs)
 
 
 def test_map_timeout(executor: Any) -> None:
@@ -290,6 +376,36 @@ def test_wait_first_exception(executor: Any) -> None:
         gate.set()
 
 
+def _sum_below(n: int) -> int:
+    return sum(range(n))
+
+
+def test_as_completed_yields_each_future_once_under_thread_switches(executor: Any) -> None:
+    # Regression (issue 11): a future completing while as_completed()
+    # installed its waiter was reported twice (KeyError).  A tiny switch
+    # interval and a spinning thread make the window wide; tests/test_core.py
+    # stages the same interleaving deterministically.
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    spinner.start()
+    try:
+        for _ in range(3000):
+            futures = [executor.submit(_sum_below, k * 50) for k in range(8)]
+            yielded = list(cf.as_completed(futures, timeout=TIMEOUT))
+            assert len(yielded) == 8 and set(yielded) == set(futures)
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        spinner.join(TIMEOUT)
+
+
 def test_asyncio_interop(executor: Any) -> None:
     async def main() -> tuple[Any, Any]:
         loop = asyncio.get_running_loop()
@@ -298,6 +414,27 @@ def test_asyncio_interop(executor: Any) -> None:
         return via_wrap, via_loop
 
     assert asyncio.run(main()) == (32, 9)
+
+
+def test_asyncio_takes_it_as_the_default_executor(executor_cls: type[Any]) -> None:
+    # Regression (issue 11): set_default_executor() requires an instance of
+    # the stdlib's ThreadPoolExecutor (TypeError from 3.11; 3.10 warns).
+    ex = executor_cls(max_workers=1, thread_name_prefix="default-pool")
+
+    async def main() -> tuple[Any, str]:
+        loop = asyncio.get_running_loop()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            loop.set_default_executor(ex)
+        value = await loop.run_in_executor(None, pow, 2, 5)
+        name = await asyncio.to_thread(lambda: threading.current_thread().name)
+        return value, name
+
+    # asyncio.run() ends by shutting the default executor down.
+    value, name = asyncio.run(main())
+    assert value == 32 and name.startswith("default-pool")
+    with pytest.raises(RuntimeError, match="shutdown"):
+        ex.submit(pow, 2, 2)
 
 
 def test_done_callbacks_run_once(executor: Any) -> None:
@@ -396,6 +533,41 @@ def test_unreferenced_executor_is_collected_and_its_workers_exit(executor_cls: t
 
 
 # ------------------------------------------------------ threadloom only
+
+#: Members of the stdlib's classes that ours inherits on purpose, and why each
+#: reaches none of the stdlib's internals.  Anything else must be overridden.
+_INHERITED_ON_PURPOSE = {
+    "__enter__": "Executor's: returns self",
+    "__exit__": "Executor's: calls self.shutdown(wait=True)",
+    "__class_getitem__": "a generic alias, no instance",
+    "BROKEN": "3.14: the class BrokenThreadPool, which ours raises",
+    "prepare_context": "3.14 classmethod: WorkerContext.prepare(initializer, initargs)",
+}
+
+
+def test_is_a_stdlib_thread_pool_that_shares_none_of_its_internals() -> None:
+    # Regression (issue 11): isinstance() was False.  Being a subclass must
+    # not mean running the stdlib's code: its __init__ is never called, so a
+    # stdlib method reached by inheritance would use internals that do not
+    # exist.  Checked against the classes of the Python running the tests.
+    ours = threadloom.ThreadPoolExecutor
+    stdlib_classes = [k for k in cf.ThreadPoolExecutor.__mro__ if k is not object]
+    own_classes = [k for k in ours.__mro__ if k not in stdlib_classes and k is not object]
+    members = {
+        name
+        for k in stdlib_classes
+        for name, value in vars(k).items()
+        if callable(value) or isinstance(value, (classmethod, staticmethod, property))
+    }
+    assert {"submit", "map", "shutdown", "_adjust_thread_count", "__init__"} <= members
+    inherited = {n for n in members if not any(n in vars(k) for k in own_classes)}
+    assert inherited <= set(_INHERITED_ON_PURPOSE), inherited - set(_INHERITED_ON_PURPOSE)
+    with ours(max_workers=1) as ex:
+        assert isinstance(ex, cf.ThreadPoolExecutor)
+        assert not hasattr(ex, "_work_queue") and not hasattr(ex, "_idle_semaphore")
+        ex._adjust_thread_count()
+        assert ex.submit(pow, 2, 3).result(TIMEOUT) == 8
+        assert len(ex._threads) == 1
 
 
 def test_priority_option_runs_critical_next() -> None:

@@ -144,13 +144,18 @@ def test_python_cpu_count_lowers_the_count(monkeypatch: pytest.MonkeyPatch) -> N
     assert read_usable_cpu_count(*roots("v2_unlimited")) == CpuLimit(8, "host", 8)
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
-def test_invalid_python_cpu_count_raises_naming_it(
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "abc"])
+def test_invalid_python_cpu_count_is_ignored_with_a_warning_naming_it(
     monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
+    # Regression (issue 11): it raised, so ThreadPoolExecutor() failed where
+    # the stdlib's works (3.10-3.12 ignore the variable; 3.13 will not start).
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.setenv("PYTHON_CPU_COUNT", value)
-    with pytest.raises(ValueError, match="PYTHON_CPU_COUNT"):
-        read_usable_cpu_count(*roots("v2_unlimited"))
+    with pytest.warns(RuntimeWarning, match=f"PYTHON_CPU_COUNT={value!r} ignored"):
+        limit = read_usable_cpu_count(*roots("v2_unlimited"))
+    assert limit == CpuLimit(8, "host", 8)
 
 
 # -- this machine, for real --------------------------------------------------------

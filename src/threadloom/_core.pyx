@@ -187,13 +187,45 @@ def future_condition(future):
     return condition
 
 
-cdef inline void _invoke_callbacks(object future, object callbacks):
+cdef object _lock_transition(object future):
+    """Take what a transition of *future* holds: its condition if it has one
+    (acquired first), then its state lock.  Returns the condition, or None.
+
+    With the GIL, nothing between the read of ``_tl_condition`` and the end of
+    the caller's atomic section runs Python code, so the re-check cannot fail;
+    without it, future_condition() may install one in between.
+    """
+    cdef object condition = future._tl_condition
+    cdef object installed
+    while True:
+        if condition is not None:
+            condition.acquire()
+        tl_future_lock(future)
+        installed = future._tl_condition
+        if installed is condition:
+            return condition
+        tl_future_unlock(future)
+        condition = installed
+
+
+cdef int _invoke_callbacks(object future, object callbacks) except -1:
+    # Every callback runs; then a SystemExit or KeyboardInterrupt from one is
+    # raised to the caller (see _core_py.py).
+    cdef object escaped = None
     if callbacks:
         for callback in callbacks:
             try:
                 callback(future)
             except Exception:
                 LOGGER.exception("exception calling callback for %r", future)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+                else:
+                    LOGGER.critical("exception calling callback for %r", future, exc_info=True)
+    if escaped is not None:
+        raise escaped
+    return 0
 
 
 cdef int _finish(object future, object value, bint is_exception) except -1:
@@ -201,32 +233,37 @@ cdef int _finish(object future, object value, bint is_exception) except -1:
     cdef object condition = None
     cdef object callbacks = None
     cdef bint invalid = False
-    tl_future_lock(future)
+    # The state is written and reported to the waiters in one hold of the
+    # condition, if there is one (see _core_py.py for the ordering argument).
+    condition = _lock_transition(future)
     try:
-        state = future._state
-        if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            invalid = True
-        else:
-            if is_exception:
-                future._exception = value
+        try:
+            state = future._state
+            if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+                invalid = True
             else:
-                future._result = value
-            future._state = _FINISHED
-            condition = future._tl_condition
-            callbacks = future._tl_callbacks
+                if is_exception:
+                    future._exception = value
+                else:
+                    future._result = value
+                future._state = _FINISHED
+                callbacks = future._tl_callbacks
+        finally:
+            tl_future_unlock(future)
+        if not invalid:
+            tl_completion_signal()
+            if condition is not None:
+                for waiter in future._tl_waiters:
+                    if is_exception:
+                        waiter.add_exception(future)
+                    else:
+                        waiter.add_result(future)
+                condition.notify_all()
     finally:
-        tl_future_unlock(future)
+        if condition is not None:
+            condition.release()
     if invalid:
         raise InvalidStateError(f"{state}: {future!r}")
-    tl_completion_signal()
-    if condition is not None:
-        with condition:
-            for waiter in future._tl_waiters:
-                if is_exception:
-                    waiter.add_exception(future)
-                else:
-                    waiter.add_result(future)
-            condition.notify_all()
     _invoke_callbacks(future, callbacks)
     return 0
 
@@ -246,31 +283,41 @@ cdef int _set_running(object future, bint strict) except -1:
     not *strict*, in any other state; raises in strict mode for other states."""
     cdef object state
     cdef object condition = None
-    cdef int outcome = -1
+    cdef bint notified = False
     tl_future_lock(future)
     try:
         state = future._state
         if state == _PENDING:
+            # RUNNING is not a state waiters look for: no condition needed.
             future._state = _RUNNING
-            outcome = 1
-        elif state == _CANCELLED:
-            future._state = _CANCELLED_AND_NOTIFIED
-            condition = future._tl_condition
-            outcome = 0
+            return 1
     finally:
         tl_future_unlock(future)
-    if outcome == 1:
-        return 1
-    if outcome == -1:
-        if not strict:
+    if state == _CANCELLED:
+        # CANCELLED_AND_NOTIFIED is: written and reported in one hold of the
+        # condition.  Re-read: another thread may have notified in between.
+        condition = _lock_transition(future)
+        try:
+            try:
+                state = future._state
+                if state == _CANCELLED:
+                    future._state = _CANCELLED_AND_NOTIFIED
+                    notified = True
+            finally:
+                tl_future_unlock(future)
+            if notified and condition is not None:
+                for waiter in future._tl_waiters:
+                    waiter.add_cancelled(future)
+        finally:
+            if condition is not None:
+                condition.release()
+        if notified:
             return 0
-        LOGGER.critical("Future %s in unexpected state: %s", id(future), state)
-        raise RuntimeError("Future in unexpected state")
-    if condition is not None:
-        with condition:
-            for waiter in future._tl_waiters:
-                waiter.add_cancelled(future)
-    return 0
+    # States that never go back to PENDING or CANCELLED.
+    if not strict:
+        return 0
+    LOGGER.critical("Future %s in unexpected state: %s", id(future), state)
+    raise RuntimeError("Future in unexpected state")
 
 
 def future_set_running_or_notify_cancel(future):
@@ -289,26 +336,62 @@ def future_cancel(future):
     cdef object condition = None
     cdef object callbacks = None
     cdef int outcome = 0
-    tl_future_lock(future)
+    condition = _lock_transition(future)
     try:
-        state = future._state
-        if state == _RUNNING or state == _FINISHED:
-            outcome = 0
-        elif state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            outcome = 1
-        else:
-            future._state = _CANCELLED
-            condition = future._tl_condition
-            callbacks = future._tl_callbacks
-            outcome = 2
+        try:
+            state = future._state
+            if state == _RUNNING or state == _FINISHED:
+                outcome = 0
+            elif state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+                outcome = 1
+            else:
+                future._state = _CANCELLED
+                callbacks = future._tl_callbacks
+                outcome = 2
+        finally:
+            tl_future_unlock(future)
+        if outcome == 2:
+            tl_completion_signal()
+            if condition is not None:
+                condition.notify_all()
     finally:
-        tl_future_unlock(future)
+        if condition is not None:
+            condition.release()
     if outcome != 2:
         return outcome == 1
-    tl_completion_signal()
-    if condition is not None:
-        with condition:
-            condition.notify_all()
+    _invoke_callbacks(future, callbacks)
+    return True
+
+
+def future_force_cancel(future):
+    """Cancel *future* even if it is running, and report it to waiters at once
+    (CANCELLED_AND_NOTIFIED).  For the owner of a task that ends it as
+    cancelled; False if the future was already done."""
+    cdef object state
+    cdef object callbacks = None
+    cdef bint done = False
+    condition = _lock_transition(future)
+    try:
+        try:
+            state = future._state
+            if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
+                done = True
+            else:
+                future._state = _CANCELLED_AND_NOTIFIED
+                callbacks = future._tl_callbacks
+        finally:
+            tl_future_unlock(future)
+        if not done:
+            tl_completion_signal()
+            if condition is not None:
+                for waiter in future._tl_waiters:
+                    waiter.add_cancelled(future)
+                condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
+    if done:
+        return False
     _invoke_callbacks(future, callbacks)
     return True
 
@@ -1080,13 +1163,15 @@ cdef class Dispatcher:
                 try:
                     _finish(future, exc, True)
                 except BaseException:
-                    LOGGER.exception("could not set the exception of %r", future)
+                    # A done-callback's SystemExit: logged, the worker goes on
+                    # (see _complete_in_worker in _core_py.py).
+                    LOGGER.critical("Exception in worker completing %r", future, exc_info=True)
             else:
                 tl_counter_add(counters, C_COMPLETED, 1)
                 try:
                     _finish(future, result, False)
                 except BaseException:
-                    LOGGER.exception("could not set the result of %r", future)
+                    LOGGER.critical("Exception in worker completing %r", future, exc_info=True)
         finally:
             tl_add64(&self._busy, -1)
             tl_samples_add(self._run, tl_now_ns() - started)

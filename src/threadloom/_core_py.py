@@ -47,6 +47,7 @@ __all__ = [
     "future_cancel",
     "future_condition",
     "future_exception",
+    "future_force_cancel",
     "future_result",
     "future_set_exception",
     "future_set_result",
@@ -98,12 +99,32 @@ class QueueClosed(RuntimeError):
 # callback list: those are made only when someone needs them.  The state
 # transitions below are atomic with respect to each other (here through a
 # striped lock; in the native core through the GIL or a critical section).
-# The race that matters is a waiter that creates the condition while the
-# future completes:
-#   completer: write result and state, then read the condition;
-#   waiter:    create the condition, acquire it, then read the state.
-# Both steps are atomic, so either the completer sees the condition (and
-# notifies under it) or the waiter sees the final state (and never waits).
+#
+# Waiters.  The stdlib's wait() and as_completed() take the condition of
+# every future, read the states, and install a waiter on the futures that
+# are not done, all before releasing the conditions; a completion then
+# reports itself to the waiter under the condition.  So a transition that
+# waiters observe (to FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED) must
+# write the state and report to the waiters in one hold of the condition:
+# if the state were written first and the waiters read later (as this file
+# once did), as_completed() could see the future done, install its waiter,
+# and then be told again: the future is yielded twice (KeyError).
+#
+# The condition is created lazily, so a transition may find none.  Rule:
+# a transition holds the condition if the future has one (taken first),
+# then the state lock; future_condition() installs a new condition under
+# the state lock.  Hence the ordering argument:
+#   completer: under the state lock, see no condition, write the state;
+#   waiter:    under the state lock, install the condition; then acquire
+#              it and read the state.
+# The two state-lock sections are ordered.  If the completer's comes first,
+# the waiter reads the final state once it holds the condition, and no
+# completion reports to it later.  If the installation comes first, the
+# completer sees the condition and takes it, so its write and its report to
+# the waiters happen in one hold, which the waiter's own hold either
+# precedes (its waiter is reported to) or follows (it reads the final
+# state).  Never both, never neither.  A condition, once installed, never
+# changes, so only the step from none to one needs the re-check.
 # --------------------------------------------------------------------------
 
 _STATE_LOCKS = tuple(threading.Lock() for _ in range(64))
@@ -125,35 +146,88 @@ def future_condition(future: Any) -> threading.Condition:
         return result
 
 
+def _lock_transition(future: Any) -> threading.Condition | None:
+    """Take what a transition of *future* holds: its condition if it has one
+    (acquired first), then its state lock.  Returns the condition, or None."""
+    condition: threading.Condition | None = future._tl_condition
+    lock = _state_lock(future)
+    while True:
+        if condition is not None:
+            condition.acquire()
+        lock.acquire()
+        installed: threading.Condition | None = future._tl_condition
+        if installed is condition:
+            return condition
+        # Installed between the read and the lock: take it too.
+        lock.release()
+        condition = installed
+
+
 def _invoke_callbacks(future: Any, callbacks: list[Callable[[Any], object]] | None) -> None:
+    # As in the stdlib, an Exception from a callback is logged, and a
+    # BaseException that is not one (SystemExit, KeyboardInterrupt) is the
+    # caller's: raised from set_result() and the like.  Unlike the stdlib,
+    # it is raised once every callback has run: one callback's exit does not
+    # silently skip the others (asyncio.wrap_future's, say).
     if callbacks:
+        escaped: BaseException | None = None
         for callback in callbacks:
             try:
                 callback(future)
             except Exception:
                 LOGGER.exception("exception calling callback for %r", future)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+                else:
+                    LOGGER.critical("exception calling callback for %r", future, exc_info=True)
+        if escaped is not None:
+            try:
+                raise escaped
+            finally:
+                escaped = None
+
+
+def _complete_in_worker(future: Any, value: object, is_exception: bool) -> None:
+    """Complete a task's future on its worker thread.
+
+    What can escape ``_finish`` here: a done-callback's SystemExit or
+    KeyboardInterrupt, or InvalidStateError if someone else completed the
+    future.  The stdlib's worker logs it ("Exception in worker") and dies,
+    leaving its pool a thread short for good (with one worker, every later
+    task hangs).  Ours logs it the same way and goes on to the next task.
+    """
+    try:
+        _finish(future, value, is_exception)
+    except BaseException:
+        LOGGER.critical("Exception in worker completing %r", future, exc_info=True)
 
 
 def _finish(future: Any, value: object, is_exception: bool) -> None:
-    with _state_lock(future):
-        state = future._state
-        if state in _DONE_STATES:
-            raise InvalidStateError(f"{state}: {future!r}")
-        if is_exception:
-            future._exception = value
-        else:
-            future._result = value
-        future._state = FINISHED
-        condition = future._tl_condition
-        callbacks = future._tl_callbacks
-    if condition is not None:
-        with condition:
+    condition = _lock_transition(future)
+    try:
+        try:
+            state = future._state
+            if state in _DONE_STATES:
+                raise InvalidStateError(f"{state}: {future!r}")
+            if is_exception:
+                future._exception = value
+            else:
+                future._result = value
+            future._state = FINISHED
+            callbacks = future._tl_callbacks
+        finally:
+            _state_lock(future).release()
+        if condition is not None:
             for waiter in future._tl_waiters:
                 if is_exception:
                     waiter.add_exception(future)
                 else:
                     waiter.add_result(future)
             condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
     _invoke_callbacks(future, callbacks)
 
 
@@ -167,39 +241,88 @@ def future_set_exception(future: Any, exception: BaseException | None) -> None:
     _finish(future, exception, True)
 
 
-def future_set_running_or_notify_cancel(future: Any) -> bool:
-    """Mark *future* running, or report (and notify waiters) that it was cancelled."""
+def _set_running(future: Any, strict: bool) -> bool:
     with _state_lock(future):
         state = future._state
         if state == PENDING:
+            # RUNNING is not a state waiters look for: no condition needed.
             future._state = RUNNING
             return True
-        if state != CANCELLED:
-            LOGGER.critical("Future %s in unexpected state: %s", id(future), state)
-            raise RuntimeError("Future in unexpected state")
-        future._state = CANCELLED_AND_NOTIFIED
-        condition = future._tl_condition
-    if condition is not None:
-        with condition:
-            for waiter in future._tl_waiters:
-                waiter.add_cancelled(future)
+    if state == CANCELLED:
+        # CANCELLED_AND_NOTIFIED is, so it is written and reported in one
+        # hold of the condition (see above).  Re-read: another thread may
+        # have notified in between.
+        condition = _lock_transition(future)
+        try:
+            try:
+                state = future._state
+                if state == CANCELLED:
+                    future._state = CANCELLED_AND_NOTIFIED
+            finally:
+                _state_lock(future).release()
+            if state == CANCELLED:
+                if condition is not None:
+                    for waiter in future._tl_waiters:
+                        waiter.add_cancelled(future)
+                return False
+        finally:
+            if condition is not None:
+                condition.release()
+    # States that never go back to PENDING or CANCELLED.
+    if strict:
+        LOGGER.critical("Future %s in unexpected state: %s", id(future), state)
+        raise RuntimeError("Future in unexpected state")
     return False
+
+
+def future_set_running_or_notify_cancel(future: Any) -> bool:
+    """Mark *future* running, or report (and notify waiters) that it was cancelled."""
+    return _set_running(future, True)
 
 
 def future_cancel(future: Any) -> bool:
     """Cancel *future* unless it is running or finished (``Future.cancel``)."""
-    with _state_lock(future):
-        state = future._state
-        if state in (RUNNING, FINISHED):
-            return False
-        if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
-            return True
-        future._state = CANCELLED
-        condition = future._tl_condition
-        callbacks = future._tl_callbacks
-    if condition is not None:
-        with condition:
+    condition = _lock_transition(future)
+    try:
+        try:
+            state = future._state
+            if state in (RUNNING, FINISHED):
+                return False
+            if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                return True
+            future._state = CANCELLED
+            callbacks = future._tl_callbacks
+        finally:
+            _state_lock(future).release()
+        if condition is not None:
             condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
+    _invoke_callbacks(future, callbacks)
+    return True
+
+
+def future_force_cancel(future: Any) -> bool:
+    """Cancel *future* even if it is running, and report it to waiters at once
+    (CANCELLED_AND_NOTIFIED).  For the owner of a task that ends it as
+    cancelled; False if the future was already done."""
+    condition = _lock_transition(future)
+    try:
+        try:
+            if future._state in _DONE_STATES:
+                return False
+            future._state = CANCELLED_AND_NOTIFIED
+            callbacks = future._tl_callbacks
+        finally:
+            _state_lock(future).release()
+        if condition is not None:
+            for waiter in future._tl_waiters:
+                waiter.add_cancelled(future)
+            condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
     _invoke_callbacks(future, callbacks)
     return True
 
@@ -520,20 +643,7 @@ class TaskQueue:
 
 def future_set_running_or_notify_cancel_safe(future: Any) -> bool:
     """Like ``set_running_or_notify_cancel`` but False (not an error) if not pending."""
-    with _state_lock(future):
-        state = future._state
-        if state == PENDING:
-            future._state = RUNNING
-            return True
-        if state != CANCELLED:
-            return False
-        future._state = CANCELLED_AND_NOTIFIED
-        condition = future._tl_condition
-    if condition is not None:
-        with condition:
-            for waiter in future._tl_waiters:
-                waiter.add_cancelled(future)
-    return False
+    return _set_running(future, False)
 
 
 # --------------------------------------------------------------------------
@@ -931,11 +1041,11 @@ class Dispatcher:
                     result = run_coroutine(result)
             except BaseException as exc:
                 counters.add(COUNT_FAILED)
-                future_set_exception(future, exc)
+                _complete_in_worker(future, exc, True)
                 del exc
             else:
                 counters.add(COUNT_COMPLETED)
-                future_set_result(future, result)
+                _complete_in_worker(future, result, False)
                 del result
         finally:
             self._run_samples.add((time.monotonic_ns() - started) / 1e9)
@@ -981,6 +1091,9 @@ def run_chunk(
                 result = run_coroutine(result)
             append(result)
     except BaseException as exc:
+        # The error's traceback holds this frame: let it keep only what the
+        # stdlib's would (the failing call), not every item of the map.
+        items = fn = run_coroutine = None  # type: ignore[assignment]
         return results, exc
     return results, None
 

@@ -35,7 +35,10 @@ class Future(_StdFuture[_T], Generic[_T]):
     """A ``concurrent.futures.Future`` whose synchronisation is made on demand.
 
     It behaves exactly like the stdlib future and is accepted everywhere one is
-    (``wait``, ``as_completed``, ``asyncio.wrap_future``).
+    (``wait``, ``as_completed``, ``asyncio.wrap_future``), with one change:
+    when a done callback raises ``SystemExit`` or ``KeyboardInterrupt``, the
+    callbacks after it still run before it is raised to the caller of
+    ``set_result``/``set_exception``/``cancel`` (the stdlib skips them).
     """
 
     _state: str = PENDING

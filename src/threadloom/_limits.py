@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 __all__ = [
@@ -213,6 +214,10 @@ def _cgroup_cpu_quota(cgroup_root: str, proc_self_cgroup: str) -> tuple[float, s
 
 
 def _env_cpu_count() -> int | None:
+    # PYTHON_CPU_COUNT is CPython's from 3.13, which refuses to start with an
+    # invalid value; before 3.13 the stdlib ignores the variable.  So a value
+    # seen here is invalid only on 3.10-3.12 (or if set at run time), and
+    # the stdlib's pool works regardless: ours must too.  Ignored, loudly.
     value = os.environ.get("PYTHON_CPU_COUNT")
     if value is None or value == "" or value == "default":
         return None
@@ -221,7 +226,12 @@ def _env_cpu_count() -> int | None:
     except ValueError:
         count = 0
     if count < 1:
-        raise ValueError(f"PYTHON_CPU_COUNT must be a positive integer or 'default', not {value!r}")
+        warnings.warn(
+            f"PYTHON_CPU_COUNT={value!r} ignored: it must be a positive integer or 'default'",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
     return count
 
 
@@ -244,7 +254,9 @@ def read_usable_cpu_count(
     The count is the smallest of: the CPUs in this process's affinity mask
     (which a cpuset restricts), the cgroup CPU quota (v2 ``cpu.max`` or v1
     ``cpu.cfs_quota_us / cpu.cfs_period_us``, the tightest along the cgroup's
-    ancestors, rounded up) and ``PYTHON_CPU_COUNT`` when set.
+    ancestors, rounded up) and ``PYTHON_CPU_COUNT`` when set to a positive
+    integer (any other value but ``"default"`` is ignored with a
+    ``RuntimeWarning``, as the stdlib ignores the variable before 3.13).
 
     Args:
         cgroup_root: where the cgroup filesystem is mounted.
@@ -252,10 +264,6 @@ def read_usable_cpu_count(
 
     Returns:
         The usable CPU count and the source of the limit that set it.
-
-    Raises:
-        ValueError: ``PYTHON_CPU_COUNT`` is set to something other than a
-            positive integer or ``"default"``.
     """
     host_count = os.cpu_count() or 1
     count, source = host_count, SOURCE_HOST
@@ -286,9 +294,6 @@ def usable_cpu_count(
 
     Returns:
         The usable CPU count and the source of the limit that set it.
-
-    Raises:
-        ValueError: ``PYTHON_CPU_COUNT`` is invalid.
     """
     return read_usable_cpu_count(cgroup_root, proc_self_cgroup)
 

@@ -18,7 +18,7 @@ import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor as _StdThreadPoolExecutor
 from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -228,8 +228,24 @@ def _default_max_workers() -> int:
 _EXECUTOR_COUNTER = itertools.count().__next__
 
 
-class ThreadPoolExecutor(Executor):
+class ThreadPoolExecutor(_StdThreadPoolExecutor):
     """A thread pool that is a drop-in replacement for the stdlib's.
+
+    It is an instance of ``concurrent.futures.ThreadPoolExecutor`` (asyncio's
+    ``set_default_executor`` and user code check that) but shares none of its
+    machinery: the stdlib's ``__init__`` is never called, and every method the
+    stdlib class defines (``submit``, ``map``, ``shutdown``,
+    ``_adjust_thread_count``, ``_initializer_failed``) is defined here, so
+    none of the stdlib's internals (``_work_queue``, ``_idle_semaphore``, ...)
+    is ever reached.  ``__enter__``/``__exit__`` come from ``Executor`` and
+    only call ``shutdown``.  tests/test_executor.py checks this on the running
+    Python.
+
+    Done callbacks: an ``Exception`` from one is logged, as in the stdlib.  A
+    ``SystemExit`` or ``KeyboardInterrupt`` from one is logged at CRITICAL
+    ("Exception in worker") and the worker goes on to its next task; the
+    stdlib's worker thread dies of it instead, leaving the pool a thread
+    short for good.  Callbacks after the raising one still run.
 
     Args:
         max_workers: the most threads it runs at once.  Default: ``min(32,
@@ -246,6 +262,17 @@ class ThreadPoolExecutor(Executor):
     """
 
     _counter = staticmethod(_EXECUTOR_COUNTER)
+    # Wider than typeshed's declarations on the stdlib class (whose own
+    # _broken also holds the message): these are ours, not the stdlib's.
+    _initializer: Callable[..., object] | None  # type: ignore[assignment]
+    _broken: str | bool  # type: ignore[assignment]
+    _shutdown_lock: threading.RLock  # type: ignore[assignment]
+
+    def _adjust_thread_count(self) -> None:
+        # The stdlib's hook, for code that calls it: start a worker if queued
+        # work outnumbers the idle ones (what every submit does here).
+        if self._dispatch.reserve_worker():
+            self._start_worker(weakref.ref(self))
 
     def __init__(
         self,
@@ -267,7 +294,7 @@ class ThreadPoolExecutor(Executor):
         self._threads: set[threading.Thread] = set()
         self._thread_index = 0
         self._shutdown = False
-        self._broken: str | bool = False
+        self._broken = False
         # Re-entrant: shutdown() re-queues tasks waiting to retry while holding
         # it, and a push may start a worker, which takes it again.
         self._shutdown_lock = threading.RLock()
@@ -764,6 +791,10 @@ def _map_results(
             # shared with the chunk's future, so emptying it frees both.
             yield from core.ResultDrain(results)
             if error is not None:
+                # Raised from here, the error's traceback holds this frame:
+                # it must not hold the chunk's future, which holds the error
+                # (a cycle that would keep fn's arguments until the GC runs).
+                del chunk
                 try:
                     raise error
                 finally:
