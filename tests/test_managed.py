@@ -348,3 +348,28 @@ ex.options(retry=RetryPolicy(max_retries=1, delay=30.0)).submit(flaky)
     )
     assert done.returncode == 0, done.stderr
     assert marker.exists(), done.stderr
+
+
+def test_a_failed_task_frees_its_arguments_without_the_cyclic_gc(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    class Payload:
+        pass
+
+    def fail(payload: Payload) -> None:
+        raise ValueError("no")
+
+    refs = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(50):
+            payload = Payload()
+            refs.append(weakref.ref(payload))
+            future = dispatcher.submit_managed(fail, (payload,), None, 1, "fail", None, None)
+            assert isinstance(future.exception(TIMEOUT), ValueError)
+            del payload, future
+        # Each error (kept by nobody now) took its traceback and frames along.
+        assert sum(r() is not None for r in refs) == 0
+    finally:
+        gc.enable()

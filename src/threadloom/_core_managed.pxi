@@ -773,12 +773,14 @@ cdef class ManagedTask:
         self.args = _EMPTY_ARGS
         self.kwargs = None
         self._upstream = None
+        # The callbacks come back to be run with the owner's hook (or handed
+        # to the pool with it): a callback's SystemExit must not skip the hook.
         callbacks = None
         try:
             if cancel:
-                callbacks = _cancel_notified(future, defer)
+                callbacks = _cancel_notified(future, True)
             else:
-                callbacks = _complete(future, value, is_exception, defer)
+                callbacks = _complete(future, value, is_exception, True)
         except BaseException:
             LOGGER.exception("could not complete the future of %s", self.task_id)
         value = None
@@ -799,7 +801,12 @@ cdef class ManagedTask:
 
 
 cdef void _run_completion(ManagedTask task, object future, object callbacks) except *:
-    _invoke_callbacks(future, callbacks)
+    try:
+        _invoke_callbacks(future, callbacks)
+    except BaseException:
+        # A callback's SystemExit must not skip the owner's hook (an execution
+        # would never learn that its task ended): logged as a worker does.
+        LOGGER.critical("Exception in a done-callback of %r", future, exc_info=True)
     on_done = task.on_done
     # The task is not tracked by the cyclic GC: nothing it references after
     # its end may lead back to it (an owner's hook holds the owner's table,
@@ -824,34 +831,42 @@ def _run_deferred(task, future, callbacks):
 
 
 cdef object _complete(object future, object value, bint is_exception, bint defer):
-    """FINISHED with *value*; notify waiters; return the callbacks if *defer*, else run them."""
+    """FINISHED with *value*; notify waiters; return the callbacks if *defer*, else run them.
+
+    The state is written and reported to the waiters in one hold of the
+    future's condition, if it has one (the ordering of _finish in _core.pyx).
+    """
     cdef object state
-    cdef object condition = None
+    cdef object condition
     cdef object callbacks = None
-    tl_future_lock(future)
+    cdef bint done = False
+    condition = _lock_transition(future)
     try:
-        state = future._state
-        if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            return None
-        if is_exception:
-            future._exception = value
-        else:
-            future._result = value
-        future._state = _FINISHED
-        condition = future._tl_condition
-        callbacks = future._tl_callbacks
-    finally:
-        tl_future_unlock(future)
-    tl_completion_signal()
-    if condition is not None:
-        with condition:
-            for waiter in future._tl_waiters:
+        try:
+            state = future._state
+            if not (state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED):
                 if is_exception:
-                    waiter.add_exception(future)
+                    future._exception = value
                 else:
-                    waiter.add_result(future)
-            condition.notify_all()
-    if defer:
+                    future._result = value
+                future._state = _FINISHED
+                callbacks = future._tl_callbacks
+                done = True
+        finally:
+            tl_future_unlock(future)
+        if done:
+            tl_completion_signal()
+            if condition is not None:
+                for waiter in future._tl_waiters:
+                    if is_exception:
+                        waiter.add_exception(future)
+                    else:
+                        waiter.add_result(future)
+                condition.notify_all()
+    finally:
+        if condition is not None:
+            condition.release()
+    if not done or defer:
         return callbacks
     _invoke_callbacks(future, callbacks)
     return None
@@ -860,25 +875,29 @@ cdef object _complete(object future, object value, bint is_exception, bint defer
 cdef object _cancel_notified(object future, bint defer):
     """CANCELLED_AND_NOTIFIED at once (a managed task is never left CANCELLED)."""
     cdef object state
-    cdef object condition = None
+    cdef object condition
     cdef object callbacks = None
-    tl_future_lock(future)
+    cdef bint done = False
+    condition = _lock_transition(future)
     try:
-        state = future._state
-        if state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED:
-            return None
-        future._state = _CANCELLED_AND_NOTIFIED
-        condition = future._tl_condition
-        callbacks = future._tl_callbacks
+        try:
+            state = future._state
+            if not (state == _FINISHED or state == _CANCELLED or state == _CANCELLED_AND_NOTIFIED):
+                future._state = _CANCELLED_AND_NOTIFIED
+                callbacks = future._tl_callbacks
+                done = True
+        finally:
+            tl_future_unlock(future)
+        if done:
+            tl_completion_signal()
+            if condition is not None:
+                for waiter in future._tl_waiters:
+                    waiter.add_cancelled(future)
+                condition.notify_all()
     finally:
-        tl_future_unlock(future)
-    tl_completion_signal()
-    if condition is not None:
-        with condition:
-            for waiter in future._tl_waiters:
-                waiter.add_cancelled(future)
-            condition.notify_all()
-    if defer:
+        if condition is not None:
+            condition.release()
+    if not done or defer:
         return callbacks
     _invoke_callbacks(future, callbacks)
     return None

@@ -1506,10 +1506,22 @@ class ManagedTask:
     def _run(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> None:
         # An attempt that fails while the pool is closing is retried at once,
         # here: no timer may fire into a closed queue.
-        while self._attempt(future, run_coroutine):
-            pass
+        try:
+            while self._attempt(future, run_coroutine):
+                pass
+        finally:
+            # A failed attempt's traceback keeps this frame (and its callers'):
+            # nothing left in it may lead back to the task or its future, or
+            # only the cyclic GC could free them (as the stdlib's work item).
+            self = future = None  # type: ignore[assignment]  # noqa: PLW0642
 
     def _attempt(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> bool:
+        try:
+            return self._attempt_once(future, run_coroutine)
+        finally:
+            self = future = None  # type: ignore[assignment]  # noqa: PLW0642
+
+    def _attempt_once(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> bool:
         dispatch: Dispatcher = self._dispatch
         with self._lock:
             was = self._status
@@ -1556,12 +1568,16 @@ class ManagedTask:
             ending = _ST_CANCELLED
         elif self.retry is not None and self._should_retry(outcome):
             outcome = None
-            return self._schedule_retry(future)
+            retry_now = self._schedule_retry(future)
+            future = None
+            return retry_now
         else:
             ending = _ST_FAILED
         with self._lock:
             if self._status is not _ST_RUNNING:
-                return False  # the deadline (or a cancel) ended the task meanwhile
+                # The deadline (or a cancel) ended the task meanwhile.
+                outcome = future = None
+                return False
             self._status = ending
         if ending is _ST_COMPLETED:
             dispatch.counters.add(COUNT_COMPLETED)
@@ -1766,12 +1782,14 @@ class ManagedTask:
         self.args = ()
         self.kwargs = None
         self._upstream = None
+        # The callbacks come back to be run with the owner's hook (or handed
+        # to the pool with it): a callback's SystemExit must not skip the hook.
         callbacks = None
         try:
             if cancel:
-                callbacks = _cancel_notified(future, defer)
+                callbacks = _cancel_notified(future, True)
             else:
-                callbacks = _complete(future, value, is_exception, defer)
+                callbacks = _complete(future, value, is_exception, True)
         except BaseException:
             LOGGER.exception("could not complete the future of %s", self.task_id)
         value = None
@@ -1790,7 +1808,12 @@ class ManagedTask:
 
 
 def _run_completion(task: ManagedTask, future: Any, callbacks: Any) -> None:
-    _invoke_callbacks(future, callbacks)
+    try:
+        _invoke_callbacks(future, callbacks)
+    except BaseException:
+        # A callback's SystemExit must not skip the owner's hook (an execution
+        # would never learn that its task ended): logged as a worker does.
+        LOGGER.critical("Exception in a done-callback of %r", future, exc_info=True)
     on_done = task.on_done
     task.on_done = None
     task.on_start = None
@@ -1807,26 +1830,37 @@ def _run_deferred(task: ManagedTask, future: Any, callbacks: Any) -> None:
 
 
 def _complete(future: Any, value: Any, is_exception: bool, defer: bool) -> Any:
-    """FINISHED with *value*; notify waiters; return the callbacks if *defer*, else run them."""
-    with _state_lock(future):
-        if future._state in _DONE_STATES:
-            return None
-        if is_exception:
-            future._exception = value
-        else:
-            future._result = value
-        future._state = FINISHED
-        condition = future._tl_condition
-        callbacks = future._tl_callbacks
-    if condition is not None:
-        with condition:
+    """FINISHED with *value*; notify waiters; return the callbacks if *defer*, else run them.
+
+    The state is written and reported to the waiters in one hold of the
+    future's condition, if it has one (the ordering of _finish).
+    """
+    done = False
+    callbacks = None
+    condition = _lock_transition(future)
+    try:
+        try:
+            if future._state not in _DONE_STATES:
+                if is_exception:
+                    future._exception = value
+                else:
+                    future._result = value
+                future._state = FINISHED
+                callbacks = future._tl_callbacks
+                done = True
+        finally:
+            _state_lock(future).release()
+        if done and condition is not None:
             for waiter in future._tl_waiters:
                 if is_exception:
                     waiter.add_exception(future)
                 else:
                     waiter.add_result(future)
             condition.notify_all()
-    if defer:
+    finally:
+        if condition is not None:
+            condition.release()
+    if not done or defer:
         return callbacks
     _invoke_callbacks(future, callbacks)
     return None
@@ -1834,18 +1868,25 @@ def _complete(future: Any, value: Any, is_exception: bool, defer: bool) -> Any:
 
 def _cancel_notified(future: Any, defer: bool) -> Any:
     """CANCELLED_AND_NOTIFIED at once (a managed task is never left CANCELLED)."""
-    with _state_lock(future):
-        if future._state in _DONE_STATES:
-            return None
-        future._state = CANCELLED_AND_NOTIFIED
-        condition = future._tl_condition
-        callbacks = future._tl_callbacks
-    if condition is not None:
-        with condition:
+    done = False
+    callbacks = None
+    condition = _lock_transition(future)
+    try:
+        try:
+            if future._state not in _DONE_STATES:
+                future._state = CANCELLED_AND_NOTIFIED
+                callbacks = future._tl_callbacks
+                done = True
+        finally:
+            _state_lock(future).release()
+        if done and condition is not None:
             for waiter in future._tl_waiters:
                 waiter.add_cancelled(future)
             condition.notify_all()
-    if defer:
+    finally:
+        if condition is not None:
+            condition.release()
+    if not done or defer:
         return callbacks
     _invoke_callbacks(future, callbacks)
     return None
