@@ -1513,13 +1513,13 @@ class ManagedTask:
             # A failed attempt's traceback keeps this frame (and its callers'):
             # nothing left in it may lead back to the task or its future, or
             # only the cyclic GC could free them (as the stdlib's work item).
-            self = future = None  # type: ignore[assignment]  # noqa: PLW0642
+            self = future = None  # type: ignore[assignment]
 
     def _attempt(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> bool:
         try:
             return self._attempt_once(future, run_coroutine)
         finally:
-            self = future = None  # type: ignore[assignment]  # noqa: PLW0642
+            self = future = None  # type: ignore[assignment]
 
     def _attempt_once(self, future: Any, run_coroutine: Callable[[Any], Any] | None) -> bool:
         dispatch: Dispatcher = self._dispatch
