@@ -135,7 +135,8 @@ def run_contender(benchmark: Any, name: str, impl: str) -> None:
 
         cleanup.append(pool_manager.stop)
     try:
-        benchmark.pedantic(run, rounds=ROUNDS if impl != "dask" else 3, iterations=1)
+        # dask.threaded.get is two orders slower on 100,000 nodes: one round.
+        benchmark.pedantic(run, rounds=ROUNDS if impl != "dask" else 1, iterations=1)
     finally:
         for step in cleanup:
             step()
@@ -145,11 +146,13 @@ def run_contender(benchmark: Any, name: str, impl: str) -> None:
 CONTENDERS = ["stdlib", "graphlib-threadloom", "threadloom", "dask"]
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("impl", CONTENDERS)
 def test_random_dag(benchmark: Any, impl: str) -> None:
     run_contender(benchmark, "random", impl)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("impl", CONTENDERS)
 def test_chain(benchmark: Any, impl: str) -> None:
     run_contender(benchmark, "chain", impl)
