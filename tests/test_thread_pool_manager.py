@@ -686,3 +686,29 @@ def test_retries_count_against_the_queue_limit() -> None:
         assert manager.wait_all(TIMEOUT)
     finally:
         manager.stop()
+
+
+def test_finished_tasks_beyond_keep_finished_are_freed_without_the_gc() -> None:
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    manager = ThreadPoolManager(min_workers=2, max_workers=2, keep_finished=10).start()
+    gc.collect()
+    gc.disable()
+    try:
+        futures = [
+            manager.submit_future(lambda p: p, (Payload(),), timeout=3600.0) for _ in range(2000)
+        ]
+        refs = [weakref.ref(f) for f in futures]
+        results = [weakref.ref(f.result(TIMEOUT)) for f in futures]
+        del futures
+        assert manager.wait_all(TIMEOUT)
+        # Only the last keep_finished records (and what they return) are alive.
+        assert sum(r() is not None for r in refs) <= 10
+        assert sum(r() is not None for r in results) <= 10
+    finally:
+        gc.enable()
+        manager.stop()
