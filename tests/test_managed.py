@@ -257,7 +257,7 @@ def run_graph(dispatcher: Any, mcore: ModuleType, tasks: list[Any]) -> tuple[Any
     runner = mcore.GraphRunner(dispatcher, tasks)
     ended: list[int] = []
     finished = threading.Event()
-    runner.on_node_end = lambda _, i: ended.append(i)
+    runner.on_nodes_end = lambda _, batch: ended.extend(batch)
     runner.on_finished = lambda _: finished.set()
     runner.start()
     assert finished.wait(TIMEOUT)

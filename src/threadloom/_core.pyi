@@ -222,7 +222,7 @@ class TaskRegistry:
 
 class GraphRunner:
     size: int
-    on_node_end: Callable[[GraphRunner, int], object] | None
+    on_nodes_end: Callable[[GraphRunner, list[int]], object] | None
     on_finished: Callable[[GraphRunner], object] | None
     call_wrapper: Callable[..., tuple[Any, Any, Any]] | None
     def __init__(self, dispatch: Dispatcher, tasks: list[Any]) -> None: ...
