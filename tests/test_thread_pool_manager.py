@@ -712,3 +712,24 @@ def test_finished_tasks_beyond_keep_finished_are_freed_without_the_gc() -> None:
     finally:
         gc.enable()
         manager.stop()
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1e300, threading.TIMEOUT_MAX * 2])
+def test_durations_beyond_what_a_timer_can_wait_are_refused(value: float) -> None:
+    # One check, the same message, for every duration: nothing reaches the
+    # timer thread or a worker's wait that it cannot honour.
+    with pytest.raises(ValueError, match="idle_timeout must be"):
+        ThreadPoolManager(idle_timeout=value)
+    with pytest.raises(ValueError, match="delay must be"):
+        RetryPolicy(max_retries=1, delay=value)
+    with ThreadPoolManager(1, 1) as manager:
+        with pytest.raises(ValueError, match="timeout must be"):
+            manager.submit_call(int, timeout=value)
+        executor = threadloom.ThreadPoolExecutor(1)
+        try:
+            with pytest.raises(ValueError, match="timeout must be"):
+                executor.options(timeout=value)
+            with pytest.raises(ValueError, match="idle_timeout must be"):
+                executor.idle_timeout = value
+        finally:
+            executor.shutdown()
