@@ -1182,13 +1182,16 @@ cdef class PoolBase:
         """
         cdef object dispatch = self._fast_dispatch
         cdef ManagedTask task
+        events = self._events
+        if events.active and events.sample_task():
+            # Someone follows this task: the Python path reports it.
+            return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay, True)
         if (
             dispatch is not None
             and type(priority) is int
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
             and callable(func)
-            and not self._events.active
         ):
             try:
                 future = (<Dispatcher>dispatch)._submit_managed(
@@ -1199,7 +1202,7 @@ cdef class PoolBase:
                 raise self._rejection() from None
             task = <ManagedTask>future._task
             return f"task-{task._number}"
-        return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay)
+        return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay, False)
 
     def get_task_result(self, task_id, timeout=None):
         """The task's result, waiting up to *timeout* seconds for it.

@@ -2153,13 +2153,18 @@ class PoolBase:
             QueueFull: see ``queue_full_policy``.
         """
         dispatch = self._fast_dispatch
+        events = self._events  # type: ignore[attr-defined]
+        if events.active and events.sample_task():
+            # Someone follows this task: the Python path reports it.
+            return self._submit_slow(  # type: ignore[attr-defined,no-any-return]
+                func, args, kwargs, priority, max_retries, retry_delay, True
+            )
         if (
             dispatch is not None
             and type(priority) is int
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
             and callable(func)
-            and not self._events.active  # type: ignore[attr-defined]
         ):
             try:
                 future = dispatch.submit_managed(
@@ -2169,7 +2174,7 @@ class PoolBase:
                 raise self._rejection() from None  # type: ignore[attr-defined]
             return f"task-{future._task._number}"
         return self._submit_slow(  # type: ignore[attr-defined,no-any-return]
-            func, args, kwargs, priority, max_retries, retry_delay
+            func, args, kwargs, priority, max_retries, retry_delay, False
         )
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> Any:
@@ -2356,9 +2361,7 @@ class GraphRunner:
         # On the timer thread: the report is the owner's code, so it runs on
         # the pool (or here, if the pool is closing).
         try:
-            self._dispatch.queue._push(
-                _INTERNAL_PRIORITY, self._flush_report, (), None, None, None
-            )
+            self._dispatch.queue._push(_INTERNAL_PRIORITY, self._flush_report, (), None, None, None)
             self._dispatch._after_push()
         except QueueClosed:
             self._flush_report()
