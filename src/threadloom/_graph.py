@@ -127,10 +127,11 @@ class DependencyGraph:
 
     def __init__(self, describe: Callable[[str], str] = str) -> None:
         self._describe = describe
+        # Only node -> dependencies: registering is the hot operation (a
+        # registry of 100,000 tasks is normal) and it touches nothing else.
+        # Who depends on a node is found by a scan, for the rare operations
+        # that ask (unregistering, dependents()).
         self._dependencies: dict[str, tuple[str, ...]] = {}
-        # A node with no dependents has no entry: a set per node is an object
-        # per task for the cyclic GC to scan, and most nodes are leaves.
-        self._dependents: dict[str, set[str]] = {}
 
     def __contains__(self, node: object) -> bool:
         return node in self._dependencies
@@ -143,10 +144,10 @@ class DependencyGraph:
         return self._dependencies[node]
 
     def dependents(self, node: str) -> frozenset[str]:
-        """Return the nodes that depend directly on *node*."""
+        """Return the nodes that depend directly on *node* (a scan of the graph)."""
         if node not in self._dependencies:
             raise KeyError(node)
-        return frozenset(self._dependents.get(node, ()))
+        return frozenset(n for n, deps in self._dependencies.items() if node in deps)
 
     @property
     def dependency_map(self) -> Mapping[str, tuple[str, ...]]:
@@ -167,8 +168,6 @@ class DependencyGraph:
         if node in deps:
             raise DependencyCycleError([self._describe(node)] * 2)
         self._dependencies[node] = deps
-        for dep in deps:
-            self._add_dependent(dep, node)
 
     def add_resolved(self, node: str, dependencies: tuple[str, ...]) -> None:
         """:meth:`add` for *dependencies* the caller resolved (distinct, all in the graph).
@@ -179,22 +178,6 @@ class DependencyGraph:
         if node in self._dependencies:
             raise ValueError(f"task {self._describe(node)!r} is already in the graph")
         self._dependencies[node] = dependencies
-        for dep in dependencies:
-            self._add_dependent(dep, node)
-
-    def _add_dependent(self, node: str, dependent: str) -> None:
-        dependents = self._dependents.get(node)
-        if dependents is None:
-            self._dependents[node] = {dependent}
-        else:
-            dependents.add(dependent)
-
-    def _drop_dependent(self, node: str, dependent: str) -> None:
-        dependents = self._dependents.get(node)
-        if dependents is not None:
-            dependents.discard(dependent)
-            if not dependents:
-                del self._dependents[node]
 
     def set_dependencies(self, node: str, dependencies: Iterable[str]) -> None:
         """Replace *node*'s dependencies.
@@ -205,15 +188,12 @@ class DependencyGraph:
             DependencyCycleError: The new dependencies would close a cycle; the
                 graph is left unchanged.
         """
-        old = self._dependencies[node]
+        if node not in self._dependencies:
+            raise KeyError(node)
         deps = self._checked(node, dependencies)
         cycle = self._path_to(node, deps)
         if cycle is not None:
             raise DependencyCycleError([self._describe(n) for n in [node, *cycle]])
-        for dep in old:
-            self._drop_dependent(dep, node)
-        for dep in deps:
-            self._add_dependent(dep, node)
         self._dependencies[node] = deps
 
     def remove(self, node: str) -> None:
@@ -223,17 +203,14 @@ class DependencyGraph:
             KeyError: *node* is not in the graph.
             TaskDependencyError: Other nodes still depend on *node*.
         """
-        if node not in self._dependencies:
-            raise KeyError(node)
-        dependents = self._dependents.get(node)
+        dependents = self.dependents(node)
         if dependents:
             names = sorted(self._describe(d) for d in dependents)
             raise TaskDependencyError(
                 f"task {self._describe(node)!r} is a dependency of {', '.join(map(repr, names))};"
                 " remove or update those first"
             )
-        for dep in self._dependencies.pop(node):
-            self._drop_dependent(dep, node)
+        del self._dependencies[node]
 
     def _checked(self, node: str, dependencies: Iterable[str]) -> tuple[str, ...]:
         deps = tuple(dict.fromkeys(dependencies))
