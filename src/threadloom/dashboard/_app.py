@@ -554,6 +554,9 @@ class DashboardApp:
                 else:
                     for message_id, data in missed:
                         yield _sse(message_id, data)
+                    if missed:
+                        # Sent: the loop below must not send them again.
+                        last_id = missed[-1][0]
             if last_id is None or broadcaster.after(last_id) is None:
                 last_id = broadcaster.next_id - 1
             while not broadcaster.closing:
