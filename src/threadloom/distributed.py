@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
-import itertools
 import logging
 import os
 import re
@@ -48,6 +47,7 @@ import threading
 import time
 import types
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +173,9 @@ def connect(
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            # A task's failure is threadloom's to report (history, events),
+            # not each worker's log; the scheduler, here, still logs deaths.
+            silence_logs=logging.CRITICAL,
         )
         try:
             client = Client(local)
@@ -212,16 +215,25 @@ def _worker_pool(threads: int) -> Any:
     return pool
 
 
+class _CatchUp(Exception):
+    """An attempt skipped on the worker so that ``current_task().attempt`` is the client's."""
+
+
 def _with_upstream(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any] | None,
     upstream: Mapping[str, Any] | None,
+    attempt: int,
 ) -> Any:
-    if upstream is not None:
+    if upstream is not None or attempt > 1:
         from ._task import current_task
 
-        current_task().upstream_results = upstream
+        task = current_task()
+        if task.attempt < attempt:
+            raise _CatchUp
+        if upstream is not None:
+            task.upstream_results = upstream
     return fn(*args, **kwargs) if kwargs else fn(*args)
 
 
@@ -232,6 +244,7 @@ def run_on_worker(
     kwargs: dict[str, Any] | None,
     results_param: str | None,
     upstream_names: tuple[str, ...] | None,
+    attempt: int,
     *upstream_values: Any,
 ) -> Any:
     """What a Dask worker runs for each threadloom task (public so it pickles by name).
@@ -255,7 +268,15 @@ def run_on_worker(
             kwargs = dict(kwargs or {})
             kwargs[results_param] = upstream
     pool = _worker_pool(max(1, int(worker.state.nthreads)))
-    future = pool.options(name=name).submit(_with_upstream, fn, args, kwargs, upstream)
+    # The attempt number is the client's (it retries by submitting again): a
+    # task reading ``current_task().attempt`` sees it after attempt - 1
+    # instant, empty attempts here, the only way to set it on a worker's task.
+    catch_up = None
+    if attempt > 1:
+        catch_up = RetryPolicy(max_retries=attempt - 1, delay=0.0, retry_on=(_CatchUp,))
+    future = pool.options(name=name, retry=catch_up).submit(
+        _with_upstream, fn, args, kwargs, upstream, attempt
+    )
     asked = False
     while True:
         try:
@@ -548,6 +569,7 @@ class DaskExecutor(cf.Executor):
                 call.kwargs or None,
                 None,
                 None,
+                call.attempts,
                 key=_key(opts.name or getattr(call.fn, "__name__", None)),
                 pure=opts.pure,
                 priority=dask_priority(opts.priority),
@@ -844,6 +866,7 @@ class DaskGraphRunner:
             names = tuple(self._tasks[j].name for j in upstream)
             inputs = [self._kept[j] for j in upstream]
             self._submits[i] += 1
+            attempt = max(self._submits[i], self._starts[i] + 1)
         key = _key(task.name)
         self._backend.starts.watch(key, functools.partial(self._started_on_worker, i, key))
         try:
@@ -855,6 +878,7 @@ class DaskGraphRunner:
                 dict(task.kwargs) if task.kwargs else None,
                 task.results_param,
                 names,
+                attempt,
                 *inputs,
                 key=key,
                 pure=False,
@@ -1095,6 +1119,17 @@ class DaskGraphRunner:
         self._kept = [None] * self.size
         self._results = [None] * self.size
 
+    def fetch_results(self) -> None:
+        """Bring every completed node's result to the client (before it disconnects)."""
+        pending = [i for i in range(self.size) if self._kept[i] is not None and not self._fetched[i]]
+        if not pending:
+            return
+        values = self._client.gather([self._kept[i] for i in pending], errors="skip")
+        for i, value in zip(pending, values):
+            self._results[i] = value
+            self._fetched[i] = True
+            self._kept[i] = None
+
 
 # -- the backend the task manager uses ------------------------------------------------
 
@@ -1127,7 +1162,8 @@ class DaskBackend:
         self._lock = threading.Lock()
         self.starts = _Starts()
         self._helper: _Helper | None = None
-        self._counter = itertools.count()
+        # The runners whose results may still be on the cluster.
+        self._runners: weakref.WeakSet[DaskGraphRunner] = weakref.WeakSet()
 
     @property
     def spec(self) -> str:
@@ -1167,7 +1203,9 @@ class DaskBackend:
     def graph_runner(self, tasks: list[Any]) -> DaskGraphRunner:
         """A runner of one task-graph execution on the cluster."""
         self.client  # noqa: B018 - raises if not started
-        return DaskGraphRunner(self, tasks)
+        runner = DaskGraphRunner(self, tasks)
+        self._runners.add(runner)
+        return runner
 
     def close(self) -> None:
         """Disconnect; a cluster started for ``local:N`` is shut down."""
@@ -1178,6 +1216,13 @@ class DaskBackend:
             helper.close()
         if connection is None:
             return
+        # Executions kept by the manager answer for their results after the
+        # cluster is gone.
+        for runner in list(self._runners):
+            try:
+                runner.fetch_results()
+            except Exception:
+                logger.exception("could not fetch an execution's results before disconnecting")
         if isinstance(self._spec, Client):
             connection.client.unsubscribe_topic(_START_TOPIC)
             return
