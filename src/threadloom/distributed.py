@@ -39,6 +39,7 @@ Workers need threadloom installed (the task wrapper is imported there by name).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import functools
 import logging
 import os
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any
 
 try:
+    import dask
     import distributed
     from distributed import Client
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -81,7 +83,6 @@ logger = logging.getLogger(__name__)
 _START_TOPIC = "threadloom-task-started"
 #: How often a worker thread checks whether its task was cancelled (seconds).
 _POLL = 0.05
-_DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
 def dask_priority(priority: int) -> int:
@@ -124,7 +125,7 @@ def parse_cluster(spec: str) -> tuple[str, int | str]:
     if match:
         count = int(match.group(1)) if match.group(1) else (os.cpu_count() or 1)
         if count < 1:
-            raise ValueError(f"cluster {spec!r}: a local cluster needs at least 1 worker")
+            raise ValueError(f"cluster {spec!r}: local:N needs N >= 1 worker")
         return ("local", count)
     if text.startswith(_SCHEMES) and len(text) > text.index("://") + 3:
         return ("address", text)
@@ -151,13 +152,14 @@ class ClusterConnection:
                 self.cluster.close()
 
 
-def connect(
-    cluster: str | Client, *, timeout: float = _DEFAULT_CONNECT_TIMEOUT
-) -> ClusterConnection:
+def connect(cluster: str | Client, *, timeout: float | None = None) -> ClusterConnection:
     """Connect to a cluster: ``local:N`` starts one; an address joins one.
 
     A local cluster has N worker processes of one thread each on 127.0.0.1,
     without a dashboard (processes, so that CPU-bound Python escapes the GIL).
+    *timeout* (seconds) bounds the wait for a scheduler address; None takes
+    Dask's ``distributed.comm.timeouts.connect`` setting (e.g. the environment
+    variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s``).
 
     Raises:
         ClusterUnreachableError: nothing answered at the address within *timeout*.
@@ -184,6 +186,10 @@ def connect(
             raise
         return ClusterConnection(client, local, str(local.scheduler_address))
     address = str(value)
+    if timeout is None:
+        timeout = float(
+            dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"))
+        )
     try:
         client = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
@@ -217,6 +223,29 @@ def _worker_pool(threads: int) -> Any:
 
 class _CatchUp(Exception):
     """An attempt skipped on the worker so that ``current_task().attempt`` is the client's."""
+
+
+def _in_dask_context(
+    context: contextvars.Context,
+    dask_thread: dict[str, Any],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any] | None,
+    upstream: Mapping[str, Any] | None,
+    attempt: int,
+) -> Any:
+    # The task runs as if on Dask's worker thread: get_worker(), get_client(),
+    # Dask's Event/Lock/Variable work (they find the worker through a context
+    # variable, and the key through a thread local).
+    from distributed.worker import thread_state
+
+    saved = dict(thread_state.__dict__)
+    thread_state.__dict__.update(dask_thread)
+    try:
+        return context.copy().run(_with_upstream, fn, args, kwargs, upstream, attempt)
+    finally:
+        thread_state.__dict__.clear()
+        thread_state.__dict__.update(saved)
 
 
 def _with_upstream(
@@ -274,8 +303,17 @@ def run_on_worker(
     catch_up = None
     if attempt > 1:
         catch_up = RetryPolicy(max_retries=attempt - 1, delay=0.0, retry_on=(_CatchUp,))
-    future = pool.options(name=name, retry=catch_up).submit(
-        _with_upstream, fn, args, kwargs, upstream, attempt
+    # A name makes it a managed task (current_task() works) even without options.
+    label = name or getattr(fn, "__name__", None) or "task"
+    future = pool.options(name=label, retry=catch_up).submit(
+        _in_dask_context,
+        contextvars.copy_context(),
+        dict(thread_state.__dict__),
+        fn,
+        args,
+        kwargs,
+        upstream,
+        attempt,
     )
     asked = False
     while True:
@@ -412,6 +450,7 @@ class _Options:
     name: str | None = None
     resources: Mapping[str, float] | None = None
     pure: bool = False
+    workers: tuple[str, ...] | None = None
 
 
 class DaskSubmitView:
@@ -466,7 +505,8 @@ class DaskExecutor(cf.Executor):
         client_or_address: A ``distributed.Client`` (left open at shutdown), or
             a spec for :func:`connect` (``"local:N"`` or ``"tcp://HOST:PORT"``),
             whose client and cluster the executor owns and closes.
-        connect_timeout: Seconds to wait for a scheduler address to answer.
+        connect_timeout: Seconds to wait for a scheduler address to answer
+            (None: Dask's ``distributed.comm.timeouts.connect``).
 
     Raises:
         ClusterUnreachableError: the scheduler did not answer.
@@ -476,7 +516,7 @@ class DaskExecutor(cf.Executor):
         self,
         client_or_address: Client | str,
         *,
-        connect_timeout: float = _DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: float | None = None,
     ) -> None:
         self._owns = not isinstance(client_or_address, Client)
         self._connection = connect(client_or_address, timeout=connect_timeout)
@@ -500,6 +540,7 @@ class DaskExecutor(cf.Executor):
         name: str | None = None,
         resources: Mapping[str, float] | None = None,
         pure: bool = False,
+        workers: Iterable[str] | str | None = None,
     ) -> DaskSubmitView:
         """A view that submits with these options.
 
@@ -513,6 +554,7 @@ class DaskExecutor(cf.Executor):
             name: the task's name (its Dask key starts with it).
             resources: Dask worker resources the task needs, e.g. ``{"GPU": 1}``.
             pure: let Dask reuse the result of an identical earlier call.
+            workers: run only on these workers (addresses or names).
 
         Raises:
             TypeError: a bad type (priority not an int, retry not a RetryPolicy).
@@ -525,9 +567,19 @@ class DaskExecutor(cf.Executor):
             timeout = core.check_seconds("timeout", timeout)
         if resources is not None and not isinstance(resources, Mapping):
             raise TypeError(f"resources must be a mapping such as {{'GPU': 1}}, not {resources!r}")
+        if isinstance(workers, str):
+            workers = (workers,)
         return DaskSubmitView(
             self,
-            _Options(priority, retry, timeout, name, dict(resources) if resources else None, pure),
+            _Options(
+                priority,
+                retry,
+                timeout,
+                name,
+                dict(resources) if resources else None,
+                pure,
+                tuple(workers) if workers is not None else None,
+            ),
         )
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
@@ -574,6 +626,7 @@ class DaskExecutor(cf.Executor):
                 pure=opts.pure,
                 priority=dask_priority(opts.priority),
                 resources=opts.resources,
+                workers=list(opts.workers) if opts.workers is not None else None,
             )
         except BaseException as exc:
             self._settle(call, exc, True)
@@ -1145,14 +1198,14 @@ class DaskBackend:
     Args:
         cluster: ``"local:N"``, a scheduler address, or a ``distributed.Client``
             (left open at :meth:`close`).
-        connect_timeout: Seconds to wait for the scheduler.
+        connect_timeout: Seconds to wait for the scheduler (None: Dask's setting).
     """
 
     def __init__(
         self,
         cluster: str | Client,
         *,
-        connect_timeout: float = _DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: float | None = None,
     ) -> None:
         if not isinstance(cluster, Client):
             parse_cluster(cluster)  # a bad spec fails at construction
