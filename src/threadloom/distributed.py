@@ -166,7 +166,7 @@ def connect(cluster: str | Client, *, timeout: float | None = None) -> ClusterCo
         ValueError: the spec is not understood.
     """
     if isinstance(cluster, Client):
-        return ClusterConnection(cluster, None, str(cluster.scheduler.address))
+        return ClusterConnection(cluster, None, str(getattr(cluster.scheduler, "address", "")))
     kind, value = parse_cluster(cluster)
     if kind == "local":
         local = distributed.LocalCluster(
@@ -237,7 +237,7 @@ def _in_dask_context(
     # The task runs as if on Dask's worker thread: get_worker(), get_client(),
     # Dask's Event/Lock/Variable work (they find the worker through a context
     # variable, and the key through a thread local).
-    from distributed.worker import thread_state
+    from distributed.worker import thread_state  # type: ignore[attr-defined]
 
     saved = dict(thread_state.__dict__)
     thread_state.__dict__.update(dask_thread)
@@ -281,7 +281,7 @@ def run_on_worker(
     The user's keywords travel as one dict, so none of them is ever taken for
     Dask's.  Upstream results arrive as resolved Dask inputs.
     """
-    from distributed.worker import get_worker, thread_state
+    from distributed.worker import get_worker, thread_state  # type: ignore[attr-defined]
 
     worker = get_worker()
     key = getattr(thread_state, "key", None)
@@ -292,7 +292,7 @@ def run_on_worker(
     worker.log_event(_START_TOPIC, [str(key), time.time(), os.getpid()])
     upstream = None
     if upstream_names is not None:
-        upstream = types.MappingProxyType(dict(zip(upstream_names, upstream_values)))
+        upstream = types.MappingProxyType(dict(zip(upstream_names, upstream_values, strict=True)))
         if results_param is not None:
             kwargs = dict(kwargs or {})
             kwargs[results_param] = upstream
@@ -322,7 +322,7 @@ def run_on_worker(
         except cf.TimeoutError:
             pass
         if not asked:
-            state = worker.state.tasks.get(key)
+            state = worker.state.tasks.get(key) if key is not None else None
             # The client cancelled the key (a cancel or a deadline): ask the
             # task to stop, then wait for it as a local pool would.
             if state is None or state.state in ("cancelled", "released", "forgotten"):
@@ -410,13 +410,13 @@ class _Helper:
 
 class _Call:
     __slots__ = (
+        "args",
         "attempts",
         "dask_future",
         "deadline",
         "ended",
         "fn",
         "future",
-        "args",
         "kwargs",
         "opts",
         "retry_timer",
@@ -472,7 +472,7 @@ class DaskSubmitView:
         self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None
     ) -> Iterable[Any]:
         """:meth:`concurrent.futures.Executor.map` with this view's options."""
-        futures = [self.submit(fn, *items) for items in zip(*iterables)]
+        futures = [self.submit(fn, *items) for items in zip(*iterables, strict=False)]
         return _results(futures, timeout)
 
 
@@ -654,13 +654,16 @@ class DaskExecutor(cf.Executor):
             error = dask_future.exception()
             policy = call.opts.retry
             label = call.opts.name or repr(call.fn)
-            if policy is not None and not call.ended:
-                if _should_retry(policy, error, call.attempts, label):
-                    delay = _valid_delay(policy, call.attempts, label)
-                    call.retry_timer = core.TIMERS.call_later(
-                        delay, functools.partial(self._helper, self._retry, call)
-                    )
-                    return
+            if (
+                policy is not None
+                and not call.ended
+                and _should_retry(policy, error, call.attempts, label)
+            ):
+                delay = _valid_delay(policy, call.attempts, label)
+                call.retry_timer = core.TIMERS.call_later(
+                    delay, functools.partial(self._helper, self._retry, call)
+                )
+                return
             self._settle(call, error, True)
         else:
             # Cancelled on the cluster (by us, or by someone with the client).
@@ -1174,11 +1177,13 @@ class DaskGraphRunner:
 
     def fetch_results(self) -> None:
         """Bring every completed node's result to the client (before it disconnects)."""
-        pending = [i for i in range(self.size) if self._kept[i] is not None and not self._fetched[i]]
+        pending = [
+            i for i in range(self.size) if self._kept[i] is not None and not self._fetched[i]
+        ]
         if not pending:
             return
         values = self._client.gather([self._kept[i] for i in pending], errors="skip")
-        for i, value in zip(pending, values):
+        for i, value in zip(pending, values, strict=True):
             self._results[i] = value
             self._fetched[i] = True
             self._kept[i] = None
@@ -1221,7 +1226,11 @@ class DaskBackend:
     @property
     def spec(self) -> str:
         """The cluster as given (an address, or ``local:N``)."""
-        return self._spec if isinstance(self._spec, str) else str(self._spec.scheduler.address)
+        return (
+            self._spec
+            if isinstance(self._spec, str)
+            else str(getattr(self._spec.scheduler, "address", ""))
+        )
 
     def start(self) -> None:
         """Connect (and start a local cluster for ``local:N``); again does nothing.
