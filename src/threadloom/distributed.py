@@ -724,7 +724,8 @@ class DaskExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting tasks; optionally cancel those not done; optionally wait.
 
-        Closes the client and cluster only if the executor opened them.
+        Closes the client and cluster only if the executor opened them (once
+        the last task has ended, if *wait* is False).
         """
         with self._lock:
             self._shutdown = True
@@ -733,10 +734,18 @@ class DaskExecutor(cf.Executor):
             for call in calls:
                 call.future.cancel()
         if wait:
-            cf.wait([call.future for call in calls])
-            self._helper.close()
-            if self._owns:
-                self._connection.close()
+            self._finish(calls)
+        else:
+            # Closed once the last task ends, off the caller's thread.
+            threading.Thread(
+                target=self._finish, args=(calls,), name="threadloom-dask-shutdown", daemon=True
+            ).start()
+
+    def _finish(self, calls: list[_Call]) -> None:
+        cf.wait([call.future for call in calls])
+        self._helper.close()
+        if self._owns:
+            self._connection.close()
 
 
 _DEFAULT_OPTIONS = _Options()
