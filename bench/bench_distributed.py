@@ -2,7 +2,7 @@
 
 Run (needs ``threadloom[dask]``):
 
-    python bench/bench_distributed.py [--nodes 10000] [--tasks 200] [--workers 2]
+    PYTHONPATH=src python bench/bench_distributed.py [--nodes 10000] [--tasks 200] [--workers 2]
 
 Two measurements, each the same TaskManager graph on the local pool and on a
 ``LocalCluster`` of ``--workers`` single-threaded worker processes on 127.0.0.1
@@ -25,18 +25,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+import distributed
 
-import distributed  # noqa: E402
-
-from threadloom import TaskStatus  # noqa: E402
-from threadloom.distributed import DaskBackend  # noqa: E402
-from threadloom.task_manager import TaskManager  # noqa: E402
-from threadloom.thread_pool_manager import ThreadPoolManager  # noqa: E402
+from threadloom import TaskStatus
+from threadloom.distributed import DaskBackend
+from threadloom.task_manager import TaskManager
+from threadloom.thread_pool_manager import ThreadPoolManager
 
 
 def noop() -> None:

@@ -577,6 +577,15 @@ def test_cli_runs_the_example_workflow_on_a_local_cluster(tmp_path: Path) -> Non
     assert "completed" in out.stdout
 
 
+def test_cli_demo_runs_on_a_local_cluster(tmp_path: Path) -> None:
+    result = _threadloom(
+        "demo", "--duration", "1", "--cluster", "local:2", "--db", str(tmp_path / "demo.db")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "on the Dask cluster local:2" in result.stdout
+    assert "crawl rounds" in result.stdout
+
+
 def test_cli_unreachable_scheduler_exits_2_naming_it(tmp_path: Path) -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"
     result = _threadloom(

@@ -781,8 +781,13 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 Text.assemble(
                     ("threadloom demo", "bold"),
                     f": crawling {len(_demo.SOURCES)} sources of a local news site at "
-                    f"{base_url} for {args.duration:g} s with up to {args.workers} workers; "
-                    f"breaking-news feed checked on cron '{_demo.FEED_CRON}'",
+                    f"{base_url} for {args.duration:g} s "
+                    + (
+                        f"on the Dask cluster {args.cluster}; "
+                        if args.cluster
+                        else f"with up to {args.workers} workers; "
+                    )
+                    + f"breaking-news feed checked on cron '{_demo.FEED_CRON}'",
                 ),
                 soft_wrap=True,
             )
@@ -963,8 +968,12 @@ def _run_once(
     console.print(
         _headline(
             workflow.name,
-            f": running {len(workflow.tasks)} tasks once with up to "
-            f"{session.pool.max_workers} workers",
+            f": running {len(workflow.tasks)} tasks once "
+            + (
+                f"on the Dask cluster {session.cluster}"
+                if session.cluster
+                else f"with up to {session.pool.max_workers} workers"
+            ),
         ),
         soft_wrap=True,
     )
