@@ -469,6 +469,8 @@ def test_a_critical_task_starts_before_queued_low_tasks(client: Any) -> None:
         flag(gates[first]).set()
         low_starts = [f.result(WAIT) for f in lows]
         assert critical.result(WAIT) < min(low_starts)
+        # Equal priorities run in submission order, as on the local pool.
+        assert low_starts == sorted(low_starts)
         flag(gates[other]).set()
         cf.wait(blockers, timeout=WAIT)
     finally:

@@ -85,14 +85,21 @@ _START_TOPIC = "threadloom-task-started"
 _POLL = 0.05
 
 
+#: Passed to ``Client.submit``: every submission is its own Dask "generation",
+#: so that equal priorities run in submission order (see :func:`dask_priority`).
+FIFO_TIMEOUT = 0
+
+
 def dask_priority(priority: int) -> int:
     """The one place threadloom's priority becomes Dask's.
 
     Both run a higher number first (``TaskPriority.CRITICAL`` = 3 before
-    ``LOW`` = 0), so the integer passes through unchanged.  Dask breaks ties
-    by submission order within a client, as threadloom does (FIFO within a
-    priority).  Dask applies it on the scheduler (which task a free worker
-    gets next) and on each worker (which of its assigned tasks runs next).
+    ``LOW`` = 0), so the integer passes through unchanged.  Dask applies it on
+    the scheduler (which task a free worker gets next) and on each worker
+    (which of its assigned tasks runs next).  Within a priority threadloom runs
+    tasks in submission order; Dask does so only across submissions more than
+    ``fifo_timeout`` apart (100 ms by default), so threadloom submits with
+    ``fifo_timeout=0`` (:data:`FIFO_TIMEOUT`).
     """
     return int(priority)
 
@@ -625,6 +632,7 @@ class DaskExecutor(cf.Executor):
                 key=_key(opts.name or getattr(call.fn, "__name__", None)),
                 pure=opts.pure,
                 priority=dask_priority(opts.priority),
+                fifo_timeout=FIFO_TIMEOUT,
                 resources=opts.resources,
                 workers=list(opts.workers) if opts.workers is not None else None,
             )
@@ -948,6 +956,7 @@ class DaskGraphRunner:
                 key=key,
                 pure=False,
                 priority=dask_priority(self._priority[i]),
+                fifo_timeout=FIFO_TIMEOUT,
             )
         except BaseException as exc:
             self._backend.starts.unwatch(key)
