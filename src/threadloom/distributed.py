@@ -210,22 +210,26 @@ def connect(cluster: str | Client, *, timeout: float | None = None) -> ClusterCo
 
 _inner_lock = threading.Lock()
 _inner_pool: Any = None
+_inner_size = 0
 
 
 def _worker_pool(threads: int) -> Any:
-    """This worker process's threadloom pool (one per process, made on first use)."""
-    global _inner_pool
-    pool = _inner_pool
-    if pool is None or pool._max_workers < threads:
+    """This worker process's threadloom pool (one per process, made on first use).
+
+    It has a thread for each of Dask's worker threads: each of those waits for
+    the one task it handed over.
+    """
+    global _inner_pool, _inner_size
+    if _inner_size < threads:
         from .executor import ThreadPoolExecutor
 
         with _inner_lock:
-            pool = _inner_pool
-            if pool is None or pool._max_workers < threads:
-                pool = _inner_pool = ThreadPoolExecutor(
+            if _inner_size < threads:
+                _inner_pool = ThreadPoolExecutor(
                     max_workers=threads, thread_name_prefix="threadloom-dask"
                 )
-    return pool
+                _inner_size = threads
+    return _inner_pool
 
 
 class _CatchUp(Exception):
