@@ -857,6 +857,7 @@ class DaskGraphRunner:
         self._finished = False
         self._begun = False
         self.on_node_end: Callable[[DaskGraphRunner, int], object] | None = None
+        self.on_nodes_end: Callable[[DaskGraphRunner, list[int]], object] | None = None
         self.on_finished: Callable[[DaskGraphRunner], object] | None = None
         self.call_wrapper: Callable[..., tuple[Any, Any, Any]] | None = None
 
@@ -881,14 +882,21 @@ class DaskGraphRunner:
         self._check_finished()
 
     def _report(self, ended: list[int]) -> None:
-        hook = self.on_node_end
         for i in ended:
             self._release_timers(i)
-            if hook is not None:
-                try:
+        # The owner hears of ended nodes in a batch (on_nodes_end) or one by
+        # one (on_node_end), whichever it set.
+        batch_hook = self.on_nodes_end
+        hook = self.on_node_end
+        try:
+            if batch_hook is not None:
+                if ended:
+                    batch_hook(self, list(ended))
+            elif hook is not None:
+                for i in ended:
                     hook(self, i)
-                except BaseException:
-                    logger.exception("graph node-end hook failed")
+        except BaseException:
+            logger.exception("graph node-end hook failed")
         with self._lock:
             self._unreported -= len(ended)
 
