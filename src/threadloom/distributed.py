@@ -888,15 +888,18 @@ class DaskGraphRunner:
         # one (on_node_end), whichever it set.
         batch_hook = self.on_nodes_end
         hook = self.on_node_end
-        try:
-            if batch_hook is not None:
-                if ended:
+        if batch_hook is not None:
+            if ended:
+                try:
                     batch_hook(self, list(ended))
-            elif hook is not None:
-                for i in ended:
+                except BaseException:
+                    logger.exception("graph node-end hook failed")
+        elif hook is not None:
+            for i in ended:
+                try:
                     hook(self, i)
-        except BaseException:
-            logger.exception("graph node-end hook failed")
+                except BaseException:
+                    logger.exception("graph node-end hook failed")
         with self._lock:
             self._unreported -= len(ended)
 
