@@ -2,11 +2,13 @@
 
 :class:`DependencyGraph` is the registry's graph, kept acyclic: a dependency on
 an unknown task, or one that would close a cycle, is rejected when it is
-declared.  :func:`closure_in_order` and :func:`inherit_priorities` plan one
-execution, and :class:`GraphRun` is its bookkeeping: a count of unfinished
-upstreams per task (Kahn's algorithm, as ``graphlib`` does it), so that a whole
-run costs time linear in nodes + edges.  The caller serialises calls to a
-``GraphRun``.
+declared.  :class:`TriggerRule` and :func:`judge` are the trigger rules.
+
+:func:`closure_in_order`, :func:`inherit_priorities` and :class:`GraphRun` are
+the reference semantics of one execution, written plainly: the engine that runs
+executions is the core's ``GraphRunner`` (flat arrays, no lock per event), and
+the tests hold it to these on random graphs with every trigger rule (as the
+pure-Python core is the oracle of the native one).
 """
 
 from __future__ import annotations
