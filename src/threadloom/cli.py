@@ -350,7 +350,10 @@ class _Session:
         live: bool,
         dashboard: tuple[str, int] | None = None,
         token: str | None = None,
+        cluster: str | None = None,
     ) -> None:
+        if cluster is not None:
+            _check_cluster(cluster)
         from .history import TaskHistory
         from .resource_monitor import ResourceMonitor
         from .task_manager import TaskManager
@@ -367,7 +370,10 @@ class _Session:
             resource_monitor=self.monitor,
             adjust_interval=0.5,
         )
-        self.manager: TaskManager = TaskManager(thread_pool=self.pool, history=self.history)
+        self.manager: TaskManager = TaskManager(
+            thread_pool=self.pool, history=self.history, cluster=cluster
+        )
+        self.cluster = cluster
         self.subscription = self.manager.subscribe(
             self.tracker.on_event, ("execution_started", "execution_finished", "task_finished")
         )
@@ -390,7 +396,11 @@ class _Session:
             )
         self.monitor.start()
         self.pool.start()
-        self.manager.start()
+        try:
+            self.manager.start()
+        except ConnectionError as exc:
+            # The cluster's scheduler did not answer (ClusterUnreachableError).
+            raise UsageError(str(exc)) from None
         self.started_at = time.time()
         self.started_perf = time.perf_counter()
 
@@ -764,14 +774,20 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 live=args.live,
                 dashboard=args.dashboard,
                 token=args.token,
+                cluster=args.cluster,
             )
             session.register(workflow, schedules=True)
             console.print(
                 Text.assemble(
                     ("threadloom demo", "bold"),
                     f": crawling {len(_demo.SOURCES)} sources of a local news site at "
-                    f"{base_url} for {args.duration:g} s with up to {args.workers} workers; "
-                    f"breaking-news feed checked on cron '{_demo.FEED_CRON}'",
+                    f"{base_url} for {args.duration:g} s "
+                    + (
+                        f"on the Dask cluster {args.cluster}; "
+                        if args.cluster
+                        else f"with up to {args.workers} workers; "
+                    )
+                    + f"breaking-news feed checked on cron '{_demo.FEED_CRON}'",
                 ),
                 soft_wrap=True,
             )
@@ -898,6 +914,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             live=args.live,
             dashboard=args.dashboard,
             token=args.token,
+            cluster=args.cluster or workflow.cluster,
         )
         try:
             try:
@@ -951,8 +968,12 @@ def _run_once(
     console.print(
         _headline(
             workflow.name,
-            f": running {len(workflow.tasks)} tasks once with up to "
-            f"{session.pool.max_workers} workers",
+            f": running {len(workflow.tasks)} tasks once "
+            + (
+                f"on the Dask cluster {session.cluster}"
+                if session.cluster
+                else f"with up to {session.pool.max_workers} workers"
+            ),
         ),
         soft_wrap=True,
     )
@@ -1589,6 +1610,32 @@ def _add_workers(parser: argparse.ArgumentParser, default: int | None, default_t
     )
 
 
+def _add_cluster(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    parser.add_argument(
+        "--cluster",
+        default=None,
+        metavar="SPEC",
+        help="run the tasks on a Dask cluster: local:N starts N worker processes on "
+        "127.0.0.1 for the run; tcp://HOST:8786 uses a running scheduler "
+        f"(needs threadloom[dask]){extra}",
+    )
+
+
+def _check_cluster(spec: str) -> None:
+    """A bad ``--cluster`` (or a missing Dask) is a usage error, found before anything starts."""
+    # Dask logs every worker's and the scheduler's comings and goings at INFO;
+    # the command's own view says what matters.  Read when Dask is imported.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    try:
+        from .distributed import parse_cluster
+    except ImportError as exc:
+        raise UsageError(f"cluster {spec!r}: {exc}") from None
+    try:
+        parse_cluster(spec)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _add_command(
     commands: Any, name: str, *, help: str, description: str, epilog: str = _EXIT_CODES
 ) -> argparse.ArgumentParser:
@@ -1624,6 +1671,7 @@ def _add_demo_command(commands: Any) -> None:
     )
     _add_workers(demo, 8, "8")
     demo.add_argument("--seed", type=int, default=7, help="seed of the site's pages and failures")
+    _add_cluster(demo)
     _add_db(demo)
     _add_live(demo)
     _add_dashboard(demo, optional=True)
@@ -1668,6 +1716,7 @@ def _add_run_command(commands: Any) -> None:
         metavar="SECONDS",
         help="without --once: stop after this long (finishing what is in flight)",
     )
+    _add_cluster(run, "; default: the file's workflow.cluster, else the local pool")
     _add_db(run)
     _add_live(run)
     _add_dashboard(run, optional=True)

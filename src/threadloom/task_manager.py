@@ -273,6 +273,13 @@ class TaskManager:
         keep_executions: How many finished executions are kept in memory (with
             their results); older ones are answered from the history.
         clock: The scheduler's time source (tests pass a ManualClock).
+        cluster: Run the graphs on a Dask cluster instead of the pool:
+            ``"local:N"`` (N worker processes started for the manager),
+            ``"tcp://HOST:PORT"`` (an existing scheduler), or a
+            :class:`threadloom.distributed.DaskBackend` (started here, left
+            open for its owner); see
+            :mod:`threadloom.distributed`.  History, schedules and events stay
+            here.  Connecting happens in :meth:`start`.
 
     Raises:
         HistoryError: *history* is a path that cannot be used (see TaskHistory).
@@ -287,6 +294,7 @@ class TaskManager:
         *,
         keep_executions: int = 100,
         clock: Clock | None = None,
+        cluster: Any = None,
     ) -> None:
         if isinstance(keep_executions, bool) or not isinstance(keep_executions, int):
             raise TypeError(f"keep_executions must be an int, not {keep_executions!r}")
@@ -298,6 +306,14 @@ class TaskManager:
             if thread_pool is None
             else thread_pool
         )
+        # Where graphs run: the pool (None), or a cluster backend.
+        self._backend: Any = None
+        self._owns_backend = False
+        if cluster is not None:
+            from .distributed import DaskBackend
+
+            self._owns_backend = not isinstance(cluster, DaskBackend)
+            self._backend = cluster if not self._owns_backend else DaskBackend(cluster)
         # Last: it starts the writer thread, and everything above may raise.
         self._owns_history = not isinstance(history, TaskHistory)
         self._history = TaskHistory(history) if not isinstance(history, TaskHistory) else history
@@ -334,6 +350,8 @@ class TaskManager:
                 return
             if self._state != "new":
                 raise RuntimeError("a stopped TaskManager cannot be started again")
+            if self._backend is not None:
+                self._backend.start()
             if self._owns_pool:
                 self._pool.start()
             self._state = "running"
@@ -373,6 +391,8 @@ class TaskManager:
             logger.warning("TaskManager.stop: executions still running after %s s", timeout)
         if self._owns_pool:
             self._pool.stop(wait_for_tasks=True, timeout=_remaining(deadline))
+        if self._owns_backend:
+            self._backend.close()
         if self._owns_history:
             self._history.close(timeout=_remaining(deadline))
         with self._lock:
@@ -836,7 +856,8 @@ class TaskManager:
             # checked the state, so that stop() sees it.
             order = core.closure_order(self._graph.dependency_map, targets)
             tasks = self._tasks
-            runner = self._pool.graph_runner([tasks[t] for t in order])
+            engine = self._pool if self._backend is None else self._backend
+            runner = engine.graph_runner([tasks[t] for t in order])
             execution = _Execution(
                 f"{self._id_prefix}-e{next(self._ids)}", targets, runner, trigger, job_id
             )

@@ -9,6 +9,7 @@ dependencies::
     workers = 4                    # the pool's maximum; `threadloom run --workers` wins
     timezone = "UTC"               # of the schedules (default: local)
     python_path = ["."]            # put on sys.path, relative to this file (default ["."])
+    cluster = "local:4"            # run on Dask (or "tcp://HOST:8786"); `run --cluster` wins
 
     [tasks.fetch]
     call = "workflow_tasks:fetch_rates"   # module:attribute (or module.attribute)
@@ -52,6 +53,7 @@ import heapq
 import importlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -86,7 +88,7 @@ __all__ = [
 ]
 
 _TOP_FIELDS = ("workflow", "tasks")
-_WORKFLOW_FIELDS = ("name", "workers", "timezone", "python_path")
+_WORKFLOW_FIELDS = ("name", "workers", "timezone", "python_path", "cluster")
 _TASK_FIELDS = (
     "call",
     "args",
@@ -221,12 +223,15 @@ class Workflow:
         name: Its name.
         tasks: Name -> task, in dependency order.
         workers: The pool's maximum worker count it asks for, or None.
+        cluster: The Dask cluster to run on (``local:N`` or a scheduler
+            address; see :mod:`threadloom.distributed`), or None for the pool.
     """
 
     source: str
     name: str
     tasks: Mapping[str, TaskSpec]
     workers: int | None = None
+    cluster: str | None = None
 
     @property
     def scheduled(self) -> list[TaskSpec]:
@@ -367,6 +372,7 @@ class _Checker:
         self.base_dir = base_dir
         self.import_code = import_code
         self.problems: list[WorkflowProblem] = []
+        self.cluster: str | None = None
 
     def problem(self, task: str | None, field: str | None, message: str) -> None:
         self.problems.append(WorkflowProblem(self.source, task, field, message))
@@ -395,6 +401,7 @@ class _Checker:
             name=name,
             tasks=MappingProxyType({n: specs[n] for n in order}),
             workers=workers,
+            cluster=self.cluster,
         )
 
     def check(self, data: Mapping[str, Any]) -> WorkflowCheck:
@@ -441,6 +448,18 @@ class _Checker:
                 f"must be an integer from 1 to {MAX_WORKERS}, not {workers!r}",
             )
             workers = None
+        cluster = header.get("cluster")
+        if cluster is not None and not (
+            isinstance(cluster, str) and re.fullmatch(r"local(:[1-9][0-9]*)?|[a-z]+://\S+", cluster)
+        ):
+            self.problem(
+                None,
+                "workflow.cluster",
+                f"must be 'local:N' or a scheduler address such as 'tcp://HOST:8786', "
+                f"not {cluster!r}",
+            )
+            cluster = None
+        self.cluster = cluster
         timezone = header.get("timezone")
         if timezone is not None and not isinstance(timezone, str):
             self.problem(None, "workflow.timezone", f"must be a string, not {_kind(timezone)}")
