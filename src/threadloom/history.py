@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import psutil
 
+from ._errors import HistoryError
 from ._types import TaskStatus
 
 __all__ = [
@@ -128,10 +129,6 @@ MEMORY_RETAIN_COUNT = 10_000
 
 _BUSY_RETRY_DELAY = 0.05
 _LOCK_LOG_INTERVAL = 30.0
-
-
-class HistoryError(Exception):
-    """The history database cannot be used (bad path, not SQLite, locked, closed, full)."""
 
 
 class TaskRunRecord(NamedTuple):

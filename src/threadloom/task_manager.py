@@ -44,6 +44,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import events as tl_events
+from ._errors import UnknownExecutionError, UnknownTaskError
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
@@ -100,20 +101,6 @@ _UPDATABLE = frozenset(
         "results_param",
     }
 )
-
-
-class UnknownTaskError(KeyError):
-    """No registered task has this id or name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class UnknownExecutionError(KeyError):
-    """No execution has this id (neither in memory nor in the history)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -773,7 +760,7 @@ class TaskManager:
             return ref
         task_id = self._ids_by_name.get(ref)
         if task_id is None:
-            raise UnknownTaskError(f"no task has id or name {ref!r}")
+            raise UnknownTaskError(ref, f"no task has id or name {ref!r}")
         return task_id
 
     def _resolve_dependency(self, name: str, ref: str) -> str:
@@ -1130,13 +1117,13 @@ class TaskManager:
         if execution is not None:
             return execution
         if not known and not self._history.query_executions(execution_id=execution_id):
-            raise UnknownExecutionError(f"no execution has id {execution_id!r}")
+            raise UnknownExecutionError(execution_id)
         return None
 
     def _execution_from_history(self, execution_id: str) -> ExecutionInfo:
         records = self._history.query_executions(execution_id=execution_id)
         if not records:
-            raise UnknownExecutionError(f"no execution has id {execution_id!r}")
+            raise UnknownExecutionError(execution_id)
         (record,) = records
         runs = self._history.query_runs(execution_id=execution_id, limit=None)
         return ExecutionInfo(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import events as tl_events
+from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
 from ._impl import core
 from ._task import TaskFuture, check_name, check_retry, check_timeout, current_task
 from ._types import TaskPriority, TaskStatus, check_priority
@@ -52,21 +53,6 @@ _POLICIES = ("block", "raise", "caller_runs")
 _TERMINAL = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
 )
-
-
-class UnknownTaskError(KeyError):
-    """No task with this id (never submitted, or its record was pruned)."""
-
-    def __str__(self) -> str:
-        return f"unknown task id {self.args[0]!r} (never submitted, or pruned after finishing)"
-
-
-class TaskNotFinished(RuntimeError):
-    """The task has not finished yet, so it has no error to report."""
-
-
-class QueueFull(RuntimeError):
-    """The pool's queue is at ``max_queue_size`` and the policy refused to wait."""
 
 
 @dataclass(frozen=True, slots=True)

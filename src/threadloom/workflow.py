@@ -56,8 +56,9 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from ._errors import WorkflowError, WorkflowProblem
 from ._graph import TriggerRule
 from ._types import TaskPriority, check_priority
 from .retry import RetryPolicy
@@ -138,47 +139,6 @@ MAX_WORKERS = 10_000
 MAX_SECONDS = 365 * 86_400
 #: The most retries a task may ask for.
 _MAX_RETRIES = 1_000_000
-
-
-class WorkflowProblem(NamedTuple):
-    """One thing wrong with a workflow file.
-
-    Attributes:
-        file: The workflow file (or the source name given to :func:`parse_workflow`).
-        task: The task the problem is in, or None for the file or ``[workflow]``.
-        field: The field (dotted for nested ones, e.g. ``retry.delay``), or None.
-        message: What is wrong, and what would be right.
-    """
-
-    file: str
-    task: str | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = []
-        if self.task is not None:
-            where.append(f"task {self.task!r}")
-        if self.field is not None:
-            where.append(f"field {self.field!r}")
-        if not where:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}: {', '.join(where)}: {self.message}"
-
-
-class WorkflowError(ValueError):
-    """A workflow file is invalid; :attr:`problems` lists everything found wrong.
-
-    Attributes:
-        problems: Every problem, in file order (tasks first, then the graph).
-    """
-
-    def __init__(self, problems: Sequence[WorkflowProblem]) -> None:
-        self.problems = tuple(problems)
-        count = len(self.problems)
-        files = ", ".join(dict.fromkeys(p.file for p in self.problems))
-        header = f"invalid workflow {files} ({count} problem{'s' if count != 1 else ''})"
-        super().__init__(header + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
 @dataclasses.dataclass(frozen=True)
