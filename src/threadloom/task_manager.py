@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DependencyCycleError",
     "ExecutionInfo",
+    "RegisteredTask",
     "TaskDependencyError",
     "TaskInfo",
     "TaskManager",
@@ -104,8 +105,13 @@ _UPDATABLE = frozenset(
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """A registered task.  Immutable: :meth:`TaskManager.update_task` replaces it.
+class RegisteredTask:
+    """A registered task: its definition.  Immutable: :meth:`TaskManager.update_task` replaces it.
+
+    Not the :class:`threadloom.TaskInfo` of a :class:`~threadloom.ThreadPoolManager`,
+    which is a snapshot of one submitted run; one registered task has many runs
+    (:class:`TaskRunInfo` inside an execution).  ``task_manager.TaskInfo`` is
+    this class's former name, kept as an alias.
 
     Attributes:
         task_id: The id :meth:`TaskManager.register_task` returned.
@@ -137,6 +143,10 @@ class TaskInfo:
     tags: tuple[str, ...]
     trigger_rule: TriggerRule
     results_param: str | None
+
+
+#: The seed's name of :class:`RegisteredTask`, kept so that its imports work.
+TaskInfo = RegisteredTask
 
 
 def _task_info_maker() -> Callable[..., TaskInfo]:
@@ -568,7 +578,7 @@ class TaskManager:
             self._ids_by_name[task.name] = task_id
         return task_id
 
-    def update_task(self, task_id: str, **changes: Any) -> TaskInfo:
+    def update_task(self, task_id: str, **changes: Any) -> RegisteredTask:
         """Change a registered task; executions already started keep the old one.
 
         Args:
@@ -637,13 +647,13 @@ class TaskManager:
             self._last_status.pop(task.task_id, None)
             self._sync_schedule(task, None)
 
-    def list_tasks(self, *, tag: str | None = None) -> list[TaskInfo]:
+    def list_tasks(self, *, tag: str | None = None) -> list[RegisteredTask]:
         """Return the registered tasks (those with *tag*, if given), in registration order."""
         with self._lock:
             tasks = list(self._tasks.values())
         return tasks if tag is None else [t for t in tasks if tag in t.tags]
 
-    def get_task(self, task_id: str) -> TaskInfo:
+    def get_task(self, task_id: str) -> RegisteredTask:
         """Return the task with this id or name.
 
         Raises:
