@@ -663,6 +663,12 @@ def test_unregister(manager: TaskManager) -> None:
         manager.unregister_task("a")
 
 
+def test_priority_names_as_in_the_workflow_file(manager: TaskManager) -> None:
+    task = manager.register_task("a", int, priority="high")
+    assert manager.get_task(task).priority == TaskPriority.HIGH
+    assert manager.update_task(task, priority="LOW").priority == TaskPriority.LOW
+
+
 def test_list_tasks_by_tag(manager: TaskManager) -> None:
     manager.register_task("a", int, tags=["etl"])
     manager.register_task("b", int, tags="etl")
@@ -676,7 +682,8 @@ def test_list_tasks_by_tag(manager: TaskManager) -> None:
     [
         ({"func": 3}, TypeError, "must be callable"),
         ({"name": ""}, ValueError, "non-empty"),
-        ({"priority": "high"}, TypeError, "priority"),
+        ({"priority": 1.5}, TypeError, "priority must be one of"),
+        ({"priority": "urgent"}, ValueError, "unknown priority 'urgent'"),
         ({"max_retries": -1}, ValueError, "max_retries"),
         ({"retry_delay": -0.5}, ValueError, "retry_delay"),
         ({"retry": 3}, TypeError, "must be a RetryPolicy"),

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._errors import TaskCancelled
 from ._future import Future
 from ._impl import core
-from ._types import TaskStatus, check_priority
+from ._types import TaskStatus
+from ._validate import check_name, check_priority, check_retry, check_timeout
 
 if TYPE_CHECKING:
     from ._core_py import ManagedTask
@@ -86,27 +87,6 @@ class TaskFuture(Future[_T]):
 
 
 core.set_task_future_type(TaskFuture)
-
-
-def check_timeout(timeout: float | None) -> float | None:
-    """A task deadline in seconds (None: none), validated the one way."""
-    if timeout is None:
-        return None
-    return float(core.check_seconds("timeout", timeout, False))
-
-
-def check_retry(retry: object) -> RetryPolicy | None:
-    from .retry import RetryPolicy
-
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
-    return retry
-
-
-def check_name(name: object) -> str | None:
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-    return name
 
 
 class SubmitOptions(core.SubmitView):

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from ._future import Future
 from ._impl import core
-from ._types import TaskPriority, check_priority
+from ._types import TaskPriority
+from ._validate import check_priority
 
 if TYPE_CHECKING:
     import asyncio
@@ -369,7 +370,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
     def options(
         self,
         *,
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         name: str | None = None,
         retry: Any = None,
         timeout: float | None = None,
@@ -381,7 +382,8 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
         keyword of *fn*'s is taken for it.
 
         Args:
-            priority: any int; higher runs first (``TaskPriority`` names steps).
+            priority: any int, higher runs first, or a ``TaskPriority`` name in
+                any case (``"high"``).
             name: a name for the task, seen by ``threadloom.current_task()``.
             retry: a ``RetryPolicy`` for failed attempts.
             timeout: seconds from submission after which the future fails with
@@ -389,7 +391,8 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
                 is asked to stop through ``current_task().cancelled``).
 
         Raises:
-            TypeError: *priority* is not an int.
+            TypeError: *priority* is neither an int nor a str.
+            ValueError: *priority* is an unknown name or out of the 32-bit range.
         """
         from ._task import SubmitOptions
 

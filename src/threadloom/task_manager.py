@@ -53,7 +53,8 @@ from ._graph import (
     UnknownDependencyError,
 )
 from ._impl import core
-from ._types import TaskPriority, TaskStatus, check_priority
+from ._types import TaskPriority, TaskStatus
+from ._validate import check_priority
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
@@ -434,7 +435,7 @@ class TaskManager:
         func: Callable[..., Any],
         *args: Any,
         dependencies: Iterable[str] = (),
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         max_retries: int = 0,
         retry_delay: float = 1.0,
         retry: RetryPolicy | None = None,
@@ -458,7 +459,8 @@ class TaskManager:
             func: The callable to run.
             *args: Positional arguments for *func*.
             dependencies: Ids (or names) of the tasks that must end first.
-            priority: Queueing priority (a :class:`TaskPriority` or int; higher first).
+            priority: Queueing priority (an int, higher first, or a
+                :class:`TaskPriority` name in any case: ``"high"``).
             max_retries: Attempts after the first if *func* raises.
             retry_delay: Seconds between attempts.
             retry: A full :class:`RetryPolicy` (backoff, jitter, which

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from . import events as tl_events
 from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
 from ._impl import core
-from ._task import TaskFuture, check_name, check_retry, check_timeout, current_task
-from ._types import TaskPriority, TaskStatus, check_priority
+from ._task import TaskFuture, current_task
+from ._types import TaskPriority, TaskStatus
+from ._validate import check_name, check_priority, check_retry, check_timeout
 from .executor import ThreadPoolExecutor, current_worker_executor
 from .retry import RetryPolicy, _check_seconds
 
@@ -279,7 +280,7 @@ class ThreadPoolManager(core.PoolBase):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        priority: int,
+        priority: int | str,
         max_retries: int,
         retry_delay: float,
     ) -> str:
@@ -300,7 +301,7 @@ class ThreadPoolManager(core.PoolBase):
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         name: str | None = None,
@@ -319,7 +320,7 @@ class ThreadPoolManager(core.PoolBase):
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         name: str | None = None,
@@ -331,7 +332,8 @@ class ThreadPoolManager(core.PoolBase):
         pruned because the task finished at once.
 
         Args:
-            priority: any int, higher first; FIFO within a priority.
+            priority: any int, higher first, or a ``TaskPriority`` name
+                (``"high"``); FIFO within a priority.
             retry: the retry policy (default: the pool's ``default_retry``).
             timeout: a deadline in seconds from now: the task is then marked
                 TIMED_OUT, its future fails with ``TimeoutError`` and it is asked
@@ -353,7 +355,7 @@ class ThreadPoolManager(core.PoolBase):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        priority: int,
+        priority: int | str,
         retry: RetryPolicy | None,
         timeout: float | None,
         name: str | None,

@@ -60,7 +60,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkflowError, WorkflowProblem
 from ._graph import TriggerRule
-from ._types import TaskPriority, check_priority
+from ._types import TaskPriority
+from ._validate import check_priority
 from .retry import RetryPolicy
 from .scheduling import CronSchedule, IntervalSchedule, OneOffSchedule, Schedule, every
 
@@ -130,7 +131,6 @@ _INTERVAL_UNITS = (
     "saturday",
     "sunday",
 )
-_PRIORITY_NAMES = {p.name.lower(): p for p in TaskPriority}
 
 #: The most worker threads a workflow (or ``threadloom run --workers``) may ask for.
 MAX_WORKERS = 10_000
@@ -655,21 +655,10 @@ class _Checker:
         return obj
 
     def priority(self, task: str, value: object) -> int:
-        names = ", ".join(_PRIORITY_NAMES)
-        if isinstance(value, str):
-            found = _PRIORITY_NAMES.get(value.lower())
-            if found is None:
-                self.problem(
-                    task, "priority", f"unknown priority {value!r}; use {names} or an integer"
-                )
-                return int(TaskPriority.NORMAL)
-            return int(found)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(task, "priority", f"must be one of {names} or an integer, not {value!r}")
-            return int(TaskPriority.NORMAL)
+        # The one parser of priorities: the file accepts what options() does.
         try:
             return check_priority(value)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             self.problem(task, "priority", str(exc))
             return int(TaskPriority.NORMAL)
 
