@@ -669,6 +669,15 @@ def test_priority_names_as_in_the_workflow_file(manager: TaskManager) -> None:
     assert manager.update_task(task, priority="LOW").priority == TaskPriority.LOW
 
 
+def test_get_execution_and_its_seed_name_return_the_same_snapshot(manager: TaskManager) -> None:
+    execution = run_to_end(manager, manager.register_task("a", lambda: 42))
+    info = manager.get_execution(execution)
+    assert info == manager.get_execution_status(execution)
+    assert (info.status, info.results) == (COMPLETED, {"a": 42})
+    with pytest.raises(UnknownExecutionError, match="no execution has id 'nope'"):
+        manager.get_execution("nope")
+
+
 def test_list_tasks_by_tag(manager: TaskManager) -> None:
     manager.register_task("a", int, tags=["etl"])
     manager.register_task("b", int, tags="etl")

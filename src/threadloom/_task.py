@@ -10,7 +10,7 @@ the task future.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ._errors import TaskCancelled
 from ._future import Future
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 #: What ``current_task()`` returns: the running task itself.
 TaskContext = core.ManagedTask
@@ -125,6 +126,13 @@ class SubmitOptions(core.SubmitView):
             check_retry(retry),
             check_timeout(timeout),
         )
+
+    if TYPE_CHECKING:
+        # The core's submit, as type checkers should see it: a TaskFuture
+        # when the view has a name, retry policy or timeout, else a Future.
+        def submit(
+            self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+        ) -> Future[_T]: ...
 
     def map(
         self,

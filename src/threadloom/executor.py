@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor as _StdThreadPoolExecutor
 from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
 
 from ._future import Future
 from ._impl import core
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 _NORMAL = int(TaskPriority.NORMAL)
 _USER_PRIORITY_MAX = 2**31 - 1
@@ -352,7 +353,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             self._threads.add(thread)
 
     # -- submission -------------------------------------------------------
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)``; return a future for its result.
 
         Every keyword is passed to *fn*: threadloom's own options are reached

@@ -48,6 +48,7 @@ import os
 import random
 import re
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, time, timedelta, timezone, tzinfo
@@ -1456,12 +1457,21 @@ class Scheduler:
         with self._lock:
             return self._info(self._get_entry(job_id))
 
-    def list(self) -> _InfoList:
+    def list_schedules(self) -> list[ScheduleInfo]:
         """Return a snapshot of every schedule, soonest next fire time first."""
         with self._lock:
             infos = [self._info(entry) for entry in self._entries.values()]
         far = datetime.max.replace(tzinfo=UTC)
         return sorted(infos, key=lambda info: (info.next_fire_time or far, info.job_id))
+
+    def list(self) -> _InfoList:
+        """Deprecated alias of :meth:`list_schedules` (its name shadowed a builtin)."""
+        warnings.warn(
+            "Scheduler.list() is deprecated; use Scheduler.list_schedules()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.list_schedules()
 
     def __len__(self) -> int:
         with self._lock:

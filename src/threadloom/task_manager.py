@@ -1015,7 +1015,16 @@ class TaskManager:
         return execution.done.wait(timeout)
 
     def get_execution_status(self, execution_id: str) -> ExecutionInfo:
-        """Return a snapshot of an execution (from the history if no longer in memory).
+        """The seed's name of :meth:`get_execution`, kept: it returns the whole snapshot.
+
+        Raises:
+            UnknownExecutionError: No such execution.
+        """
+        return self.get_execution(execution_id)
+
+    def get_execution(self, execution_id: str) -> ExecutionInfo:
+        """Return a snapshot of an execution: its status, every task's run, the
+        results and errors (from the history if no longer in memory).
 
         Raises:
             UnknownExecutionError: No such execution.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import events as tl_events
 from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
@@ -48,6 +48,7 @@ __all__ = [
 LOGGER = logging.getLogger("threadloom")
 
 QueueFullPolicy = Literal["block", "raise", "caller_runs"]
+_T = TypeVar("_T")
 _POLICIES = ("block", "raise", "caller_runs")
 
 
@@ -316,7 +317,7 @@ class ThreadPoolManager(core.PoolBase):
 
     def submit_future(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
@@ -324,7 +325,7 @@ class ThreadPoolManager(core.PoolBase):
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         name: str | None = None,
-    ) -> TaskFuture[Any]:
+    ) -> TaskFuture[_T]:
         """Queue ``func(*args, **kwargs)`` with explicit options; return its future.
 
         The future carries the task id (``future.task_id``); unlike a later
