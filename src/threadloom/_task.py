@@ -120,7 +120,7 @@ class SubmitOptions(core.SubmitView):
     ) -> SubmitOptions:
         return super().__new__(
             cls,
-            executor._dispatch,
+            executor._dispatch,  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
             check_priority(priority),
             check_name(name),
             check_retry(retry),
@@ -150,7 +150,7 @@ class SubmitOptions(core.SubmitView):
         """
         if self.managed:
             raise ValueError("options(...).map supports priority only, not name/retry/timeout")
-        return self._executor._map_at(
+        return self._executor._map_at(  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
             self.priority,
             fn,
             iterables,

@@ -70,13 +70,13 @@ def _python_exit() -> None:
     for executor in executors:
         # A task waiting for its retry delay is queued work: it runs now,
         # as everything else queued does, before the workers are joined.
-        executor._close_for_exit()
+        executor._close_for_exit()  # noqa: SLF001 (same module)
     for executor in executors:
-        for thread in list(executor._threads):
+        for thread in list(executor._threads):  # noqa: SLF001 (same module)
             thread.join()
 
 
-threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]  # noqa: SLF001 (the stdlib executor's hook too: workers joined before interpreter teardown)
 
 
 def _after_fork_in_child() -> None:
@@ -87,9 +87,9 @@ def _after_fork_in_child() -> None:
     _global_lock = threading.Lock()
     # The timer thread is gone too; pending deadlines and retries stay armed
     # and a new thread serves them.
-    core.TIMERS._after_fork_in_child()
+    core.TIMERS._after_fork_in_child()  # noqa: SLF001 (the core's fork hook, run by its one owner)
     for executor in list(_live_executors):
-        executor._after_fork_in_child()
+        executor._after_fork_in_child()  # noqa: SLF001 (same module)
 
 
 if hasattr(os, "register_at_fork"):
@@ -150,7 +150,7 @@ def _worker_main(
             dispatch.release_worker()
             executor = executor_ref()
             if executor is not None:
-                executor._initializer_failed()
+                executor._initializer_failed()  # noqa: SLF001 (same module)
             return
     try:
         dispatch.run_worker(_run_coroutine)
@@ -319,7 +319,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             executor = executor_ref()
             if executor is None:
                 return
-            executor._start_worker(executor_ref)
+            executor._start_worker(executor_ref)  # noqa: SLF001 (same module)
 
         return spawn
 
@@ -330,7 +330,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             executor = executor_ref()
             if executor is None:
                 return RuntimeError("cannot schedule new futures after shutdown")
-            return executor._rejection()
+            return executor._rejection()  # noqa: SLF001 (same module)
 
         return reject
 
@@ -486,7 +486,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
 
     def _close_for_exit(self) -> None:
         for future in self._dispatch.begin_close():
-            future._task.requeue_now(future)
+            future.task.requeue_now(future)
         self._dispatch.close()
 
     # -- map --------------------------------------------------------------
@@ -601,7 +601,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
                 if cancel_futures:
                     future.cancel()
                 else:
-                    future._task.requeue_now(future)
+                    future.task.requeue_now(future)
             # Closing before draining means no submit can slip in after it.
             self._dispatch.close()
             if cancel_futures:
@@ -669,7 +669,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
     def _after_fork_in_child(self) -> None:
         self._shutdown_lock = threading.RLock()
         self._threads = set()
-        self._dispatch._after_fork_in_child()
+        self._dispatch._after_fork_in_child()  # noqa: SLF001 (the core's fork hook, run by its one owner)
 
     # -- sizing -----------------------------------------------------------
     def resize(self, max_workers: int, min_workers: int | None = None) -> None:
@@ -768,7 +768,7 @@ class _ChunkRefill:
         items = list(itertools.islice(self._source, self._size))
         if not items:
             return None
-        return executor._submit_chunk(self._priority, self._fn, items, 0, len(items), self._star)
+        return executor._submit_chunk(self._priority, self._fn, items, 0, len(items), self._star)  # noqa: SLF001 (same module)
 
 
 def _map_results(

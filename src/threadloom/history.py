@@ -1108,7 +1108,7 @@ class TaskHistory:
 
 def _after_fork_in_child() -> None:
     for history in list(_LIVE):
-        history._reset_after_fork()
+        history._reset_after_fork()  # noqa: SLF001 (same module)
 
 
 if hasattr(os, "register_at_fork"):

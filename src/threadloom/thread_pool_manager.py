@@ -200,7 +200,7 @@ class ThreadPoolManager(core.PoolBase):
             self._executor = executor
             self._executors_seen.append(executor)
             if self._slots is None and self.resource_monitor is None:
-                self._fast_dispatch = executor._dispatch
+                self._fast_dispatch = executor._dispatch  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
             self._started_at = time.monotonic()
             self._target_workers = self.max_workers
             self._stop_adjusting = threading.Event()
@@ -417,7 +417,7 @@ class ThreadPoolManager(core.PoolBase):
                 self._slots.release()
             raise
         if observed:
-            future._tl_observer = func  # type: ignore[attr-defined]
+            future._tl_observer = func  # type: ignore[attr-defined]  # noqa: SLF001 (this layer's own mark on the future it created)
             func.announce(future.task_id, name, priority)  # type: ignore[attr-defined]
         return future
 
@@ -451,7 +451,7 @@ class ThreadPoolManager(core.PoolBase):
         executor = self._executor
         if executor is None:
             return RuntimeError("ThreadPoolManager is not started: call start() first")
-        return executor._rejection()
+        return executor._rejection()  # noqa: SLF001 (the executor's own rejection error, so both layers say the same)
 
     def _take_slot(self, executor: ThreadPoolExecutor) -> Literal["slot", "caller", "over"]:
         """Wait for room in the queue per the policy.
