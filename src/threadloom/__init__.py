@@ -20,7 +20,7 @@ from ._errors import (
 )
 from ._future import Future
 from ._impl import NATIVE
-from ._task import SubmitOptions, TaskContext, TaskFuture, current_task
+from ._task import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
 from ._version import __version__
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
@@ -189,6 +189,7 @@ __all__ = [
     "HistoryStats",
     "IntervalJob",
     "IntervalSchedule",
+    "ManagedOptions",
     "ManualClock",
     "MissReason",
     "MissedCallback",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
 
 __all__ = [
+    "ManagedOptions",
     "SubmitOptions",
     "TaskCancelled",
     "TaskContext",
@@ -118,13 +119,22 @@ class SubmitOptions(core.SubmitView):
         retry: RetryPolicy | None,
         timeout: float | None,
     ) -> SubmitOptions:
+        # Checked in this order so that the first bad argument is the one named.
+        priority = check_priority(priority)
+        name = check_name(name)
+        retry = check_retry(retry)
+        timeout = check_timeout(timeout)
+        if name is not None or retry is not None or timeout is not None:
+            # The same object; its class tells a type checker that submit
+            # returns a TaskFuture.
+            cls = ManagedOptions
         return super().__new__(
             cls,
             executor._dispatch,  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
-            check_priority(priority),
-            check_name(name),
-            check_retry(retry),
-            check_timeout(timeout),
+            priority,
+            name,
+            retry,
+            timeout,
         )
 
     if TYPE_CHECKING:
@@ -164,3 +174,18 @@ class SubmitOptions(core.SubmitView):
             f"<SubmitOptions priority={self.priority} name={self.name!r} retry={self.retry!r} "
             f"timeout={self.timeout!r}>"
         )
+
+
+class ManagedOptions(SubmitOptions):
+    """The :class:`SubmitOptions` of ``options()`` given a name, retry policy or
+    timeout: the tasks it submits are managed, and their futures are
+    :class:`TaskFuture` (status, attempts, task id).
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def submit(
+            self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+        ) -> TaskFuture[_T]: ...

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor as _StdThreadPoolExecutor
 from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
-from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from ._future import Future
 from ._impl import core
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from ._core_py import ManagedTask
-    from ._task import SubmitOptions, TaskFuture
+    from ._task import ManagedOptions, SubmitOptions, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -368,6 +368,53 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
         except core.QueueClosed:
             raise self._rejection() from None
 
+    # The overloads tell a type checker which futures a view's submit returns:
+    # a TaskFuture once a name, retry policy or timeout is given.
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: None = None,
+        retry: None = None,
+        timeout: None = None,
+    ) -> SubmitOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> ManagedOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str | None = None,
+        retry: RetryPolicy,
+        timeout: float | None = None,
+    ) -> ManagedOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float,
+    ) -> ManagedOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> SubmitOptions: ...
     def options(
         self,
         *,

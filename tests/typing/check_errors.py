@@ -17,7 +17,9 @@ def wrong(ex: ThreadPoolExecutor) -> None:
     ex.submit(add, 1, "2")  # E: arg-type
     ex.submit(add, 1)  # E: call-arg
     ex.submit(add, 1, 2, c=3)  # E: call-arg
-    ex.options(priority=1.5)  # E: arg-type
+    ex.options(priority=1.5)  # E: call-overload
     ex.options(priority="high").submit(add, "1", 2)  # E: arg-type
     text: str = ex.submit(add, 1, 2).result()  # E: assignment
+    print(ex.options(priority="high").submit(add, 1, 2).status)  # E: attr-defined
+    ex.options(timeout=1.0).submit(add, 1, "2")  # E: arg-type
     del text

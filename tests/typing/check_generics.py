@@ -13,7 +13,10 @@ from typing_extensions import assert_type
 from threadloom import (
     ExecutionInfo,
     Future,
+    ManagedOptions,
     RegisteredTask,
+    RetryPolicy,
+    SubmitOptions,
     TaskFuture,
     TaskInfo,
     TaskManager,
@@ -40,6 +43,10 @@ def executor(ex: ThreadPoolExecutor) -> None:
     assert_type(ex.map(str, [1, 2]), Iterator[str])
     assert_type(ex.options(priority="high").submit(add, 1, 2).result(), int)
     assert_type(ex.options(priority=TaskPriority.LOW).map(str, [1]), Iterator[str])
+    assert_type(ex.options(priority="high"), SubmitOptions)
+    assert_type(ex.options(timeout=1.0), ManagedOptions)
+    assert_type(ex.options(name="n", priority=3).submit(add, 1, 2), TaskFuture[int])
+    assert_type(ex.options(retry=RetryPolicy(2)).submit(greet, "a").result(), str)
 
 
 def task_future(future: TaskFuture[bytes]) -> None:
