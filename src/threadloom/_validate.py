@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRIORITY_NAMES",
+    "check_count",
     "check_name",
     "check_priority",
     "check_retry",
@@ -73,11 +74,25 @@ def check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float
     return seconds
 
 
-def check_timeout(timeout: float | None) -> float | None:
+def check_timeout(timeout: object) -> float | None:
     """A task deadline in seconds (None: none), validated the one way."""
     if timeout is None:
         return None
     return float(core.check_seconds("timeout", timeout, False))
+
+
+def check_count(name: str, value: object) -> int:
+    """Return *value*, an int >= 0 (a count such as ``max_retries``), or raise naming *name*.
+
+    Raises:
+        TypeError: not an int (a bool is not one).
+        ValueError: negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, not {value}")
+    return value
 
 
 def check_retry(retry: object) -> RetryPolicy | None:

@@ -54,7 +54,13 @@ from ._graph import (
 )
 from ._impl import core
 from ._types import TaskPriority, TaskStatus
-from ._validate import check_priority
+from ._validate import (
+    check_count,
+    check_priority,
+    check_retry,
+    check_seconds,
+    check_timeout,
+)
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
@@ -685,34 +691,22 @@ class TaskManager:
         trigger_rule: object,
         results_param: object,
     ) -> TaskInfo:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"task name must be a non-empty str, not {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"task name must be a non-empty str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("task name must be a non-empty str, not ''")
         if not callable(func):
             raise TypeError(f"func of task {name!r} must be callable, not {type(func).__name__}")
-        if retry is not None:
-            if not isinstance(retry, RetryPolicy):
-                raise TypeError(f"retry of task {name!r} must be a RetryPolicy, not {retry!r}")
-            max_retries, retry_delay = retry.max_retries, retry.delay
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout < float("inf")
-        ):
-            raise ValueError(
-                f"timeout of task {name!r} must be seconds > 0 or None, not {timeout!r}"
-            )
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(
-                f"max_retries of task {name!r} must be an int >= 0, not {max_retries!r}"
-            )
-        if (
-            isinstance(retry_delay, bool)
-            or not isinstance(retry_delay, (int, float))
-            or not retry_delay >= 0
-        ):
-            raise ValueError(
-                f"retry_delay of task {name!r} must be a number >= 0, not {retry_delay!r}"
-            )
+        # The checks every layer shares (same exception, same text), named for the task.
+        try:
+            retry_policy = check_retry(retry)
+            if retry_policy is not None:
+                max_retries, retry_delay = retry_policy.max_retries, retry_policy.delay
+            timeout_s = check_timeout(timeout)
+            retry_count = check_count("max_retries", max_retries)
+            delay = check_seconds("retry_delay", retry_delay)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"task {name!r}: {exc}") from None
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled of task {name!r} must be a bool, not {enabled!r}")
         if not isinstance(description, str):
@@ -746,10 +740,10 @@ class TaskManager:
             kwargs=MappingProxyType(kwargs) if kwargs else _EMPTY,
             dependencies=dependencies,
             priority=check_priority(priority),
-            max_retries=max_retries,
-            retry_delay=float(retry_delay),
-            retry=retry if retry is not None else _retry_policy(max_retries, float(retry_delay)),
-            timeout=None if timeout is None else float(timeout),
+            max_retries=retry_count,
+            retry_delay=delay,
+            retry=retry_policy if retry_policy is not None else _retry_policy(retry_count, delay),
+            timeout=timeout_s,
             schedule_spec=schedule_spec,
             schedule=None if schedule_spec is None else parse_schedule(schedule_spec),
             enabled=enabled,

@@ -363,7 +363,7 @@ class ThreadPoolManager(core.PoolBase):
     ) -> TaskFuture[Any]:
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        if type(priority) is not int:
+        if type(priority) is not int or not -(2**31) <= priority < 2**31:
             priority = check_priority(priority)
         executor = self._executor
         if executor is None:
