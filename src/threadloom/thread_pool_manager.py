@@ -59,7 +59,11 @@ _TERMINAL = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    """A snapshot of one task's record."""
+    """A snapshot of one task submitted to a :class:`ThreadPoolManager`.
+
+    A :class:`~threadloom.TaskManager`'s task (a definition run by many
+    executions) is a :class:`~threadloom.RegisteredTask`.
+    """
 
     task_id: str
     name: str | None
