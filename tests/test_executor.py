@@ -595,10 +595,40 @@ def test_priority_option_runs_critical_next() -> None:
 
 def test_options_validate_priority() -> None:
     with threadloom.ThreadPoolExecutor(max_workers=1) as ex:
-        with pytest.raises(TypeError, match="priority"):
-            ex.options(priority="high")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="priority must be one of"):
+            ex.options(priority=1.5)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="priority must be one of"):
+            ex.options(priority=True)
+        with pytest.raises(ValueError, match="unknown priority 'urgent'"):
+            ex.options(priority="urgent")
         with pytest.raises(ValueError, match="32 bits"):
             ex.options(priority=2**40)
+
+
+def test_options_with_a_name_retry_or_timeout_are_managed_options() -> None:
+    with threadloom.ThreadPoolExecutor(max_workers=1) as ex:
+        assert type(ex.options(priority="high")) is threadloom.SubmitOptions
+        for options in (
+            ex.options(name="n"),
+            ex.options(retry=threadloom.RetryPolicy(1)),
+            ex.options(timeout=5.0, priority=2),
+        ):
+            assert type(options) is threadloom.ManagedOptions
+            assert options.managed
+            future = options.submit(pow, 2, 5)
+            assert isinstance(future, threadloom.TaskFuture)
+            assert future.result(TIMEOUT) == 32
+
+
+@pytest.mark.parametrize(
+    ("spelling", "value"),
+    [("high", TaskPriority.HIGH), ("LOW", TaskPriority.LOW), ("Critical", 3), (-7, -7)],
+)
+def test_options_accept_the_workflow_spellings_of_priority(spelling: int | str, value: int) -> None:
+    with threadloom.ThreadPoolExecutor(max_workers=1) as ex:
+        options = ex.options(priority=spelling)
+        assert options.priority == value
+        assert type(options.priority) is int
 
 
 def test_coroutines_run_on_one_loop_per_worker() -> None:

@@ -850,12 +850,20 @@ def test_adding_an_earlier_schedule_wakes_the_sleeping_thread(harness: Harness) 
     assert harness.runs("soon") == [utc(12, 1)]
 
 
+def test_list_is_a_deprecated_alias_of_list_schedules(harness: Harness) -> None:
+    harness.scheduler.add("a", CronSchedule("30 12 * * *", "UTC"))
+    with pytest.warns(DeprecationWarning, match="list_schedules"):
+        infos = harness.scheduler.list()
+    assert infos == harness.scheduler.list_schedules()
+    assert [i.job_id for i in infos] == ["a"]
+
+
 def test_list_get_pause_resume_remove(harness: Harness) -> None:
     scheduler = harness.scheduler
     scheduler.add("b", CronSchedule("0 13 * * *", "UTC"))
     scheduler.add("a", CronSchedule("30 12 * * *", "UTC"))
     scheduler.add("c", IntervalSchedule(every(10).minutes, "UTC"))
-    infos = scheduler.list()
+    infos = scheduler.list_schedules()
     assert [
         (i.job_id, i.next_fire_time.isoformat() if i.next_fire_time else None) for i in infos
     ] == [
@@ -876,7 +884,7 @@ def test_list_get_pause_resume_remove(harness: Harness) -> None:
     scheduler.remove("b")
     harness.set(datetime(2024, 5, 1, 13, 0, tzinfo=UTC))
     assert harness.runs("b") == []
-    assert [i.job_id for i in scheduler.list()] == ["c", "a"]
+    assert [i.job_id for i in scheduler.list_schedules()] == ["c", "a"]
     assert len(scheduler) == 2
     with pytest.raises(KeyError, match="'b'"):
         scheduler.remove("b")
@@ -1194,7 +1202,8 @@ def test_a_batch_of_due_runs_still_respects_max_instances(harness: Harness) -> N
 def run_until(h: Harness, end: datetime) -> None:
     """Step the clock to each next due time (no backlog) up to *end*."""
     while True:
-        upcoming = [i.next_fire_time for i in h.scheduler.list() if i.next_fire_time is not None]
+        infos = h.scheduler.list_schedules()
+        upcoming = [i.next_fire_time for i in infos if i.next_fire_time is not None]
         nearest = min(upcoming, default=None)
         if nearest is None or nearest > end:
             h.set(end)

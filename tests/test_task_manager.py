@@ -663,6 +663,21 @@ def test_unregister(manager: TaskManager) -> None:
         manager.unregister_task("a")
 
 
+def test_priority_names_as_in_the_workflow_file(manager: TaskManager) -> None:
+    task = manager.register_task("a", int, priority="high")
+    assert manager.get_task(task).priority == TaskPriority.HIGH
+    assert manager.update_task(task, priority="LOW").priority == TaskPriority.LOW
+
+
+def test_get_execution_and_its_seed_name_return_the_same_snapshot(manager: TaskManager) -> None:
+    execution = run_to_end(manager, manager.register_task("a", lambda: 42))
+    info = manager.get_execution(execution)
+    assert info == manager.get_execution_status(execution)
+    assert (info.status, info.results) == (COMPLETED, {"a": 42})
+    with pytest.raises(UnknownExecutionError, match="no execution has id 'nope'"):
+        manager.get_execution("nope")
+
+
 def test_list_tasks_by_tag(manager: TaskManager) -> None:
     manager.register_task("a", int, tags=["etl"])
     manager.register_task("b", int, tags="etl")
@@ -676,7 +691,8 @@ def test_list_tasks_by_tag(manager: TaskManager) -> None:
     [
         ({"func": 3}, TypeError, "must be callable"),
         ({"name": ""}, ValueError, "non-empty"),
-        ({"priority": "high"}, TypeError, "priority"),
+        ({"priority": 1.5}, TypeError, "priority must be one of"),
+        ({"priority": "urgent"}, ValueError, "unknown priority 'urgent'"),
         ({"max_retries": -1}, ValueError, "max_retries"),
         ({"retry_delay": -0.5}, ValueError, "retry_delay"),
         ({"retry": 3}, TypeError, "must be a RetryPolicy"),

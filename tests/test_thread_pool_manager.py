@@ -100,6 +100,20 @@ def test_higher_priority_runs_first_and_any_int_is_a_priority(pool: ThreadPoolMa
     assert order[2:] == [f"low{i}" for i in range(20)]
 
 
+def test_priority_names_are_priorities_on_every_submit(pool: ThreadPoolManager) -> None:
+    # A name is not an int, so submit() leaves the core's fast path for the
+    # slow one, which parses it as the workflow file and options() do.
+    gate = block_worker(pool)
+    order: list[str] = []
+    low = pool.submit(order.append, "low", priority="LOW")
+    high = pool.submit(order.append, "high", priority="high")
+    critical = pool.submit_call(order.append, ("critical",), priority="Critical")
+    gate.release.set()
+    assert pool.wait_all(TIMEOUT)
+    assert order == ["critical", "high", "low"]
+    assert [pool.get_task_info(t).priority for t in (low, high, critical)] == [0, 2, 3]
+
+
 def test_a_retry_never_sleeps_in_a_worker(pool: ThreadPoolManager) -> None:
     attempts: list[float] = []
 
@@ -505,8 +519,10 @@ def test_validation_errors_name_the_problem() -> None:
     with ThreadPoolManager(min_workers=1, max_workers=1) as manager:
         with pytest.raises(TypeError, match="callable"):
             manager.submit(42)  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match="priority"):
-            manager.submit(pow, 1, 1, priority="high")
+        with pytest.raises(TypeError, match="priority must be one of"):
+            manager.submit(pow, 1, 1, priority=1.5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="unknown priority 'urgent'"):
+            manager.submit(pow, 1, 1, priority="urgent")
         with pytest.raises(ValueError, match="timeout"):
             manager.submit_call(pow, (1, 1), timeout=-1)
 

@@ -265,7 +265,7 @@ class PoolBase:
         self,
         func: Callable[..., Any],
         *args: Any,
-        priority: int = 1,
+        priority: int | str = 1,
         max_retries: int = 0,
         retry_delay: float = 1.0,
         **kwargs: Any,

@@ -22,7 +22,7 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._impl import core
 
@@ -70,13 +70,16 @@ class Future(_StdFuture[_T], Generic[_T]):
         return list(callbacks) if callbacks is not None else []
 
     # The state machine: plain functions of the core, bound here as methods.
-    result = core.future_result
-    exception = core.future_exception
-    set_result = core.future_set_result
-    set_exception = core.future_set_exception
-    set_running_or_notify_cancel = core.future_set_running_or_notify_cancel
-    cancel = core.future_cancel
-    add_done_callback = core.future_add_done_callback
+    # Type checkers do not see the binding: they see the stdlib's typed
+    # methods (``result() -> _T``), which these implement.
+    if not TYPE_CHECKING:
+        result = core.future_result
+        exception = core.future_exception
+        set_result = core.future_set_result
+        set_exception = core.future_set_exception
+        set_running_or_notify_cancel = core.future_set_running_or_notify_cancel
+        cancel = core.future_cancel
+        add_done_callback = core.future_add_done_callback
     _core = core
 
     def cancelled(self) -> bool:

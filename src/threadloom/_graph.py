@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
+from ._errors import DependencyCycleError, TaskDependencyError, UnknownDependencyError
 from ._types import TaskStatus
 
 __all__ = [
@@ -28,39 +29,6 @@ __all__ = [
     "closure_in_order",
     "inherit_priorities",
 ]
-
-
-class TaskDependencyError(ValueError):
-    """A dependency declaration is invalid."""
-
-
-class UnknownDependencyError(TaskDependencyError):
-    """A task depends on a task that is not registered.
-
-    Attributes:
-        task: The name of the declaring task.
-        missing: The references that name no registered task.
-    """
-
-    def __init__(self, task: str, missing: Sequence[str]) -> None:
-        self.task = task
-        self.missing = tuple(missing)
-        super().__init__(
-            f"task {task!r} depends on unknown task(s): {', '.join(map(repr, self.missing))}"
-        )
-
-
-class DependencyCycleError(TaskDependencyError):
-    """Declared dependencies would form a cycle.
-
-    Attributes:
-        cycle: The names of the tasks on the cycle, first repeated last
-            (``("a", "b", "a")``: a depends on b, which depends on a).
-    """
-
-    def __init__(self, cycle: Sequence[str]) -> None:
-        self.cycle = tuple(cycle)
-        super().__init__(f"dependency cycle: {' -> '.join(self.cycle)}")
 
 
 class TriggerRule(str, enum.Enum):

@@ -10,12 +10,13 @@ the task future.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ._errors import TaskCancelled
 from ._future import Future
 from ._impl import core
-from ._types import TaskStatus, check_priority
+from ._types import TaskStatus
+from ._validate import check_name, check_priority, check_retry, check_timeout
 
 if TYPE_CHECKING:
     from ._core_py import ManagedTask
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .retry import RetryPolicy
 
 __all__ = [
+    "ManagedOptions",
     "SubmitOptions",
     "TaskCancelled",
     "TaskContext",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 #: What ``current_task()`` returns: the running task itself.
 TaskContext = core.ManagedTask
@@ -88,27 +91,6 @@ class TaskFuture(Future[_T]):
 core.set_task_future_type(TaskFuture)
 
 
-def check_timeout(timeout: float | None) -> float | None:
-    """A task deadline in seconds (None: none), validated the one way."""
-    if timeout is None:
-        return None
-    return float(core.check_seconds("timeout", timeout, False))
-
-
-def check_retry(retry: object) -> RetryPolicy | None:
-    from .retry import RetryPolicy
-
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise TypeError(f"retry must be a RetryPolicy or None, not {type(retry).__name__}")
-    return retry
-
-
-def check_name(name: object) -> str | None:
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-    return name
-
-
 class SubmitOptions(core.SubmitView):
     """A view of a pool that submits with priority, name, retry policy and deadline.
 
@@ -137,14 +119,30 @@ class SubmitOptions(core.SubmitView):
         retry: RetryPolicy | None,
         timeout: float | None,
     ) -> SubmitOptions:
+        # Checked in this order so that the first bad argument is the one named.
+        priority = check_priority(priority)
+        name = check_name(name)
+        retry = check_retry(retry)
+        timeout = check_timeout(timeout)
+        if name is not None or retry is not None or timeout is not None:
+            # The same object; its class tells a type checker that submit
+            # returns a TaskFuture.
+            cls = ManagedOptions
         return super().__new__(
             cls,
-            executor._dispatch,
-            check_priority(priority),
-            check_name(name),
-            check_retry(retry),
-            check_timeout(timeout),
+            executor._dispatch,  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
+            priority,
+            name,
+            retry,
+            timeout,
         )
+
+    if TYPE_CHECKING:
+        # The core's submit, as type checkers should see it: a TaskFuture
+        # when the view has a name, retry policy or timeout, else a Future.
+        def submit(
+            self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+        ) -> Future[_T]: ...
 
     def map(
         self,
@@ -162,7 +160,7 @@ class SubmitOptions(core.SubmitView):
         """
         if self.managed:
             raise ValueError("options(...).map supports priority only, not name/retry/timeout")
-        return self._executor._map_at(
+        return self._executor._map_at(  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
             self.priority,
             fn,
             iterables,
@@ -176,3 +174,18 @@ class SubmitOptions(core.SubmitView):
             f"<SubmitOptions priority={self.priority} name={self.name!r} retry={self.retry!r} "
             f"timeout={self.timeout!r}>"
         )
+
+
+class ManagedOptions(SubmitOptions):
+    """The :class:`SubmitOptions` of ``options()`` given a name, retry policy or
+    timeout: the tasks it submits are managed, and their futures are
+    :class:`TaskFuture` (status, attempts, task id).
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def submit(
+            self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+        ) -> TaskFuture[_T]: ...

@@ -56,14 +56,3 @@ _TERMINAL = frozenset(
         TaskStatus.INTERRUPTED,
     }
 )
-
-
-def check_priority(priority: object) -> int:
-    """Return *priority* as an int, or raise a TypeError naming the bad value."""
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(
-            f"priority must be an int or TaskPriority, not {type(priority).__name__} ({priority!r})"
-        )
-    if not -(2**31) <= priority < 2**31:
-        raise ValueError(f"priority {priority} is out of range (must fit in 32 bits)")
-    return int(priority)

@@ -412,7 +412,7 @@ class Subscription:
         Returns:
             True if the delivery thread ended within *timeout* seconds.
         """
-        self._bus._remove(self)
+        self._bus._remove(self)  # noqa: SLF001 (same module)
         with self._lock:
             self._closed = True
         self._hurry.set()
@@ -507,7 +507,7 @@ class EventBus:
                 f"max_task_rate must be a positive number or None, not {max_task_rate!r}"
             )
         subscription = Subscription(self, callback, kind_set, size, max_task_rate)
-        subscription._thread.start()
+        subscription._thread.start()  # noqa: SLF001 (same module)
         with self._lock:
             self._subscriptions = (*self._subscriptions, subscription)
             self._update_rate()
@@ -559,7 +559,7 @@ class EventBus:
         for subscription in self._subscriptions:
             kinds = subscription.kinds
             if kinds is None or kind in kinds:
-                subscription._push(event)
+                subscription._push(event)  # noqa: SLF001 (same module; the hot path of emit)
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:

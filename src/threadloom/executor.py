@@ -21,17 +21,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor as _StdThreadPoolExecutor
 from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from ._future import Future
 from ._impl import core
-from ._types import TaskPriority, check_priority
+from ._types import TaskPriority
+from ._validate import check_priority
 
 if TYPE_CHECKING:
     import asyncio
 
     from ._core_py import ManagedTask
-    from ._task import SubmitOptions, TaskFuture
+    from ._task import ManagedOptions, SubmitOptions, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 _NORMAL = int(TaskPriority.NORMAL)
 _USER_PRIORITY_MAX = 2**31 - 1
@@ -68,13 +70,13 @@ def _python_exit() -> None:
     for executor in executors:
         # A task waiting for its retry delay is queued work: it runs now,
         # as everything else queued does, before the workers are joined.
-        executor._close_for_exit()
+        executor._close_for_exit()  # noqa: SLF001 (same module)
     for executor in executors:
-        for thread in list(executor._threads):
+        for thread in list(executor._threads):  # noqa: SLF001 (same module)
             thread.join()
 
 
-threading._register_atexit(_python_exit)  # type: ignore[attr-defined]
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]  # noqa: SLF001 (the stdlib executor's hook too: workers joined before interpreter teardown)
 
 
 def _after_fork_in_child() -> None:
@@ -85,9 +87,9 @@ def _after_fork_in_child() -> None:
     _global_lock = threading.Lock()
     # The timer thread is gone too; pending deadlines and retries stay armed
     # and a new thread serves them.
-    core.TIMERS._after_fork_in_child()
+    core.TIMERS._after_fork_in_child()  # noqa: SLF001 (the core's fork hook, run by its one owner)
     for executor in list(_live_executors):
-        executor._after_fork_in_child()
+        executor._after_fork_in_child()  # noqa: SLF001 (same module)
 
 
 if hasattr(os, "register_at_fork"):
@@ -148,7 +150,7 @@ def _worker_main(
             dispatch.release_worker()
             executor = executor_ref()
             if executor is not None:
-                executor._initializer_failed()
+                executor._initializer_failed()  # noqa: SLF001 (same module)
             return
     try:
         dispatch.run_worker(_run_coroutine)
@@ -317,7 +319,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             executor = executor_ref()
             if executor is None:
                 return
-            executor._start_worker(executor_ref)
+            executor._start_worker(executor_ref)  # noqa: SLF001 (same module)
 
         return spawn
 
@@ -328,7 +330,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             executor = executor_ref()
             if executor is None:
                 return RuntimeError("cannot schedule new futures after shutdown")
-            return executor._rejection()
+            return executor._rejection()  # noqa: SLF001 (same module)
 
         return reject
 
@@ -351,7 +353,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             self._threads.add(thread)
 
     # -- submission -------------------------------------------------------
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)``; return a future for its result.
 
         Every keyword is passed to *fn*: threadloom's own options are reached
@@ -366,10 +368,57 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
         except core.QueueClosed:
             raise self._rejection() from None
 
+    # The overloads tell a type checker which futures a view's submit returns:
+    # a TaskFuture once a name, retry policy or timeout is given.
+    @overload
     def options(
         self,
         *,
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = ...,
+        name: None = None,
+        retry: None = None,
+        timeout: None = None,
+    ) -> SubmitOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> ManagedOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str | None = None,
+        retry: RetryPolicy,
+        timeout: float | None = None,
+    ) -> ManagedOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float,
+    ) -> ManagedOptions: ...
+    @overload
+    def options(
+        self,
+        *,
+        priority: int | str = ...,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> SubmitOptions: ...
+    def options(
+        self,
+        *,
+        priority: int | str = TaskPriority.NORMAL,
         name: str | None = None,
         retry: Any = None,
         timeout: float | None = None,
@@ -381,7 +430,8 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
         keyword of *fn*'s is taken for it.
 
         Args:
-            priority: any int; higher runs first (``TaskPriority`` names steps).
+            priority: any int, higher runs first, or a ``TaskPriority`` name in
+                any case (``"high"``).
             name: a name for the task, seen by ``threadloom.current_task()``.
             retry: a ``RetryPolicy`` for failed attempts.
             timeout: seconds from submission after which the future fails with
@@ -389,7 +439,8 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
                 is asked to stop through ``current_task().cancelled``).
 
         Raises:
-            TypeError: *priority* is not an int.
+            TypeError: *priority* is neither an int nor a str.
+            ValueError: *priority* is an unknown name or out of the 32-bit range.
         """
         from ._task import SubmitOptions
 
@@ -484,7 +535,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
 
     def _close_for_exit(self) -> None:
         for future in self._dispatch.begin_close():
-            future._task.requeue_now(future)
+            future.task.requeue_now(future)
         self._dispatch.close()
 
     # -- map --------------------------------------------------------------
@@ -599,7 +650,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
                 if cancel_futures:
                     future.cancel()
                 else:
-                    future._task.requeue_now(future)
+                    future.task.requeue_now(future)
             # Closing before draining means no submit can slip in after it.
             self._dispatch.close()
             if cancel_futures:
@@ -667,7 +718,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
     def _after_fork_in_child(self) -> None:
         self._shutdown_lock = threading.RLock()
         self._threads = set()
-        self._dispatch._after_fork_in_child()
+        self._dispatch._after_fork_in_child()  # noqa: SLF001 (the core's fork hook, run by its one owner)
 
     # -- sizing -----------------------------------------------------------
     def resize(self, max_workers: int, min_workers: int | None = None) -> None:
@@ -766,7 +817,7 @@ class _ChunkRefill:
         items = list(itertools.islice(self._source, self._size))
         if not items:
             return None
-        return executor._submit_chunk(self._priority, self._fn, items, 0, len(items), self._star)
+        return executor._submit_chunk(self._priority, self._fn, items, 0, len(items), self._star)  # noqa: SLF001 (same module)
 
 
 def _map_results(

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import psutil
 
+from ._errors import HistoryError
 from ._types import TaskStatus
 
 __all__ = [
@@ -128,10 +129,6 @@ MEMORY_RETAIN_COUNT = 10_000
 
 _BUSY_RETRY_DELAY = 0.05
 _LOCK_LOG_INTERVAL = 30.0
-
-
-class HistoryError(Exception):
-    """The history database cannot be used (bad path, not SQLite, locked, closed, full)."""
 
 
 class TaskRunRecord(NamedTuple):
@@ -1142,7 +1139,7 @@ class TaskHistory:
 
 def _after_fork_in_child() -> None:
     for history in list(_LIVE):
-        history._reset_after_fork()
+        history._reset_after_fork()  # noqa: SLF001 (same module)
 
 
 if hasattr(os, "register_at_fork"):

@@ -48,6 +48,7 @@ import os
 import random
 import re
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, time, timedelta, timezone, tzinfo
@@ -610,7 +611,7 @@ class Schedule(abc.ABC):
             raise TypeError(f"unknown schedule policy {', '.join(map(repr, unknown))}")
         merged.update(policies)
         clone = copy.copy(self)
-        clone._init_policies(**merged)
+        clone._init_policies(**merged)  # noqa: SLF001 (same module)
         return clone
 
     # -- what subclasses provide
@@ -669,7 +670,7 @@ class Schedule(abc.ABC):
         if not self._window_spans:
             return True
         for span in self._window_spans:
-            occurrence = span._occurrence(moment, self.tz)
+            occurrence = span._occurrence(moment, self.tz)  # noqa: SLF001 (same module)
             if occurrence is not None and occurrence[0] <= moment:
                 return True
         return False
@@ -678,7 +679,7 @@ class Schedule(abc.ABC):
         """*moment* if inside a window, else the next window start, else None."""
         best: datetime | None = None
         for span in self._window_spans:
-            occurrence = span._occurrence(moment, self.tz)
+            occurrence = span._occurrence(moment, self.tz)  # noqa: SLF001 (same module)
             if occurrence is not None:
                 opening = max(occurrence[0], moment)
                 if best is None or opening < best:
@@ -695,7 +696,7 @@ class Schedule(abc.ABC):
             ends = [
                 occurrence[1]
                 for span in self._blackout_spans
-                if (occurrence := span._occurrence(probe, self.tz)) is not None
+                if (occurrence := span._occurrence(probe, self.tz)) is not None  # noqa: SLF001 (same module)
                 and occurrence[0] <= probe
             ]
             if not ends:
@@ -1351,8 +1352,8 @@ class Scheduler:
             raise ValueError("job_id must not be empty")
         parsed = parse_schedule(schedule)
         now = self._clock.now()
-        bound = parsed._bind(now)
-        upcoming = bound._fire_times_from(now)
+        bound = parsed._bind(now)  # noqa: SLF001 (same module: the scheduler drives its schedules)
+        upcoming = bound._fire_times_from(now)  # noqa: SLF001 (same module: the scheduler drives its schedules)
         # Found outside the lock (a sparse window search can take a while); a
         # first fire time that passes meanwhile is simply due at once.
         first = next(upcoming, None)
@@ -1419,7 +1420,7 @@ class Scheduler:
                 return
             entry.paused = False
             now = self._clock.now()
-            entry.upcoming = entry.schedule._iter_utc(now)
+            entry.upcoming = entry.schedule._iter_utc(now)  # noqa: SLF001 (same module: the scheduler drives its schedules)
             entry.next_fire = next(entry.upcoming, None)
             wake = self._push(entry)
         if wake:
@@ -1456,12 +1457,21 @@ class Scheduler:
         with self._lock:
             return self._info(self._get_entry(job_id))
 
-    def list(self) -> _InfoList:
+    def list_schedules(self) -> list[ScheduleInfo]:
         """Return a snapshot of every schedule, soonest next fire time first."""
         with self._lock:
             infos = [self._info(entry) for entry in self._entries.values()]
         far = datetime.max.replace(tzinfo=UTC)
         return sorted(infos, key=lambda info: (info.next_fire_time or far, info.job_id))
+
+    def list(self) -> _InfoList:
+        """Deprecated alias of :meth:`list_schedules` (its name shadowed a builtin)."""
+        warnings.warn(
+            "Scheduler.list() is deprecated; use Scheduler.list_schedules()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.list_schedules()
 
     def __len__(self) -> int:
         with self._lock:
@@ -1504,7 +1514,7 @@ class Scheduler:
         schedule = entry.schedule
         if schedule.jitter:
             jittered = due + timedelta(seconds=self._rng.uniform(0.0, schedule.jitter))
-            if schedule._allows_utc(jittered):
+            if schedule._allows_utc(jittered):  # noqa: SLF001 (same module: the scheduler drives its schedules)
                 due = jittered
         entry.due = due
         item = (due, next(self._sequence), entry, entry.token)

@@ -44,6 +44,7 @@ from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import events as tl_events
+from ._errors import UnknownExecutionError, UnknownTaskError
 from ._graph import (
     DependencyCycleError,
     DependencyGraph,
@@ -52,7 +53,14 @@ from ._graph import (
     UnknownDependencyError,
 )
 from ._impl import core
-from ._types import TaskPriority, TaskStatus, check_priority
+from ._types import TaskPriority, TaskStatus
+from ._validate import (
+    check_count,
+    check_priority,
+    check_retry,
+    check_seconds,
+    check_timeout,
+)
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
@@ -65,6 +73,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DependencyCycleError",
     "ExecutionInfo",
+    "RegisteredTask",
     "TaskDependencyError",
     "TaskInfo",
     "TaskManager",
@@ -102,23 +111,14 @@ _UPDATABLE = frozenset(
 )
 
 
-class UnknownTaskError(KeyError):
-    """No registered task has this id or name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-class UnknownExecutionError(KeyError):
-    """No execution has this id (neither in memory nor in the history)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
-class TaskInfo:
-    """A registered task.  Immutable: :meth:`TaskManager.update_task` replaces it.
+class RegisteredTask:
+    """A registered task: its definition.  Immutable: :meth:`TaskManager.update_task` replaces it.
+
+    Not the :class:`threadloom.TaskInfo` of a :class:`~threadloom.ThreadPoolManager`,
+    which is a snapshot of one submitted run; one registered task has many runs
+    (:class:`TaskRunInfo` inside an execution).  ``task_manager.TaskInfo`` is
+    this class's former name, kept as an alias.
 
     Attributes:
         task_id: The id :meth:`TaskManager.register_task` returned.
@@ -150,6 +150,10 @@ class TaskInfo:
     tags: tuple[str, ...]
     trigger_rule: TriggerRule
     results_param: str | None
+
+
+#: The seed's name of :class:`RegisteredTask`, kept so that its imports work.
+TaskInfo = RegisteredTask
 
 
 def _task_info_maker() -> Callable[..., TaskInfo]:
@@ -457,7 +461,7 @@ class TaskManager:
         func: Callable[..., Any],
         *args: Any,
         dependencies: Iterable[str] = (),
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         max_retries: int = 0,
         retry_delay: float = 1.0,
         retry: RetryPolicy | None = None,
@@ -481,7 +485,8 @@ class TaskManager:
             func: The callable to run.
             *args: Positional arguments for *func*.
             dependencies: Ids (or names) of the tasks that must end first.
-            priority: Queueing priority (a :class:`TaskPriority` or int; higher first).
+            priority: Queueing priority (an int, higher first, or a
+                :class:`TaskPriority` name in any case: ``"high"``).
             max_retries: Attempts after the first if *func* raises.
             retry_delay: Seconds between attempts.
             retry: A full :class:`RetryPolicy` (backoff, jitter, which
@@ -601,7 +606,7 @@ class TaskManager:
             self._ids_by_name[task.name] = task_id
         return task_id
 
-    def update_task(self, task_id: str, **changes: Any) -> TaskInfo:
+    def update_task(self, task_id: str, **changes: Any) -> RegisteredTask:
         """Change a registered task; executions already started keep the old one.
 
         Args:
@@ -670,13 +675,13 @@ class TaskManager:
             self._last_status.pop(task.task_id, None)
             self._sync_schedule(task, None)
 
-    def list_tasks(self, *, tag: str | None = None) -> list[TaskInfo]:
+    def list_tasks(self, *, tag: str | None = None) -> list[RegisteredTask]:
         """Return the registered tasks (those with *tag*, if given), in registration order."""
         with self._lock:
             tasks = list(self._tasks.values())
         return tasks if tag is None else [t for t in tasks if tag in t.tags]
 
-    def get_task(self, task_id: str) -> TaskInfo:
+    def get_task(self, task_id: str) -> RegisteredTask:
         """Return the task with this id or name.
 
         Raises:
@@ -706,34 +711,22 @@ class TaskManager:
         trigger_rule: object,
         results_param: object,
     ) -> TaskInfo:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"task name must be a non-empty str, not {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"task name must be a non-empty str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("task name must be a non-empty str, not ''")
         if not callable(func):
             raise TypeError(f"func of task {name!r} must be callable, not {type(func).__name__}")
-        if retry is not None:
-            if not isinstance(retry, RetryPolicy):
-                raise TypeError(f"retry of task {name!r} must be a RetryPolicy, not {retry!r}")
-            max_retries, retry_delay = retry.max_retries, retry.delay
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout < float("inf")
-        ):
-            raise ValueError(
-                f"timeout of task {name!r} must be seconds > 0 or None, not {timeout!r}"
-            )
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(
-                f"max_retries of task {name!r} must be an int >= 0, not {max_retries!r}"
-            )
-        if (
-            isinstance(retry_delay, bool)
-            or not isinstance(retry_delay, (int, float))
-            or not retry_delay >= 0
-        ):
-            raise ValueError(
-                f"retry_delay of task {name!r} must be a number >= 0, not {retry_delay!r}"
-            )
+        # The checks every layer shares (same exception, same text), named for the task.
+        try:
+            retry_policy = check_retry(retry)
+            if retry_policy is not None:
+                max_retries, retry_delay = retry_policy.max_retries, retry_policy.delay
+            timeout_s = check_timeout(timeout)
+            retry_count = check_count("max_retries", max_retries)
+            delay = check_seconds("retry_delay", retry_delay)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"task {name!r}: {exc}") from None
         if not isinstance(enabled, bool):
             raise TypeError(f"enabled of task {name!r} must be a bool, not {enabled!r}")
         if not isinstance(description, str):
@@ -767,10 +760,10 @@ class TaskManager:
             kwargs=MappingProxyType(kwargs) if kwargs else _EMPTY,
             dependencies=dependencies,
             priority=check_priority(priority),
-            max_retries=max_retries,
-            retry_delay=float(retry_delay),
-            retry=retry if retry is not None else _retry_policy(max_retries, float(retry_delay)),
-            timeout=None if timeout is None else float(timeout),
+            max_retries=retry_count,
+            retry_delay=delay,
+            retry=retry_policy if retry_policy is not None else _retry_policy(retry_count, delay),
+            timeout=timeout_s,
             schedule_spec=schedule_spec,
             schedule=None if schedule_spec is None else parse_schedule(schedule_spec),
             enabled=enabled,
@@ -793,7 +786,7 @@ class TaskManager:
             return ref
         task_id = self._ids_by_name.get(ref)
         if task_id is None:
-            raise UnknownTaskError(f"no task has id or name {ref!r}")
+            raise UnknownTaskError(ref, f"no task has id or name {ref!r}")
         return task_id
 
     def _resolve_dependency(self, name: str, ref: str) -> str:
@@ -1047,7 +1040,16 @@ class TaskManager:
         return execution.done.wait(timeout)
 
     def get_execution_status(self, execution_id: str) -> ExecutionInfo:
-        """Return a snapshot of an execution (from the history if no longer in memory).
+        """The seed's name of :meth:`get_execution`, kept: it returns the whole snapshot.
+
+        Raises:
+            UnknownExecutionError: No such execution.
+        """
+        return self.get_execution(execution_id)
+
+    def get_execution(self, execution_id: str) -> ExecutionInfo:
+        """Return a snapshot of an execution: its status, every task's run, the
+        results and errors (from the history if no longer in memory).
 
         Raises:
             UnknownExecutionError: No such execution.
@@ -1161,13 +1163,13 @@ class TaskManager:
         if execution is not None:
             return execution
         if not known and not self._history.query_executions(execution_id=execution_id):
-            raise UnknownExecutionError(f"no execution has id {execution_id!r}")
+            raise UnknownExecutionError(execution_id)
         return None
 
     def _execution_from_history(self, execution_id: str) -> ExecutionInfo:
         records = self._history.query_executions(execution_id=execution_id)
         if not records:
-            raise UnknownExecutionError(f"no execution has id {execution_id!r}")
+            raise UnknownExecutionError(execution_id)
         (record,) = records
         runs = self._history.query_runs(execution_id=execution_id, limit=None)
         return ExecutionInfo(

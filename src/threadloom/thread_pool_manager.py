@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import events as tl_events
+from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
 from ._impl import core
-from ._task import TaskFuture, check_name, check_retry, check_timeout, current_task
-from ._types import TaskPriority, TaskStatus, check_priority
+from ._task import TaskFuture, current_task
+from ._types import TaskPriority, TaskStatus
+from ._validate import check_name, check_priority, check_retry, check_timeout
 from .executor import ThreadPoolExecutor, current_worker_executor
 from .retry import RetryPolicy, _check_seconds
 
@@ -46,6 +48,7 @@ __all__ = [
 LOGGER = logging.getLogger("threadloom")
 
 QueueFullPolicy = Literal["block", "raise", "caller_runs"]
+_T = TypeVar("_T")
 _POLICIES = ("block", "raise", "caller_runs")
 
 
@@ -54,24 +57,13 @@ _TERMINAL = frozenset(
 )
 
 
-class UnknownTaskError(KeyError):
-    """No task with this id (never submitted, or its record was pruned)."""
-
-    def __str__(self) -> str:
-        return f"unknown task id {self.args[0]!r} (never submitted, or pruned after finishing)"
-
-
-class TaskNotFinished(RuntimeError):
-    """The task has not finished yet, so it has no error to report."""
-
-
-class QueueFull(RuntimeError):
-    """The pool's queue is at ``max_queue_size`` and the policy refused to wait."""
-
-
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    """A snapshot of one task's record."""
+    """A snapshot of one task submitted to a :class:`ThreadPoolManager`.
+
+    A :class:`~threadloom.TaskManager`'s task (a definition run by many
+    executions) is a :class:`~threadloom.RegisteredTask`.
+    """
 
     task_id: str
     name: str | None
@@ -212,7 +204,7 @@ class ThreadPoolManager(core.PoolBase):
             self._executor = executor
             self._executors_seen.append(executor)
             if self._slots is None and self.resource_monitor is None:
-                self._fast_dispatch = executor._dispatch
+                self._fast_dispatch = executor._dispatch  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
             self._started_at = time.monotonic()
             self._target_workers = self.max_workers
             self._stop_adjusting = threading.Event()
@@ -293,7 +285,7 @@ class ThreadPoolManager(core.PoolBase):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        priority: int,
+        priority: int | str,
         max_retries: int,
         retry_delay: float,
         observed: bool,
@@ -315,7 +307,7 @@ class ThreadPoolManager(core.PoolBase):
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         name: str | None = None,
@@ -330,15 +322,15 @@ class ThreadPoolManager(core.PoolBase):
 
     def submit_future(
         self,
-        func: Callable[..., Any],
+        func: Callable[..., _T],
         args: Iterable[Any] = (),
         kwargs: dict[str, Any] | None = None,
         *,
-        priority: int = TaskPriority.NORMAL,
+        priority: int | str = TaskPriority.NORMAL,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         name: str | None = None,
-    ) -> TaskFuture[Any]:
+    ) -> TaskFuture[_T]:
         """Queue ``func(*args, **kwargs)`` with explicit options; return its future.
 
         The future carries the task id (``future.task_id``); unlike a later
@@ -346,7 +338,8 @@ class ThreadPoolManager(core.PoolBase):
         pruned because the task finished at once.
 
         Args:
-            priority: any int, higher first; FIFO within a priority.
+            priority: any int, higher first, or a ``TaskPriority`` name
+                (``"high"``); FIFO within a priority.
             retry: the retry policy (default: the pool's ``default_retry``).
             timeout: a deadline in seconds from now: the task is then marked
                 TIMED_OUT, its future fails with ``TimeoutError`` and it is asked
@@ -370,7 +363,7 @@ class ThreadPoolManager(core.PoolBase):
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        priority: int,
+        priority: int | str,
         retry: RetryPolicy | None,
         timeout: float | None,
         name: str | None,
@@ -379,7 +372,7 @@ class ThreadPoolManager(core.PoolBase):
         """Queue one task; *observed*: its events go to the subscribers (sampled by the caller)."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
-        if type(priority) is not int:
+        if type(priority) is not int or not -(2**31) <= priority < 2**31:
             priority = check_priority(priority)
         executor = self._executor
         if executor is None:
@@ -432,7 +425,7 @@ class ThreadPoolManager(core.PoolBase):
                 self._slots.release()
             raise
         if observed:
-            future._tl_observer = func  # type: ignore[attr-defined]
+            future._tl_observer = func  # type: ignore[attr-defined]  # noqa: SLF001 (this layer's own mark on the future it created)
             func.announce(future.task_id, name, priority)  # type: ignore[attr-defined]
         return future
 
@@ -466,7 +459,7 @@ class ThreadPoolManager(core.PoolBase):
         executor = self._executor
         if executor is None:
             return RuntimeError("ThreadPoolManager is not started: call start() first")
-        return executor._rejection()
+        return executor._rejection()  # noqa: SLF001 (the executor's own rejection error, so both layers say the same)
 
     def _take_slot(self, executor: ThreadPoolExecutor) -> Literal["slot", "caller", "over"]:
         """Wait for room in the queue per the policy.

@@ -58,10 +58,12 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
+from ._errors import WorkflowError, WorkflowProblem
 from ._graph import TriggerRule
-from ._types import TaskPriority, check_priority
+from ._types import TaskPriority
+from ._validate import check_priority
 from .retry import RetryPolicy
 from .scheduling import CronSchedule, IntervalSchedule, OneOffSchedule, Schedule, every
 
@@ -131,7 +133,6 @@ _INTERVAL_UNITS = (
     "saturday",
     "sunday",
 )
-_PRIORITY_NAMES = {p.name.lower(): p for p in TaskPriority}
 
 #: The most worker threads a workflow (or ``threadloom run --workers``) may ask for.
 MAX_WORKERS = 10_000
@@ -140,47 +141,6 @@ MAX_WORKERS = 10_000
 MAX_SECONDS = 365 * 86_400
 #: The most retries a task may ask for.
 _MAX_RETRIES = 1_000_000
-
-
-class WorkflowProblem(NamedTuple):
-    """One thing wrong with a workflow file.
-
-    Attributes:
-        file: The workflow file (or the source name given to :func:`parse_workflow`).
-        task: The task the problem is in, or None for the file or ``[workflow]``.
-        field: The field (dotted for nested ones, e.g. ``retry.delay``), or None.
-        message: What is wrong, and what would be right.
-    """
-
-    file: str
-    task: str | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = []
-        if self.task is not None:
-            where.append(f"task {self.task!r}")
-        if self.field is not None:
-            where.append(f"field {self.field!r}")
-        if not where:
-            return f"{self.file}: {self.message}"
-        return f"{self.file}: {', '.join(where)}: {self.message}"
-
-
-class WorkflowError(ValueError):
-    """A workflow file is invalid; :attr:`problems` lists everything found wrong.
-
-    Attributes:
-        problems: Every problem, in file order (tasks first, then the graph).
-    """
-
-    def __init__(self, problems: Sequence[WorkflowProblem]) -> None:
-        self.problems = tuple(problems)
-        count = len(self.problems)
-        files = ", ".join(dict.fromkeys(p.file for p in self.problems))
-        header = f"invalid workflow {files} ({count} problem{'s' if count != 1 else ''})"
-        super().__init__(header + ":\n" + "\n".join(f"  {p}" for p in self.problems))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -714,21 +674,10 @@ class _Checker:
         return obj
 
     def priority(self, task: str, value: object) -> int:
-        names = ", ".join(_PRIORITY_NAMES)
-        if isinstance(value, str):
-            found = _PRIORITY_NAMES.get(value.lower())
-            if found is None:
-                self.problem(
-                    task, "priority", f"unknown priority {value!r}; use {names} or an integer"
-                )
-                return int(TaskPriority.NORMAL)
-            return int(found)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(task, "priority", f"must be one of {names} or an integer, not {value!r}")
-            return int(TaskPriority.NORMAL)
+        # The one parser of priorities: the file accepts what options() does.
         try:
             return check_priority(value)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             self.problem(task, "priority", str(exc))
             return int(TaskPriority.NORMAL)
 

@@ -36,6 +36,8 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._errors import DashboardError
+
 if TYPE_CHECKING:
     import os
 
@@ -53,10 +55,6 @@ EVENT_BUFFER = 50_000
 #: Tasks per second the dashboard follows one by one (task stream, tasks
 #: table, latency histograms); above it, a sample.  Counters stay exact.
 MAX_TASK_RATE = 2_000.0
-
-
-class DashboardError(RuntimeError):
-    """The dashboard cannot start: a port in use, a bad host, an unreadable history."""
 
 
 def parse_bind(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

@@ -707,7 +707,7 @@ class DashboardApp:
             from ..task_manager import UnknownExecutionError, UnknownTaskError
 
             try:
-                info = manager.get_execution_status(execution_id)
+                info = manager.get_execution(execution_id)
             except UnknownExecutionError:
                 raise ApiError(404, f"unknown execution {execution_id!r}") from None
             for task_id in info.tasks:
@@ -812,7 +812,7 @@ class DashboardApp:
             names = {t.task_id: t.name for t in self.sources.manager.list_tasks()}
         jobs = []
         now = datetime.now(timezone.utc)
-        for info in scheduler.list() if scheduler is not None else []:
+        for info in scheduler.list_schedules() if scheduler is not None else []:
             schedule = info.schedule
             try:
                 upcoming = [] if info.paused else schedule.next_fire_times(now, 5)

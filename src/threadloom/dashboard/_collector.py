@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import events as ev
 
@@ -183,7 +183,7 @@ class LiveState:
 
     # -- the subscriber (on the subscription's thread) -------------------------
     def on_event(self, event: ev.Event) -> None:
-        handler = _HANDLERS.get(event.kind)
+        handler = self._HANDLERS.get(event.kind)
         if handler is None:
             return
         with self.lock:
@@ -316,6 +316,22 @@ class LiveState:
 
     def _workers_changed(self, event: Any) -> None:
         pass
+
+    # The kinds followed, each with its handler (called under self.lock).
+    _HANDLERS: ClassVar[dict[str, Callable[[LiveState, Any], None]]] = {
+        "task_queued": _queued,
+        "task_started": _started,
+        "task_retrying": _retrying,
+        "task_finished": _finished,
+        "execution_started": _execution_started,
+        "execution_finished": _execution_finished,
+        "schedule_fired": _schedule_fired,
+        "schedule_missed": _schedule_missed,
+        "resource_sampled": _resources,
+        "alert_raised": _alert,
+        "alert_cleared": _alert,
+        "workers_changed": _workers_changed,
+    }
 
     # -- readers (any thread) --------------------------------------------------
     def take_dirty(self, limit: int) -> tuple[list[dict[str, Any]], bool, list[str]]:
@@ -483,19 +499,3 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, str):
         return (1, value.lower())
     return (2, value)
-
-
-_HANDLERS: dict[str, Callable[[LiveState, Any], None]] = {
-    "task_queued": LiveState._queued,
-    "task_started": LiveState._started,
-    "task_retrying": LiveState._retrying,
-    "task_finished": LiveState._finished,
-    "execution_started": LiveState._execution_started,
-    "execution_finished": LiveState._execution_finished,
-    "schedule_fired": LiveState._schedule_fired,
-    "schedule_missed": LiveState._schedule_missed,
-    "resource_sampled": LiveState._resources,
-    "alert_raised": LiveState._alert,
-    "alert_cleared": LiveState._alert,
-    "workers_changed": LiveState._workers_changed,
-}

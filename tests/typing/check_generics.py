@@ -1,0 +1,67 @@
+"""What threadloom's generic types give a type checker; checked by mypy, never run.
+
+tests/test_typing.py runs mypy on this file and expects no error: each
+``assert_type`` holds only if the inferred type is exactly the one written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from typing_extensions import assert_type
+
+from threadloom import (
+    ExecutionInfo,
+    Future,
+    ManagedOptions,
+    RegisteredTask,
+    RetryPolicy,
+    SubmitOptions,
+    TaskFuture,
+    TaskInfo,
+    TaskManager,
+    TaskPriority,
+    ThreadPoolExecutor,
+    ThreadPoolManager,
+)
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def greet(name: str, *, punctuation: str = "!") -> str:
+    return name + punctuation
+
+
+def executor(ex: ThreadPoolExecutor) -> None:
+    assert_type(ex.submit(int, "3"), Future[int])
+    assert_type(ex.submit(int, "3").result(), int)
+    assert_type(ex.submit(add, 1, 2).result(timeout=1.0), int)
+    assert_type(ex.submit(greet, "a", punctuation="?").result(), str)
+    assert_type(ex.submit(add, 1, 2).exception(), BaseException | None)
+    assert_type(ex.map(str, [1, 2]), Iterator[str])
+    assert_type(ex.options(priority="high").submit(add, 1, 2).result(), int)
+    assert_type(ex.options(priority=TaskPriority.LOW).map(str, [1]), Iterator[str])
+    assert_type(ex.options(priority="high"), SubmitOptions)
+    assert_type(ex.options(timeout=1.0), ManagedOptions)
+    assert_type(ex.options(name="n", priority=3).submit(add, 1, 2), TaskFuture[int])
+    assert_type(ex.options(retry=RetryPolicy(2)).submit(greet, "a").result(), str)
+
+
+def task_future(future: TaskFuture[bytes]) -> None:
+    assert_type(future.result(), bytes)
+    assert_type(future.task_id, str)
+
+
+def pool(manager: ThreadPoolManager) -> None:
+    assert_type(manager.submit(print, "x", priority="high"), str)
+    assert_type(manager.submit_future(add, (1, 2), priority="critical"), TaskFuture[int])
+    assert_type(manager.get_task_info("t"), TaskInfo)
+
+
+def task_manager(manager: TaskManager) -> None:
+    assert_type(manager.register_task("a", add, 1, 2, priority="high"), str)
+    assert_type(manager.get_task("a"), RegisteredTask)
+    assert_type(manager.get_execution("e"), ExecutionInfo)
+    assert_type(manager.get_execution_status("e"), ExecutionInfo)
