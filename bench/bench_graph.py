@@ -52,8 +52,7 @@ def shape(name: str) -> dict[int, list[int]]:
     if name == "random":
         rng = random.Random(20240501)
         return {
-            i: rng.sample(range(max(0, i - 50), i), min(i, rng.randint(0, 3)))
-            for i in range(SIZE)
+            i: rng.sample(range(max(0, i - 50), i), min(i, rng.randint(0, 3))) for i in range(SIZE)
         }
     if name == "chain":
         return {i: [i - 1] if i else [] for i in range(SIZE)}

@@ -178,9 +178,7 @@ def test_retry_gap(benchmark: Any) -> None:
                 holding.set()
                 hold.wait(10)
 
-            future = ex.options(retry=RetryPolicy(1, delay=RETRY_DELAY, backoff=1.0)).submit(
-                flaky
-            )
+            future = ex.options(retry=RetryPolicy(1, delay=RETRY_DELAY, backoff=1.0)).submit(flaky)
             ex.options(priority=3).submit(block)  # after flaky's first attempt
             assert holding.wait(10)
             backlog = [ex.submit(noop) for _ in range(2000)]

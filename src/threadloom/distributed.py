@@ -63,7 +63,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from ._impl import core
-from ._types import TaskPriority, TaskStatus, check_priority
+from ._types import TaskPriority, TaskStatus
+from ._validate import check_priority
 from .retry import RetryPolicy
 
 __all__ = [
@@ -477,7 +478,7 @@ class DaskSubmitView:
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
         """Submit ``fn(*args, **kwargs)`` with this view's options; every keyword goes to *fn*."""
-        return self._executor._submit(fn, args, kwargs, self._opts)
+        return self._executor._submit(fn, args, kwargs, self._opts)  # noqa: SLF001 (its own executor)
 
     def map(
         self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None
