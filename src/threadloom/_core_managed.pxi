@@ -723,6 +723,8 @@ cdef class ManagedTask:
         if entry is not None:
             self._retry_entry = None
             _TIMERS.disarm(entry)
+        if was == ST_RETRYING:
+            # Also when its timer entry was not kept yet (see _schedule_retry).
             dispatch._release_retry(future)
         if was == ST_QUEUED:
             dispatch._dead_added(self._priority)

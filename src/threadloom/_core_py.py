@@ -1731,6 +1731,8 @@ class ManagedTask:
         if entry is not None:
             self._retry_entry = None
             TIMERS._disarm(entry)
+        if was is _ST_RETRYING:
+            # Also when its timer entry was not kept yet (see _schedule_retry).
             dispatch._release_retry(future)
         if was is _ST_QUEUED:
             dispatch._dead_added(self._priority)
