@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -119,6 +120,17 @@ _EXECUTION_COLUMNS = (
 # Run ids are unique by construction (execution id + task id) and a run is
 # recorded once: no unique index on run_id, one B-tree fewer per insert.
 _INSERT_RUN = f"INSERT INTO task_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+#: Run rows per INSERT statement (14 parameters each: SQLite allows 32,766).
+_RUN_CHUNK = 512
+
+
+@functools.lru_cache(maxsize=_RUN_CHUNK)
+def _insert_runs(count: int) -> str:
+    """``INSERT`` of *count* run rows in one statement."""
+    row = f"({', '.join('?' * 14)})"
+    return f"INSERT INTO task_runs ({_RUN_COLUMNS}) VALUES {', '.join([row] * count)}"
+
+
 _INSERT_EXECUTION = (
     f"INSERT OR REPLACE INTO executions ({_EXECUTION_COLUMNS}) VALUES ({', '.join('?' * 11)})"
 )
@@ -260,7 +272,7 @@ class TaskHistory:
         self,
         path: str | os.PathLike[str] = ":memory:",
         *,
-        batch_size: int = 500,
+        batch_size: int = 4096,
         lock_timeout: float = 5.0,
         readonly: bool = False,
         retain_count: int | _Auto | None = AUTO,
@@ -1187,7 +1199,18 @@ def _commit(conn: sqlite3.Connection, rows: Sequence[tuple[str, tuple[Any, ...],
             end = start
             while end < len(rows) and rows[end][0] == sql:
                 end += 1
-            conn.executemany(sql, [row[1] for row in rows[start:end]])
+            params = [row[1] for row in rows[start:end]]
+            if sql is _INSERT_RUN and len(params) > 1:
+                # Run rows go up to _RUN_CHUNK to a statement: SQLite releases
+                # the GIL for each step, and a step per row meant a wait for
+                # the GIL per row while the pool's workers hold it.
+                for i in range(0, len(params), _RUN_CHUNK):
+                    chunk = params[i : i + _RUN_CHUNK]
+                    conn.execute(
+                        _insert_runs(len(chunk)), tuple(itertools.chain.from_iterable(chunk))
+                    )
+            else:
+                conn.executemany(sql, params)
             start = end
         conn.execute("COMMIT")
     except BaseException:
