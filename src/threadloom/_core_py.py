@@ -2133,6 +2133,29 @@ class PoolBase:
     _fast_dispatch: Dispatcher | None
     _registry: TaskRegistry
     default_retry: Any
+    # The sample of submitted tasks reported to sampling subscribers (see the
+    # native core; the same policy as EventBus.sample_task).
+    _sample_budget = 0.0
+    _sample_refill_ns = 0
+    _sample_skip = 0
+
+    def _sampled(self, events: Any) -> bool:
+        rate = events._task_rate
+        if rate is None:
+            return True
+        self._sample_budget -= 1
+        if self._sample_budget >= 0:
+            return True
+        self._sample_skip -= 1
+        if self._sample_skip > 0:
+            return False
+        self._sample_skip = 256
+        now = time.monotonic_ns()
+        if now < self._sample_refill_ns:
+            return False
+        self._sample_refill_ns = now + 100_000_000
+        self._sample_budget = rate * 0.1 - 1
+        return True
 
     def submit(
         self,
@@ -2156,7 +2179,7 @@ class PoolBase:
         """
         dispatch = self._fast_dispatch
         events = self._events  # type: ignore[attr-defined]
-        if events.active and events.sample_task():
+        if events.active and self._sampled(events):
             # Someone follows this task: the Python path reports it.
             return self._submit_slow(  # type: ignore[attr-defined,no-any-return]
                 func, args, kwargs, priority, max_retries, retry_delay, True
