@@ -55,10 +55,11 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
-from ._version import __version__
 from ._task import current_task
+from ._version import __version__
 
 __all__ = [
+    "SPEEDSCOPE_SCHEMA",
     "CallNode",
     "Distribution",
     "FunctionCost",
@@ -66,7 +67,6 @@ __all__ = [
     "ProfileReport",
     "Profiler",
     "Recommendation",
-    "SPEEDSCOPE_SCHEMA",
 ]
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
@@ -81,6 +81,13 @@ MAX_STACK_DEPTH = 128
 # least this, IO-bound when its off-CPU share is at least _IO_SHARE.
 _CPU_SHARE = 0.5
 _IO_SHARE = 0.7
+# Names at least this much on the CPU compete for the GIL; the GIL is busy
+# when task CPU per second of profile reaches _GIL_BUSY.
+_CPU_USER_SHARE = 0.15
+_GIL_BUSY = 0.4
+# A priority starves when its tasks wait this many times longer than the
+# higher priorities arriving meanwhile.
+_STARVING_RATIO = 5.0
 
 
 def _task_label(func: Callable[..., Any]) -> str:
@@ -156,7 +163,7 @@ class _ProfiledCall:
 class _Reservoir:
     """Exact count and sum; a bounded uniform sample of the values for percentiles."""
 
-    __slots__ = ("count", "limit", "max", "total", "values", "_rng")
+    __slots__ = ("_rng", "count", "limit", "max", "total", "values")
 
     def __init__(self, limit: int) -> None:
         self.count = 0
@@ -320,8 +327,7 @@ class CallNode:
             "total": self.total,
             "self": self.self,
             "children": [
-                child.to_dict()
-                for child in sorted(self.children.values(), key=lambda c: -c.total)
+                child.to_dict() for child in sorted(self.children.values(), key=lambda c: -c.total)
             ],
         }
 
@@ -476,7 +482,9 @@ class Profiler:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
             raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
         if not (0 <= sample_rate <= 10_000) or math.isnan(sample_rate):
-            raise ValueError(f"sample_rate must be between 0 and 10000 per second, not {sample_rate}")
+            raise ValueError(
+                f"sample_rate must be between 0 and 10000 per second, not {sample_rate}"
+            )
         if not isinstance(trace_memory, bool):
             raise TypeError(f"trace_memory must be a bool, not {type(trace_memory).__name__}")
         if isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1:
@@ -495,7 +503,7 @@ class Profiler:
         # (priority, submitted_at, wait) of first attempts, for starvation.
         self._waits: deque[tuple[int, float, float]] = deque(maxlen=max_values * 4)
         # Sampled stacks per name: stack (frame indexes, root first) -> seconds.
-        self._stacks: dict[str, Counter[tuple[int, ...]]] = {}
+        self._stacks: dict[str, dict[tuple[int, ...], float]] = {}
         self._frames: list[tuple[str, str, int]] = []
         self._frame_index: dict[CodeType, int] = {}
         self._samples = 0
@@ -651,8 +659,9 @@ class Profiler:
                 stack.reverse()
                 counter = self._stacks.get(name)
                 if counter is None:
-                    counter = self._stacks[name] = Counter()
-                counter[tuple(stack[:MAX_STACK_DEPTH])] += weight
+                    counter = self._stacks[name] = {}
+                key = tuple(stack[:MAX_STACK_DEPTH])
+                counter[key] = counter.get(key, 0.0) + weight
                 self._name_samples[name] += 1
                 self._samples += 1
         del frames
@@ -665,9 +674,20 @@ class Profiler:
         stats_by_name = self._stats
         while records:
             try:
-                (name, priority, attempt, submitted, wait, end, wall, cpu, failed, missed, timeout, mem) = (
-                    records.popleft()
-                )
+                (
+                    name,
+                    priority,
+                    attempt,
+                    submitted,
+                    wait,
+                    end,
+                    wall,
+                    cpu,
+                    failed,
+                    missed,
+                    timeout,
+                    mem,
+                ) = records.popleft()
             except IndexError:
                 break
             if submitted < self._busy_from:
@@ -760,7 +780,7 @@ class Profiler:
             node.self += count
         return root
 
-    def top_functions(self, name: str, limit: int = 10) -> list[FunctionCost]:
+    def top_functions(self, name: str, limit: int = 10) -> tuple[FunctionCost, ...]:
         """The functions of name *name* with the most samples on top of the stack."""
         with self._lock:
             stacks = dict(self._stacks.get(name, {}))
@@ -840,6 +860,18 @@ class Profiler:
         cpu_total = sum(s.cpu.total for s in stats_by_name.values())
         gil_load = cpu_total / duration if duration > 0 else 0.0
         concurrency = wall_total / duration if duration > 0 else 0.0
+        # Tasks running Python at once: those of names that spend a visible
+        # share of their time on the CPU (IO-bound names would inflate it).
+        cpu_users = (
+            sum(
+                s.wall.total
+                for s in stats_by_name.values()
+                if s.wall.total > 0 and s.cpu.total / s.wall.total >= _CPU_USER_SHARE
+            )
+            / duration
+            if duration > 0
+            else 0.0
+        )
         profiles = []
         for name in sorted(set(stats_by_name) | set(stacks)):
             stats = stats_by_name.get(name) or _NameStats(1)
@@ -850,8 +882,7 @@ class Profiler:
                     _top_functions(stacks.get(name, {}), frames, 10),
                     name_samples.get(name, 0),
                     gil_load,
-                    concurrency,
-                    duration,
+                    cpu_users,
                 )
             )
         report = ProfileReport(
@@ -899,15 +930,15 @@ def _top_functions(
     total = sum(stacks.values())
     if total <= 0:
         return ()
-    own: Counter[int] = Counter()
-    anywhere: Counter[int] = Counter()
+    own: dict[int, float] = {}
+    anywhere: dict[int, float] = {}
     hits: Counter[int] = Counter()
     for stack, seconds in stacks.items():
-        own[stack[-1]] += seconds
+        own[stack[-1]] = own.get(stack[-1], 0.0) + seconds
         for position in set(stack):
-            anywhere[position] += seconds
+            anywhere[position] = anywhere.get(position, 0.0) + seconds
             hits[position] += 1
-    ranked = sorted(anywhere, key=lambda p: (-own[p], -anywhere[p]))
+    ranked = sorted(anywhere, key=lambda p: (-own.get(p, 0.0), -anywhere[p]))
     result = []
     for position in ranked[:limit]:
         function, file, line = frames[position]
@@ -916,7 +947,7 @@ def _top_functions(
                 function=function,
                 file=file,
                 line=line,
-                self_share=own[position] / total,
+                self_share=own.get(position, 0.0) / total,
                 total_share=anywhere[position] / total,
                 samples=hits[position],
             )
@@ -930,17 +961,17 @@ def _name_profile(
     top: tuple[FunctionCost, ...],
     samples: int,
     gil_load: float,
-    concurrency: float,
-    duration: float,
+    cpu_users: float,
 ) -> NameProfile:
     wall = stats.wall.total
     cpu_share = stats.cpu.total / wall if wall > 0 else 0.0
     off_cpu = 1.0 - cpu_share if wall > 0 else 0.0
-    # With the GIL saturated (about one core of task CPU per second) and k
-    # tasks running at once, a task that only wants the CPU gets about 1/k of
-    # its wall time on it: the rest is waiting for the GIL, not for IO.
-    contended = min(max(concurrency, 1.0), max(gil_load, 0.0) * max(concurrency, 1.0))
-    gil_share = cpu_share * contended if gil_load >= _CPU_SHARE else cpu_share
+    # With the GIL busy (near one core of task CPU per second) and k tasks
+    # running Python at once, a task that only wants the CPU gets about 1/k
+    # of its wall time on it: the rest is waiting for the GIL, not for IO.
+    gil_share = cpu_share
+    if gil_load >= _GIL_BUSY and cpu_share >= _CPU_USER_SHARE:
+        gil_share = cpu_share * max(cpu_users, 1.0)
     if wall <= 0:
         kind = "unknown"
     elif cpu_share >= _CPU_SHARE or gil_share >= _CPU_SHARE:
@@ -1019,14 +1050,16 @@ def _advise(report: ProfileReport, waits: list[tuple[int, float, float]]) -> lis
                 f"waits {_seconds(p.wait.mean)} in the queue on average, more than it runs "
                 f"({_seconds(p.wall.mean)}): the pool is too small for an IO-bound load"
             )
-            law = f"{p.arrival_rate:.1f} tasks/s × {p.wall.mean:.2f} s"
+            law = f"{p.arrival_rate:.1f} tasks/s x {p.wall.mean:.2f} s"
             if others > 0.05:
                 law += f" + {others:.1f} for the other names"
             advice.append(
                 Recommendation(
                     kind="workers",
                     subject=p.name,
-                    advice=f"raise max_workers from {workers} to about {target} (Little's law: {law})",
+                    advice=(
+                        f"raise max_workers from {workers} to about {target} (Little's law: {law})"
+                    ),
                     reason=reason,
                     numbers={
                         "max_workers": workers,
@@ -1041,6 +1074,9 @@ def _advise(report: ProfileReport, waits: list[tuple[int, float, float]]) -> lis
     for p in names:
         if p.kind != "cpu" or _free_threaded():
             continue
+        if p.cpu.mean * p.cpu.count < 0.1 * report.duration:
+            # Not enough of the load to matter (tiny tasks classify noisily).
+            continue
         parallel = min(report.cores, workers or report.cores, max(p.tasks, 1))
         if parallel < 2:
             continue
@@ -1051,7 +1087,7 @@ def _advise(report: ProfileReport, waits: list[tuple[int, float, float]]) -> lis
                 advice=(
                     f"these tasks cannot use more than one core here; run them on processes "
                     f"with the Dask backend (--cluster local:{parallel}) or a free-threaded "
-                    f"build; expected speed-up about {parallel}×"
+                    f"build; expected speed-up about {parallel}x"
                 ),
                 reason=(
                     f"{p.name!r} runs Python on the CPU {p.cpu_share:.0%} of its wall time while "
@@ -1120,32 +1156,36 @@ def _advise(report: ProfileReport, waits: list[tuple[int, float, float]]) -> lis
             )
     for p in names:
         growth = p.memory_growth
-        if growth is not None and growth.count >= 3 and p.memory_grew_share >= 0.8:
-            if growth.mean >= 4096:
-                advice.append(
-                    Recommendation(
-                        kind="memory",
-                        subject=p.name,
-                        advice=(
-                            f"{p.name!r} keeps about {_bytes(growth.mean)} per task after it "
-                            f"returns: look for a cache or a list that outlives the task"
-                        ),
-                        reason=(
-                            f"traced memory grew after {p.memory_grew_share:.0%} of "
-                            f"{growth.count} attempts, {_bytes(growth.mean * growth.count)} in all"
-                        ),
-                        numbers={
-                            "mean_growth_bytes": growth.mean,
-                            "grew_share": p.memory_grew_share,
-                            "attempts": growth.count,
-                        },
-                    )
+        if (
+            growth is not None
+            and growth.count >= 3
+            and p.memory_grew_share >= 0.8
+            and growth.mean >= 4096
+        ):
+            advice.append(
+                Recommendation(
+                    kind="memory",
+                    subject=p.name,
+                    advice=(
+                        f"{p.name!r} keeps about {_bytes(growth.mean)} per task after it "
+                        f"returns: look for a cache or a list that outlives the task"
+                    ),
+                    reason=(
+                        f"traced memory grew after {p.memory_grew_share:.0%} of "
+                        f"{growth.count} attempts, {_bytes(growth.mean * growth.count)} in all"
+                    ),
+                    numbers={
+                        "mean_growth_bytes": growth.mean,
+                        "grew_share": p.memory_grew_share,
+                        "attempts": growth.count,
+                    },
                 )
+            )
     return advice
 
 
 def _starvation(waits: list[tuple[int, float, float]]) -> list[Recommendation]:
-    """Priorities whose queue wait grows while higher priorities keep arriving."""
+    """Priorities that wait far longer than the higher priorities arriving meanwhile."""
     by_priority: dict[int, list[tuple[float, float]]] = {}
     for priority, submitted, wait in waits:
         by_priority.setdefault(priority, []).append((submitted, wait))
@@ -1164,12 +1204,12 @@ def _starvation(waits: list[tuple[int, float, float]]) -> list[Recommendation]:
         ]
         if len(higher) < len(own):
             continue
-        half = len(own) // 2
-        early = sum(w for _, w in own[:half]) / half
-        late = sum(w for _, w in own[half:]) / (len(own) - half)
         mean_own = sum(w for _, w in own) / len(own)
+        longest = max(w for _, w in own)
         mean_higher = sum(w for _, w in higher) / len(higher)
-        if late > 1.5 * early and mean_own > 3 * mean_higher and late > 0:
+        # Waiting longer than higher priorities is what priorities are for;
+        # starving is waiting many times longer while they keep coming.
+        if mean_own > _STARVING_RATIO * mean_higher and mean_own > 0:
             advice.append(
                 Recommendation(
                     kind="starvation",
@@ -1179,14 +1219,14 @@ def _starvation(waits: list[tuple[int, float, float]]) -> list[Recommendation]:
                         f"wait, reserve workers for them, or add workers"
                     ),
                     reason=(
-                        f"their queue wait grew from {_seconds(early)} to {_seconds(late)} "
+                        f"they waited {_seconds(mean_own)} on average (up to {_seconds(longest)}) "
                         f"while {len(higher)} higher-priority tasks arrived and waited "
-                        f"{_seconds(mean_higher)} on average"
+                        f"{_seconds(mean_higher)}"
                     ),
                     numbers={
                         "priority": priority,
-                        "wait_early": early,
-                        "wait_late": late,
+                        "mean_wait": mean_own,
+                        "max_wait": longest,
                         "higher_arrivals": len(higher),
                         "higher_mean_wait": mean_higher,
                     },
@@ -1215,7 +1255,8 @@ def format_report(report: ProfileReport, *, top: int = 3) -> list[str]:
     lines = [
         f"profiled {_seconds(report.duration)}: {len(report.names)} task names, "
         f"{report.samples} stack samples at {report.sample_rate:g} Hz; task CPU "
-        f"{report.gil_load:.2f} cores of {report.cores}, {report.concurrency:.1f} tasks running on average",
+        f"{report.gil_load:.2f} cores of {report.cores}, "
+        f"{report.concurrency:.1f} tasks running on average",
         "",
         f"{'name':<24} {'kind':<6} {'tasks':>6} {'tries':>6} {'wall p50':>9} {'p90':>9} "
         f"{'cpu %':>6} {'wait p50':>9} {'p90':>9}",
