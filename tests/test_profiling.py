@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from threadloom.profiling import (
     Profiler,
     ProfileReport,
     format_report,
+    load_profiles,
     profiler_from,
 )
 
@@ -408,3 +412,119 @@ def test_reset_forgets_and_stop_keeps() -> None:
     assert profiler.names() == ["x"]
     profiler.reset()
     assert profiler.names() == []
+
+
+def test_unnamed_task_timed_out_in_queue_is_named_by_its_function() -> None:
+    gate = threading.Event()
+
+    def hold() -> None:
+        assert gate.wait(TIMEOUT)
+
+    def never_started() -> None:
+        raise AssertionError("timed out in the queue: never runs")
+
+    profiler = Profiler(group_by="function")
+    with ThreadPoolManager(1, 1, profile=profiler) as pool:
+        holder = pool.submit_future(hold, name="holder")
+        late = pool.submit_future(never_started, timeout=0.01)
+        assert pool.wait_for_task(late.task_id, TIMEOUT)
+        gate.set()
+        holder.result(TIMEOUT)
+    report = profiler.report()
+    # Grouped by function: the name given to hold() is not used.
+    assert {p.name for p in report.names} == {hold.__qualname__, never_started.__qualname__}
+    assert report.name(never_started.__qualname__).deadline_missed == 1
+
+
+# -- the command line ------------------------------------------------------------------
+
+IO_WORKFLOW = """
+[workflow]
+name = "io-fanout"
+workers = 2
+{tasks}
+"""
+
+IO_TASKS = """
+import threading
+
+_never = threading.Event()
+
+
+def fetch(i: int) -> int:
+    _never.wait({latency})
+    return i
+"""
+
+
+def run_cli(*args: object, cwd: Any) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("THREADLOOM_DB", None)
+    return subprocess.run(
+        [sys.executable, "-m", "threadloom", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_profile_prints_json_advice_and_stats_shows_it(tmp_path: Any) -> None:
+    (tmp_path / "io_tasks.py").write_text(IO_TASKS.format(latency=LATENCY))
+    tasks = "".join(
+        f'\n[tasks.fetch_{i}]\ncall = "io_tasks:fetch"\nargs = [{i}]\n' for i in range(12)
+    )
+    workflow = tmp_path / "flow.toml"
+    workflow.write_text(IO_WORKFLOW.format(tasks=tasks))
+    db = tmp_path / "h.db"
+    speedscope = tmp_path / "out.speedscope.json"
+
+    result = run_cli(
+        "profile",
+        workflow,
+        "--json",
+        "--profile-by",
+        "function",
+        "--speedscope",
+        speedscope,
+        "--db",
+        db,
+        "--no-live",
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)  # stdout is the JSON alone
+    (fetch,) = report["names"]
+    assert fetch["name"] == "fetch" and fetch["tasks"] == 12 and fetch["kind"] == "io"
+    kinds = {r["kind"]: r for r in report["recommendations"]}
+    assert kinds["workers"]["numbers"]["max_workers"] == 2
+    assert kinds["workers"]["numbers"]["recommended_workers"] > 2
+    assert json.loads(speedscope.read_text())["$schema"] == SPEEDSCOPE_SCHEMA
+
+    stats = run_cli("stats", "--db", db, cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    assert "latest recorded profile: run" in stats.stdout
+    assert "raise max_workers from 2 to about" in stats.stdout
+    stats_json = json.loads(run_cli("stats", "--db", db, "--json", cwd=tmp_path).stdout)
+    assert stats_json["profiles"][0]["report"]["names"][0]["name"] == "fetch"
+
+
+def test_cli_run_without_profile_records_none(tmp_path: Any) -> None:
+    (tmp_path / "io_tasks.py").write_text(IO_TASKS.format(latency=0))
+    workflow = tmp_path / "flow.toml"
+    workflow.write_text(
+        IO_WORKFLOW.format(tasks='\n[tasks.one]\ncall = "io_tasks:fetch"\nargs = [1]\n')
+    )
+    db = tmp_path / "h.db"
+    result = run_cli("run", workflow, "--once", "--db", db, "--no-live", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "recommendations" not in result.stdout
+    assert load_profiles(db) == []
+    profiled = run_cli(
+        "run", workflow, "--once", "--profile", "--db", db, "--no-live", cwd=tmp_path
+    )
+    assert profiled.returncode == 0, profiled.stderr
+    assert "recommendations" in profiled.stdout
+    assert [p.source for p in load_profiles(db)] == [f"run {workflow}"]

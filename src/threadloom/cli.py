@@ -885,7 +885,9 @@ def _profiler_option(args: argparse.Namespace) -> Any:
         return False
     from .profiling import Profiler
 
-    return Profiler(sample_rate=args.sample_rate, trace_memory=args.trace_memory)
+    return Profiler(
+        sample_rate=args.sample_rate, trace_memory=args.trace_memory, group_by=args.profile_by
+    )
 
 
 def _report_profile(
@@ -989,6 +991,13 @@ def _add_profile_options(parser: argparse.ArgumentParser, *, flag: bool) -> None
         action="store_true",
         help="while profiling, also measure the memory each task leaves allocated "
         "(tracemalloc: slows allocation-heavy tasks)",
+    )
+    parser.add_argument(
+        "--profile-by",
+        choices=("name", "function"),
+        default="name",
+        help="group the profile by task name, or by the function tasks call "
+        "(default: name; a graph of many tasks of a few functions reads better by function)",
     )
     parser.add_argument(
         "--speedscope",

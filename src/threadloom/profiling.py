@@ -44,6 +44,7 @@ spots, starving low priorities, missed deadlines, memory growing per task);
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -97,6 +98,8 @@ _STARVING_RATIO = 5.0
 
 
 def _task_label(func: Callable[..., Any]) -> str:
+    while isinstance(func, functools.partial):
+        func = func.func
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None)
     return str(name) if name else type(func).__qualname__
 
@@ -117,7 +120,7 @@ class _ProfiledCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         profiler = self.profiler
         task = current_task()
-        name = task.name or self.label
+        name = self.label if profiler.by_function else (task.name or self.label)
         attempt = task.attempt
         ident = threading.get_ident()
         running = profiler._running
@@ -161,6 +164,31 @@ class _ProfiledCall:
                     (tracemalloc.get_traced_memory()[0] - mem_start) if memory else None,
                 )
             )
+
+    def task_done(self, future: Any) -> None:
+        """The pool's done-callback: count a deadline missed before any attempt started."""
+        task = getattr(future, "task", None)
+        if task is None or task.started_at is not None:
+            return
+        if getattr(task.status, "value", None) != "timed_out":
+            return
+        name = self.label if self.profiler.by_function else (task.name or self.label)
+        self.profiler._records.append(
+            (
+                name,
+                task.priority,
+                0,
+                task.submitted_at,
+                -1.0,
+                time.time(),
+                0.0,
+                0.0,
+                "",
+                True,
+                task.timeout,
+                None,
+            )
+        )
 
 
 # -- aggregates -------------------------------------------------------------------
@@ -473,6 +501,9 @@ class Profiler:
         trace_memory: also measure traced memory left allocated per attempt
             (starts ``tracemalloc`` while the profiler runs, if it was not).
         max_values: values kept per name and measure for percentiles.
+        group_by: ``"name"`` (the task's name, else its function's) or
+            ``"function"`` (the function's qualified name: a graph whose
+            tasks are many names of a few functions reads better so).
 
     Raises:
         TypeError, ValueError: a bad argument; the message names it.
@@ -484,6 +515,7 @@ class Profiler:
         sample_rate: float = DEFAULT_SAMPLE_RATE,
         trace_memory: bool = False,
         max_values: int = DEFAULT_MAX_VALUES,
+        group_by: str = "name",
     ) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
             raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
@@ -495,6 +527,10 @@ class Profiler:
             raise TypeError(f"trace_memory must be a bool, not {type(trace_memory).__name__}")
         if isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1:
             raise ValueError(f"max_values must be an int >= 1, not {max_values!r}")
+        if group_by not in ("name", "function"):
+            raise ValueError(f"group_by must be 'name' or 'function', not {group_by!r}")
+        self.group_by = group_by
+        self.by_function = group_by == "function"
         self.sample_rate = float(sample_rate)
         self.trace_memory = trace_memory
         self.max_values = max_values
@@ -535,30 +571,6 @@ class Profiler:
         """``(func, args, kwargs)`` rewritten so that each attempt is profiled
         (the shape of a graph runner's ``call_wrapper``)."""
         return _ProfiledCall(self, func), args, kwargs or {}
-
-    def task_done(self, future: Any) -> None:
-        """A pool task ended: count a deadline it missed before it ever started."""
-        task = getattr(future, "task", None)
-        if task is None or task.started_at is not None:
-            return
-        if getattr(task.status, "value", None) == "timed_out":
-            name = task.name or _task_label(_unwrap(task.fn))
-            self._records.append(
-                (
-                    name,
-                    task.priority,
-                    0,
-                    task.submitted_at,
-                    -1.0,
-                    time.time(),
-                    0.0,
-                    0.0,
-                    "",
-                    True,
-                    task.timeout,
-                    None,
-                )
-            )
 
     def start(self) -> Profiler:
         """Start sampling (each call needs a matching :meth:`stop`; pools call both)."""
@@ -918,16 +930,6 @@ class Profiler:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Profiler {state} sample_rate={self.sample_rate:g} samples={self._samples}>"
-
-
-def _unwrap(func: Any) -> Any:
-    # Peel the pool's wrappers to name a task by its own function.
-    for _ in range(4):
-        inner = getattr(func, "func", None)
-        if inner is None:
-            break
-        func = inner
-    return func
 
 
 def _top_functions(

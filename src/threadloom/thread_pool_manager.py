@@ -413,9 +413,11 @@ class ThreadPoolManager(core.PoolBase):
                 timeout=timeout,
                 on_done=self._registry,
             )
+        profiled = None
         if profiler is not None:
             # Innermost, so that sampled stacks start at the task's own function.
             func, args, kwargs = profiler.wrap(func, args, kwargs)
+            profiled = func
         monitor = self.resource_monitor
         if monitor is not None:
             args = (func, args, kwargs, monitor)
@@ -453,8 +455,8 @@ class ThreadPoolManager(core.PoolBase):
         if observed:
             future._tl_observer = func  # type: ignore[attr-defined]
             func.announce(future.task_id, name, priority)  # type: ignore[attr-defined]
-        if profiler is not None:
-            future.add_done_callback(profiler.task_done)
+        if profiled is not None:
+            future.add_done_callback(profiled.task_done)  # type: ignore[attr-defined]
         return future
 
     def graph_runner(self, tasks: list[Any]) -> Any:
