@@ -80,6 +80,10 @@ SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
 #: Default samples per second of the stack sampler.
 DEFAULT_SAMPLE_RATE = 100.0
+#: Tasks timed per second by default (the rest run untouched; see Profiler).
+DEFAULT_MAX_TASK_RATE = 1000.0
+#: Seconds of a timing window: the task budget is refilled at each.
+WINDOW = 0.1
 #: Values kept per name for percentiles (beyond it, a uniform reservoir sample).
 DEFAULT_MAX_VALUES = 10_000
 #: Frames kept per sampled stack (the innermost are dropped beyond it).
@@ -452,7 +456,9 @@ class ProfileReport:
 
     ``gil_load`` is the task CPU time per second of profile (about 1.0 when
     Python code keeps the GIL busy); ``concurrency`` the mean number of tasks
-    running at once.
+    running at once; ``coverage`` the share of the pools' tasks that were
+    timed (below 1 when more than ``max_task_rate`` per second came: counts
+    are then of the timed tasks, and rates are scaled up by it).
     """
 
     duration: float
@@ -464,6 +470,7 @@ class ProfileReport:
     concurrency: float
     names: tuple[NameProfile, ...]
     recommendations: tuple[Recommendation, ...]
+    coverage: float = 1.0
 
     def name(self, name: str) -> NameProfile:
         """The profile of task name *name*.
@@ -485,6 +492,7 @@ class ProfileReport:
             "cores": self.cores,
             "gil_load": self.gil_load,
             "concurrency": self.concurrency,
+            "coverage": self.coverage,
             "names": [n.to_dict() for n in self.names],
             "recommendations": [r.to_dict() for r in self.recommendations],
         }
@@ -504,6 +512,10 @@ class Profiler:
         group_by: ``"name"`` (the task's name, else its function's) or
             ``"function"`` (the function's qualified name: a graph whose
             tasks are many names of a few functions reads better so).
+        max_task_rate: tasks timed per second, at most (None: every task).
+            Beyond it the rest run untouched (on the pool's fast path), so
+            that a flood of tiny tasks is not slowed down by its profile;
+            the figures are then a sample (see ``ProfileReport.coverage``).
 
     Raises:
         TypeError, ValueError: a bad argument; the message names it.
@@ -516,6 +528,7 @@ class Profiler:
         trace_memory: bool = False,
         max_values: int = DEFAULT_MAX_VALUES,
         group_by: str = "name",
+        max_task_rate: float | None = DEFAULT_MAX_TASK_RATE,
     ) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | float):
             raise TypeError(f"sample_rate must be a number, not {type(sample_rate).__name__}")
@@ -529,6 +542,23 @@ class Profiler:
             raise ValueError(f"max_values must be an int >= 1, not {max_values!r}")
         if group_by not in ("name", "function"):
             raise ValueError(f"group_by must be 'name' or 'function', not {group_by!r}")
+        if max_task_rate is not None and (
+            isinstance(max_task_rate, bool)
+            or not isinstance(max_task_rate, int | float)
+            or not max_task_rate > 0
+        ):
+            raise ValueError(
+                f"max_task_rate must be a positive number or None, not {max_task_rate!r}"
+            )
+        self.max_task_rate = None if max_task_rate is None else float(max_task_rate)
+        # The timing budget of the current window (see take()).
+        self._budget = 0.0
+        self._refill_at = 0.0
+        # Called at each new window (a pool turns its fast path off again).
+        self._window_hooks: list[Callable[[], object]] = []
+        # Per attached pool: (its submitted-task counter, the value at attach).
+        self._sources: list[tuple[Callable[[], int], int]] = []
+        self._max_workers: Callable[[], int] | None = None
         self.group_by = group_by
         self.by_function = group_by == "function"
         self.sample_rate = float(sample_rate)
@@ -572,6 +602,47 @@ class Profiler:
         (the shape of a graph runner's ``call_wrapper``)."""
         return _ProfiledCall(self, func), args, kwargs or {}
 
+    def take(self) -> bool:
+        """Whether to time the task being submitted (see ``max_task_rate``).
+
+        The budget is refilled every :data:`WINDOW` seconds; concurrent callers
+        may over- or under-spend it by a few tasks, which only changes the
+        sample's size.
+        """
+        rate = self.max_task_rate
+        if rate is None:
+            return True
+        self._budget -= 1
+        if self._budget >= 0:
+            return True
+        now = time.monotonic()
+        if now < self._refill_at:
+            return False
+        self._refill_at = now + WINDOW
+        self._budget = rate * WINDOW - 1
+        return True
+
+    def attach(
+        self,
+        submitted: Callable[[], int],
+        on_window: Callable[[], object] | None = None,
+        max_workers: Callable[[], int] | None = None,
+    ) -> None:
+        """Tell the profiler about a pool: *submitted* counts its tasks (for
+        :attr:`ProfileReport.coverage`); *on_window* is called at each new timing
+        window while some tasks go untimed; *max_workers* is its worker limit
+        (the report's default).  Pools call it when they start."""
+        with self._lock:
+            self._sources.append((submitted, submitted()))
+            if on_window is not None:
+                self._window_hooks.append(on_window)
+            if max_workers is not None:
+                self._max_workers = max_workers
+
+    def detach(self, on_window: Callable[[], object] | None) -> None:
+        with self._lock:
+            self._window_hooks = [h for h in self._window_hooks if h != on_window]
+
     def start(self) -> Profiler:
         """Start sampling (each call needs a matching :meth:`stop`; pools call both)."""
         with self._lock:
@@ -586,7 +657,7 @@ class Profiler:
                 tracemalloc.start()
                 self._started_tracemalloc = True
             self._stop = threading.Event()
-            if self.sample_rate > 0:
+            if self.sample_rate > 0 or self.max_task_rate is not None:
                 self._sampler = threading.Thread(
                     target=self._sample_loop,
                     args=(self._stop,),
@@ -627,7 +698,8 @@ class Profiler:
 
     # -- sampling -------------------------------------------------------------
     def _sample_loop(self, stop: threading.Event) -> None:
-        interval = 1.0 / self.sample_rate
+        sampling = self.sample_rate > 0
+        interval = 1.0 / self.sample_rate if sampling else WINDOW
         last = time.perf_counter()
         folded_at = last
         stop_code = _ProfiledCall.__call__.__code__
@@ -637,12 +709,17 @@ class Profiler:
             # GIL for a while still accounts for that while.
             weight = now - last
             last = now
-            if self._running:
+            if sampling and self._running:
                 self._sample(stop_code, min(weight, 10 * interval))
-            if now - folded_at >= 0.1:
+            if now - folded_at >= WINDOW:
                 folded_at = now
                 with self._lock:
                     self._fold()
+                    hooks = list(self._window_hooks) if self._budget < 0 else []
+                for hook in hooks:
+                    # The budget ran out in the last window: the pools went
+                    # to their fast path; the new window times tasks again.
+                    hook()
 
     def _sample(self, stop_code: CodeType, weight: float) -> None:
         running = list(self._running.items())
@@ -856,9 +933,12 @@ class Profiler:
         """Summarise what was measured and say what to change.
 
         Args:
-            max_workers: the pool's worker limit (the advice compares with it).
+            max_workers: the pool's worker limit (the advice compares with it;
+                default: that of the last pool this profiler was given to).
             cores: usable CPU cores (default: the container-aware count).
         """
+        if max_workers is None and self._max_workers is not None:
+            max_workers = self._max_workers()
         if cores is None:
             from ._limits import usable_cpu_count
 
@@ -872,10 +952,15 @@ class Profiler:
             samples = self._samples
             name_samples = dict(self._name_samples)
             busy = self._busy_until - self._busy_from
+            sources = list(self._sources)
+        submitted = sum(count() - base for count, base in sources)
+        timed = sum(s.tasks for s in stats_by_name.values())
+        coverage = min(1.0, timed / submitted) if submitted > 0 and timed else 1.0
         # The window tasks were in the pool, not the profiler's idle time around it.
         duration = busy if busy > 0 else self._duration()
-        wall_total = sum(s.wall.total for s in stats_by_name.values())
-        cpu_total = sum(s.cpu.total for s in stats_by_name.values())
+        # Untimed tasks ran too: scale the totals by the share that was timed.
+        wall_total = sum(s.wall.total for s in stats_by_name.values()) / coverage
+        cpu_total = sum(s.cpu.total for s in stats_by_name.values()) / coverage
         gil_load = cpu_total / duration if duration > 0 else 0.0
         concurrency = wall_total / duration if duration > 0 else 0.0
         # Tasks running Python at once: those of names that spend a visible
@@ -900,7 +985,8 @@ class Profiler:
                     _top_functions(stacks.get(name, {}), frames, 10),
                     name_samples.get(name, 0),
                     gil_load,
-                    cpu_users,
+                    cpu_users / coverage,
+                    coverage,
                 )
             )
         report = ProfileReport(
@@ -913,6 +999,7 @@ class Profiler:
             concurrency=concurrency,
             names=tuple(profiles),
             recommendations=(),
+            coverage=coverage,
         )
         advice = _advise(report, waits)
         return ProfileReport(
@@ -925,6 +1012,7 @@ class Profiler:
             concurrency=concurrency,
             names=report.names,
             recommendations=tuple(advice),
+            coverage=coverage,
         )
 
     def __repr__(self) -> str:
@@ -970,6 +1058,7 @@ def _name_profile(
     samples: int,
     gil_load: float,
     cpu_users: float,
+    coverage: float,
 ) -> NameProfile:
     wall = stats.wall.total
     cpu_share = stats.cpu.total / wall if wall > 0 else 0.0
@@ -991,7 +1080,7 @@ def _name_profile(
     span = stats.last_submit - stats.first_submit if stats.tasks > 1 else 0.0
     mean_wall = stats.wall.total / stats.wall.count if stats.wall.count else 0.0
     window = max(span, mean_wall, 1e-9)
-    arrival = stats.tasks / window if stats.tasks else 0.0
+    arrival = stats.tasks / window / coverage if stats.tasks else 0.0
     memory = stats.memory.distribution() if stats.memory.count else None
     return NameProfile(
         name=name,
@@ -1429,4 +1518,5 @@ def report_from_dict(data: dict[str, Any]) -> ProfileReport:
         concurrency=data["concurrency"],
         names=names,
         recommendations=tuple(Recommendation(**r) for r in data["recommendations"]),
+        coverage=data.get("coverage", 1.0),
     )

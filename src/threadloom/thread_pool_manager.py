@@ -219,6 +219,9 @@ class ThreadPoolManager(core.PoolBase):
             if self._slots is None and self.resource_monitor is None and self._profiler is None:
                 self._fast_dispatch = executor._dispatch
             if self._profiler is not None:
+                self._profiler.attach(
+                    self._submitted_count, self._profile_window, lambda: self.max_workers
+                )
                 self._profiler.start()
             self._started_at = time.monotonic()
             self._target_workers = self.max_workers
@@ -266,6 +269,7 @@ class ThreadPoolManager(core.PoolBase):
         if adjuster is not None:
             adjuster.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._profiler is not None:
+            self._profiler.detach(self._profile_window)
             self._profiler.stop()
         if not all_exited:
             LOGGER.warning("ThreadPoolManager.stop(): workers still running after %s s", timeout)
@@ -299,6 +303,16 @@ class ThreadPoolManager(core.PoolBase):
     def profiler(self) -> tl_profiling.Profiler | None:
         """The pool's profiler (``profile=``), or None; ``profiler.report()`` says what it saw."""
         return self._profiler
+
+    def _submitted_count(self) -> int:
+        return sum(executor.statistics().submitted for executor in self._executors_seen)
+
+    def _profile_window(self) -> None:
+        # A new timing window of the profiler: submit() leaves the core's
+        # fast path again so that _submit can time tasks.
+        with self._lock:
+            if self._executor is not None:
+                self._fast_dispatch = None
 
     # -- submission ---------------------------------------------------------
     # submit() is the core's (PoolBase): its fast path never leaves C.
@@ -396,6 +410,19 @@ class ThreadPoolManager(core.PoolBase):
         events = self._events
         observed = events.active and events.sample_task()
         profiler = self._profiler
+        if profiler is not None and not profiler.take():
+            # Over the profiler's task rate: this one runs untimed, and so do
+            # the next ones through the core's fast path, until the profiler's
+            # next window (_profile_window).
+            profiler = None
+            if (
+                self._fast_dispatch is None
+                and self._slots is None
+                and self.resource_monitor is None
+            ):
+                with self._lock:
+                    if self._executor is executor:
+                        self._fast_dispatch = executor._dispatch
         if (
             self._slots is None
             and self.resource_monitor is None
@@ -481,7 +508,7 @@ class ThreadPoolManager(core.PoolBase):
             def observed(
                 func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
             ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-                if profiler is not None:
+                if profiler is not None and profiler.take():
                     func, args, kwargs = profiler.wrap(func, args, kwargs)
                 if monitor is None:
                     return func, args, kwargs or {}
