@@ -528,3 +528,104 @@ def test_cli_run_without_profile_records_none(tmp_path: Any) -> None:
     assert profiled.returncode == 0, profiled.stderr
     assert "recommendations" in profiled.stdout
     assert [p.source for p in load_profiles(db)] == [f"run {workflow}"]
+
+
+def test_max_task_rate_times_a_sample_and_says_so() -> None:
+    profiler = Profiler(max_task_rate=100, sample_rate=0)  # 10 tasks per 0.1 s window
+    with ThreadPoolManager(1, 2, profile=profiler) as pool:
+        ids = [pool.submit(noop_task) for _ in range(2000)]
+        assert pool.wait_all(TIMEOUT)
+        assert all(pool.get_task_result(i) is None for i in ids)  # every task ran
+        report = profiler.report()
+    timed = report.name(noop_task.__qualname__).tasks
+    assert 0 < timed < 2000
+    assert report.coverage == pytest.approx(timed / 2000)
+    unlimited = Profiler(max_task_rate=None, sample_rate=0)
+    with ThreadPoolManager(1, 2, profile=unlimited) as pool:
+        for _ in range(300):
+            pool.submit(noop_task)
+        assert pool.wait_all(TIMEOUT)
+    assert unlimited.report().coverage == 1.0
+    assert unlimited.report().name(noop_task.__qualname__).tasks == 300
+
+
+def noop_task() -> None:
+    return None
+
+
+# -- the dashboard -----------------------------------------------------------------------
+
+
+def test_dashboard_serves_the_live_profile_and_a_recorded_one(tmp_path: Any) -> None:
+    import httpx
+
+    from threadloom.dashboard import Dashboard
+    from threadloom.profiling import save_profile
+
+    profiler = Profiler(sample_rate=500)
+    with ThreadPoolManager(1, 1, profile=profiler) as pool, Dashboard(pool) as dash:
+        empty = httpx.get(f"{dash.url.rstrip('/')}/api/profile", timeout=TIMEOUT).json()
+        assert empty["source"] == "live" and empty["report"]["names"] == []
+        for _ in range(200):
+            run_all(pool, [(spin, (300_000,), "crunch")])
+            if profiler.report().name("crunch").samples >= 5:
+                break
+        live = httpx.get(f"{dash.url.rstrip('/')}/api/profile", timeout=TIMEOUT).json()
+    assert [n["name"] for n in live["report"]["names"]] == ["crunch"]
+    assert live["speedscope"]["profiles"][0]["name"] == "crunch"
+
+    db = tmp_path / "h.db"
+    from threadloom.history import TaskHistory
+
+    TaskHistory(db).close()
+    with Dashboard(history=db) as dash:
+        none = httpx.get(f"{dash.url.rstrip('/')}/api/profile", timeout=TIMEOUT).json()
+        assert none == {"source": None, "report": None, "speedscope": None}
+        save_profile(db, profiler, profiler.report(), "run flow.toml")
+        recorded = httpx.get(f"{dash.url.rstrip('/')}/api/profile", timeout=TIMEOUT).json()
+    assert recorded["source"] == "recorded: run flow.toml"
+    assert recorded["report"]["names"][0]["name"] == "crunch"
+
+
+def test_dashboard_draws_the_flame_graph_in_a_browser() -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = os.environ.get("THREADLOOM_CHROMIUM", "/usr/bin/chromium")
+    if not os.path.exists(chromium):
+        pytest.skip(f"no Chromium at {chromium}")
+    from threadloom.dashboard import Dashboard
+
+    def outer() -> int:
+        return spin(300_000)
+
+    profiler = Profiler(sample_rate=500)
+    with ThreadPoolManager(1, 1, profile=profiler) as pool:
+        for _ in range(200):
+            run_all(pool, [(outer, (), "flame")])
+            if profiler.report().name("flame").samples >= 10:
+                break
+        with Dashboard(pool) as dash, sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(TIMEOUT * 1000)
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(dash.url + "#profile")
+                canvas = page.locator("#flame-canvas")
+                # root "flame" -> outer -> spin: at least three boxes drawn.
+                sync_api.expect(canvas).to_have_attribute("data-root", "flame")
+                page.wait_for_function(
+                    "Number(document.getElementById('flame-canvas').dataset.frames) >= 3"
+                )
+                sync_api.expect(page.locator("#profile-table tbody tr")).to_have_count(1)
+                sync_api.expect(page.locator("#profile-advice li")).not_to_have_count(0)
+                # Hover over the bottom row (the leaf, spin) names it.
+                box = canvas.bounding_box()
+                assert box is not None
+                page.mouse.move(box["x"] + 5, box["y"] + 18 * 2 + 9)
+                sync_api.expect(page.locator("#flame-tip")).to_contain_text("spin")
+                assert errors == []
+            finally:
+                browser.close()
