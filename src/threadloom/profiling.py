@@ -1347,24 +1347,36 @@ def profiler_from(profile: object) -> Profiler | None:
     raise TypeError(f"profile must be a bool or a Profiler, not {type(profile).__name__}")
 
 
-def format_report(report: ProfileReport, *, top: int = 3) -> list[str]:
-    """The report as plain text lines (the CLI prints these)."""
+def format_report(report: ProfileReport, *, top: int = 3, max_names: int = 15) -> list[str]:
+    """The report as plain text lines (the CLI prints these).
+
+    The names that took the most worker time come first; beyond *max_names*
+    (and beyond as many recommendations) a line says how many were left out.
+    """
+    coverage = "" if report.coverage >= 1 else f"; {report.coverage:.0%} of the tasks timed"
     lines = [
         f"profiled {_seconds(report.duration)}: {len(report.names)} task names, "
         f"{report.samples} stack samples at {report.sample_rate:g} Hz; task CPU "
         f"{report.gil_load:.2f} cores of {report.cores}, "
-        f"{report.concurrency:.1f} tasks running on average",
+        f"{report.concurrency:.1f} tasks running on average{coverage}",
         "",
-        f"{'name':<24} {'kind':<6} {'tasks':>6} {'tries':>6} {'wall p50':>9} {'p90':>9} "
+        f"{'name':<28} {'kind':<6} {'tasks':>6} {'tries':>6} {'wall p50':>9} {'p90':>9} "
         f"{'cpu %':>6} {'wait p50':>9} {'p90':>9}",
     ]
-    for p in report.names:
+    ranked = sorted(report.names, key=lambda p: -(p.wall.mean * p.wall.count))
+    for p in ranked[:max_names]:
+        name = p.name if len(p.name) <= 28 else p.name[:27] + "~"
         lines.append(
-            f"{p.name[:24]:<24} {p.kind:<6} {p.tasks:>6} {p.attempts:>6} "
+            f"{name:<28} {p.kind:<6} {p.tasks:>6} {p.attempts:>6} "
             f"{_seconds(p.wall.p50):>9} {_seconds(p.wall.p90):>9} {p.cpu_share:>6.0%} "
             f"{_seconds(p.wait.p50):>9} {_seconds(p.wait.p90):>9}"
         )
-    for p in report.names:
+    if len(ranked) > max_names:
+        lines.append(
+            f"... and {len(ranked) - max_names} more names (--json for all; "
+            f"--profile-by function groups them by the function they call)"
+        )
+    for p in ranked[:max_names]:
         if not p.top_functions:
             continue
         lines.append("")
@@ -1375,9 +1387,11 @@ def format_report(report: ProfileReport, *, top: int = 3) -> list[str]:
     lines.append("")
     if report.recommendations:
         lines.append("recommendations:")
-        for r in report.recommendations:
+        for r in report.recommendations[:max_names]:
             lines.append(f"- {r.subject}: {r.advice}")
             lines.append(f"    because {r.reason}")
+        if len(report.recommendations) > max_names:
+            lines.append(f"... and {len(report.recommendations) - max_names} more (--json for all)")
     else:
         lines.append("recommendations: none (nothing measured calls for a change)")
     return lines
