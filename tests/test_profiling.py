@@ -629,3 +629,26 @@ def test_dashboard_draws_the_flame_graph_in_a_browser() -> None:
                 assert errors == []
             finally:
                 browser.close()
+
+
+def test_distinct_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threadloom.profiling as profiling
+
+    monkeypatch.setattr(profiling, "MAX_NAMES", 3)
+    with ThreadPoolManager(1, 1, profile=True) as pool:
+        run_all(pool, [(noop_task, (), f"job-{i}") for i in range(6)])
+        report = pool.profiler.report()  # type: ignore[union-attr]
+    names = {p.name: p.tasks for p in report.names}
+    assert len(names) == 4
+    assert names[profiling.OTHER_NAMES] == 3  # nothing is lost: counted together
+
+
+def test_a_restarted_pool_is_counted_once() -> None:
+    profiler = Profiler(sample_rate=0)
+    pool = ThreadPoolManager(1, 1, profile=profiler)
+    for _ in range(2):
+        with pool:
+            run_all(pool, [(noop_task, (), "again")] * 5)
+    report = profiler.report()
+    assert report.name("again").tasks == 10
+    assert report.coverage == 1.0

@@ -86,6 +86,9 @@ DEFAULT_MAX_TASK_RATE = 1000.0
 WINDOW = 0.1
 #: Values kept per name for percentiles (beyond it, a uniform reservoir sample).
 DEFAULT_MAX_VALUES = 10_000
+#: Distinct task names kept; tasks of further names are counted under OTHER_NAMES.
+MAX_NAMES = 2_000
+OTHER_NAMES = "(other names)"
 #: Frames kept per sampled stack (the innermost are dropped beyond it).
 MAX_STACK_DEPTH = 128
 # A name is CPU-bound when its CPU share (corrected for GIL sharing) is at
@@ -633,7 +636,9 @@ class Profiler:
         window while some tasks go untimed; *max_workers* is its worker limit
         (the report's default).  Pools call it when they start."""
         with self._lock:
-            self._sources.append((submitted, submitted()))
+            # A pool started again keeps the count it was attached with.
+            if all(source != submitted for source, _ in self._sources):
+                self._sources.append((submitted, submitted()))
             if on_window is not None:
                 self._window_hooks.append(on_window)
             if max_workers is not None:
@@ -657,14 +662,15 @@ class Profiler:
                 tracemalloc.start()
                 self._started_tracemalloc = True
             self._stop = threading.Event()
-            if self.sample_rate > 0 or self.max_task_rate is not None:
-                self._sampler = threading.Thread(
-                    target=self._sample_loop,
-                    args=(self._stop,),
-                    name="threadloom-profiler",
-                    daemon=True,
-                )
-                self._sampler.start()
+            # Always: besides sampling, it folds the records (bounding them)
+            # and opens the timing windows.
+            self._sampler = threading.Thread(
+                target=self._sample_loop,
+                args=(self._stop,),
+                name="threadloom-profiler",
+                daemon=True,
+            )
+            self._sampler.start()
         return self
 
     def stop(self, timeout: float | None = 5.0) -> None:
@@ -754,7 +760,9 @@ class Profiler:
                 stack.reverse()
                 counter = self._stacks.get(name)
                 if counter is None:
-                    counter = self._stacks[name] = {}
+                    if len(self._stacks) >= MAX_NAMES:
+                        name = OTHER_NAMES
+                    counter = self._stacks.setdefault(name, {})
                 key = tuple(stack[:MAX_STACK_DEPTH])
                 counter[key] = counter.get(key, 0.0) + weight
                 self._name_samples[name] += 1
@@ -791,7 +799,12 @@ class Profiler:
                 self._busy_until = end
             stats = stats_by_name.get(name)
             if stats is None:
-                stats = stats_by_name[name] = _NameStats(limit)
+                if len(stats_by_name) >= MAX_NAMES:
+                    # Unbounded distinct names (an id in every name) share one row.
+                    name = OTHER_NAMES
+                    stats = stats_by_name.get(name)
+                if stats is None:
+                    stats = stats_by_name[name] = _NameStats(limit)
             if timeout is not None:
                 stats.timeout = timeout
             if attempt == 0:
