@@ -133,6 +133,8 @@ class _ProfiledCall:
         running = profiler._running
         # A task run on its submitter (caller_runs) may be inside another task.
         outer = running.get(ident)
+        if ident not in profiler._natives:
+            profiler._natives[ident] = threading.get_native_id()
         memory = profiler.trace_memory and tracemalloc.is_tracing()
         mem_start = tracemalloc.get_traced_memory()[0] if memory else 0
         failed = ""
@@ -379,6 +381,11 @@ class NameProfile:
 
     ``kind`` is ``"cpu"`` (Python holding the GIL most of its wall time),
     ``"io"`` (mostly off the CPU: waiting on IO or locks) or ``"mixed"``.
+    ``cpu_share`` is the share of wall time on a CPU (``time.thread_time``),
+    ``runnable_share`` the share spent ready to run but waiting for a core
+    (the machine's other work; sampled from Linux's per-thread scheduler
+    statistics, 0 elsewhere), ``off_cpu_share`` the rest: waiting on IO,
+    locks or the GIL.
     """
 
     name: str
@@ -393,6 +400,7 @@ class NameProfile:
     cpu: Distribution
     wait: Distribution
     cpu_share: float
+    runnable_share: float
     off_cpu_share: float
     arrival_rate: float
     memory_growth: Distribution | None
@@ -416,6 +424,7 @@ class NameProfile:
             "cpu": self.cpu.to_dict(),
             "wait": self.wait.to_dict(),
             "cpu_share": self.cpu_share,
+            "runnable_share": self.runnable_share,
             "off_cpu_share": self.off_cpu_share,
             "arrival_rate": self.arrival_rate,
             "memory_growth": None if self.memory_growth is None else self.memory_growth.to_dict(),
@@ -570,6 +579,13 @@ class Profiler:
         # Thread ident -> name of the task it runs.  Written by workers (one
         # key each), read by the sampler: single dict operations, atomic.
         self._running: dict[int, str] = {}
+        # Thread ident -> the kernel's thread id (for its scheduler statistics).
+        self._natives: dict[int, int] = {}
+        # Per thread: (name, when, cpu ns, run-queue ns) at its last sample.
+        self._sched_last: dict[int, tuple[str, int, int, int]] = {}
+        # Per name: [seconds observed, seconds on a CPU, seconds runnable
+        # but waiting for a CPU] between consecutive samples.
+        self._sched: dict[str, list[float]] = {}
         # Attempt records, appended by workers (deque.append is atomic) and
         # folded into _stats by whoever holds _lock.
         self._records: deque[tuple[Any, ...]] = deque()
@@ -731,6 +747,8 @@ class Profiler:
         running = list(self._running.items())
         if not running:
             return
+        if _SCHEDSTAT:
+            self._sample_scheduler(running)
         frames = sys._current_frames()
         index = self._frame_index
         table = self._frames
@@ -768,6 +786,35 @@ class Profiler:
                 self._name_samples[name] += 1
                 self._samples += 1
         del frames
+
+    def _sample_scheduler(self, running: list[tuple[int, str]]) -> None:
+        """Read each busy worker's scheduler statistics (Linux): time on a CPU
+        and time runnable but waiting for one.  Off-CPU time that is run-queue
+        wait means the machine is short of cores, not that the task waits on
+        IO; the classification needs to tell them apart."""
+        now = time.monotonic_ns()
+        last = self._sched_last
+        seen = {}
+        for ident, name in running:
+            native = self._natives.get(ident)
+            if native is None:
+                continue
+            reading = _read_schedstat(native)
+            if reading is None:
+                continue
+            cpu, runq = reading
+            seen[ident] = (name, now, cpu, runq)
+            previous = last.get(ident)
+            if previous is not None and previous[0] == name:
+                totals = self._sched.get(name)
+                if totals is None:
+                    if len(self._sched) >= MAX_NAMES:
+                        continue
+                    totals = self._sched[name] = [0.0, 0.0, 0.0]
+                totals[0] += (now - previous[1]) / 1e9
+                totals[1] += (cpu - previous[2]) / 1e9
+                totals[2] += (runq - previous[3]) / 1e9
+        self._sched_last = seen
 
     # -- aggregation ------------------------------------------------------------
     def _fold(self) -> None:
@@ -842,6 +889,7 @@ class Profiler:
             self._stats.clear()
             self._waits.clear()
             self._stacks.clear()
+            self._sched.clear()
             self._name_samples.clear()
             self._samples = 0
             now = time.monotonic()
@@ -964,6 +1012,7 @@ class Profiler:
             waits = list(self._waits)
             samples = self._samples
             name_samples = dict(self._name_samples)
+            sched = {n: tuple(v) for n, v in self._sched.items()}
             busy = self._busy_until - self._busy_from
             sources = list(self._sources)
         submitted = sum(count() - base for count, base in sources)
@@ -972,17 +1021,24 @@ class Profiler:
         # The window tasks were in the pool, not the profiler's idle time around it.
         duration = busy if busy > 0 else self._duration()
         # Untimed tasks ran too: scale the totals by the share that was timed.
+        runnable = {n: _runnable_share(sched.get(n)) for n in stats_by_name}
         wall_total = sum(s.wall.total for s in stats_by_name.values()) / coverage
         cpu_total = sum(s.cpu.total for s in stats_by_name.values()) / coverage
-        gil_load = cpu_total / duration if duration > 0 else 0.0
+        # The share of the time the tasks could have run: a machine busy with
+        # other work keeps them runnable but off a core, which thread_time()
+        # and the wall clock cannot tell from waiting on IO.
+        kept_off = sum(runnable[n] * s.wall.total for n, s in stats_by_name.items())
+        available = max(0.1, 1.0 - kept_off / coverage / wall_total) if wall_total > 0 else 1.0
+        gil_load = cpu_total / duration / available if duration > 0 else 0.0
         concurrency = wall_total / duration if duration > 0 else 0.0
         # Tasks running Python at once: those of names that spend a visible
         # share of their time on the CPU (IO-bound names would inflate it).
         cpu_users = (
             sum(
                 s.wall.total
-                for s in stats_by_name.values()
-                if s.wall.total > 0 and s.cpu.total / s.wall.total >= _CPU_USER_SHARE
+                for n, s in stats_by_name.items()
+                if s.wall.total > 0
+                and _demand(s.cpu.total / s.wall.total, runnable[n]) >= _CPU_USER_SHARE
             )
             / duration
             if duration > 0
@@ -1000,6 +1056,7 @@ class Profiler:
                     gil_load,
                     cpu_users / coverage,
                     coverage,
+                    _runnable_share(sched.get(name)),
                 )
             )
         report = ProfileReport(
@@ -1031,6 +1088,42 @@ class Profiler:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Profiler {state} sample_rate={self.sample_rate:g} samples={self._samples}>"
+
+
+def _schedstat_available() -> bool:
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat", "rb") as f:
+            return len(f.read().split()) >= 2
+    except OSError:
+        return False
+
+
+_SCHEDSTAT = sys.platform.startswith("linux") and _schedstat_available()
+
+
+def _read_schedstat(native_id: int) -> tuple[int, int] | None:
+    """(ns on a CPU, ns runnable waiting for one) of a thread, or None."""
+    try:
+        fd = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY)
+    except OSError:
+        return None  # the thread exited
+    try:
+        fields = os.read(fd, 128).split()
+    finally:
+        os.close(fd)
+    return int(fields[0]), int(fields[1])
+
+
+def _demand(cpu_share: float, runnable: float) -> float:
+    """The share of the time a task was on a CPU out of the time it could
+    have been (wall time minus the time the machine kept it waiting for one)."""
+    return min(1.0, cpu_share / max(1.0 - runnable, 0.1))
+
+
+def _runnable_share(totals: tuple[float, ...] | None) -> float:
+    if not totals or totals[0] <= 0:
+        return 0.0
+    return max(0.0, min(1.0, totals[2] / totals[0]))
 
 
 def _top_functions(
@@ -1072,21 +1165,24 @@ def _name_profile(
     gil_load: float,
     cpu_users: float,
     coverage: float,
+    runnable: float,
 ) -> NameProfile:
     wall = stats.wall.total
     cpu_share = stats.cpu.total / wall if wall > 0 else 0.0
-    off_cpu = 1.0 - cpu_share if wall > 0 else 0.0
+    runnable = min(runnable, max(0.0, 1.0 - cpu_share))
+    demand = _demand(cpu_share, runnable)
+    off_cpu = 1.0 - cpu_share - runnable if wall > 0 else 0.0
     # With the GIL busy (near one core of task CPU per second) and k tasks
     # running Python at once, a task that only wants the CPU gets about 1/k
     # of its wall time on it: the rest is waiting for the GIL, not for IO.
-    gil_share = cpu_share
-    if gil_load >= _GIL_BUSY and cpu_share >= _CPU_USER_SHARE:
-        gil_share = cpu_share * max(cpu_users, 1.0)
+    gil_share = demand
+    if gil_load >= _GIL_BUSY and demand >= _CPU_USER_SHARE:
+        gil_share = demand * max(cpu_users, 1.0)
     if wall <= 0:
         kind = "unknown"
-    elif cpu_share >= _CPU_SHARE or gil_share >= _CPU_SHARE:
+    elif demand >= _CPU_SHARE or gil_share >= _CPU_SHARE:
         kind = "cpu"
-    elif off_cpu >= _IO_SHARE:
+    elif 1.0 - demand >= _IO_SHARE:
         kind = "io"
     else:
         kind = "mixed"
@@ -1108,6 +1204,7 @@ def _name_profile(
         cpu=stats.cpu.distribution(),
         wait=stats.wait.distribution(),
         cpu_share=cpu_share,
+        runnable_share=runnable,
         off_cpu_share=off_cpu,
         arrival_rate=arrival,
         memory_growth=memory,
@@ -1524,6 +1621,7 @@ def report_from_dict(data: dict[str, Any]) -> ProfileReport:
             cpu=required(n["cpu"]),
             wait=required(n["wait"]),
             cpu_share=n["cpu_share"],
+            runnable_share=n.get("runnable_share", 0.0),
             off_cpu_share=n["off_cpu_share"],
             arrival_rate=n["arrival_rate"],
             memory_growth=dist(n["memory_growth"]),
