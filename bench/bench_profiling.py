@@ -5,9 +5,9 @@
   (CPU-bound: hashing and word counts over a few KB of text), an aggregate
   per source and one report; ROUNDS executions of 8 sources x 8 articles.
 * ``managed``: N no-op tasks through ``ThreadPoolManager.submit`` then
-  ``wait_all`` on 2 workers (the managed-task benchmark of bench_dashboard):
-  the worst case, where the profiler's per-attempt bookkeeping is compared
-  with tasks that do nothing.
+  ``get_task_result`` of each, on 2 workers (``test_submit_result[manager]``
+  of bench_managed.py): the worst case, where the profiler's per-attempt
+  bookkeeping is compared with tasks that do nothing.
 
 Targets (issue 15): on >= 0.97x off for ``demo_like``, >= 0.95x for
 ``managed``.  Run with ``python bench/run_bench.py bench_profiling.py`` (each
@@ -115,9 +115,10 @@ def test_managed(benchmark: Any, profile: str) -> None:
 
     def run() -> None:
         submit = pool.submit
-        for _ in range(MANAGED_N):
-            submit(noop)
-        assert pool.wait_all(120)
+        ids = [submit(noop) for _ in range(MANAGED_N)]
+        result = pool.get_task_result
+        for task_id in ids:
+            result(task_id)
 
     try:
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
@@ -156,9 +157,10 @@ def _interleaved(pairs: int) -> None:
             submit(noop)
         assert pool.wait_all(120)
         started = time.perf_counter()
-        for _ in range(MANAGED_N):
-            submit(noop)
-        assert pool.wait_all(120)
+        ids = [submit(noop) for _ in range(MANAGED_N)]
+        result = pool.get_task_result
+        for task_id in ids:
+            result(task_id)
         elapsed = time.perf_counter() - started
         pool.stop()
         return elapsed

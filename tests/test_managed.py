@@ -257,7 +257,7 @@ def run_graph(dispatcher: Any, mcore: ModuleType, tasks: list[Any]) -> tuple[Any
     runner = mcore.GraphRunner(dispatcher, tasks)
     ended: list[int] = []
     finished = threading.Event()
-    runner.on_node_end = lambda _, i: ended.append(i)
+    runner.on_nodes_end = lambda _, batch: ended.extend(batch)
     runner.on_finished = lambda _: finished.set()
     runner.start()
     assert finished.wait(TIMEOUT)
@@ -373,3 +373,79 @@ def test_a_failed_task_frees_its_arguments_without_the_cyclic_gc(
         assert sum(r() is not None for r in refs) == 0
     finally:
         gc.enable()
+
+
+# -- the graph runner against the reference semantics (threadloom._graph) ------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from threadloom._graph import GraphRun, TriggerRule, closure_in_order  # noqa: E402
+
+RULES = [rule.value for rule in TriggerRule]
+
+
+@st.composite
+def random_graphs(draw: Any) -> tuple[dict[str, list[str]], dict[str, str], set[str]]:
+    n = draw(st.integers(min_value=1, max_value=25))
+    deps = {
+        f"n{i}": sorted(
+            {f"n{j}" for j in draw(st.lists(st.integers(0, max(0, i - 1)), max_size=3))}
+            if i
+            else set()
+        )
+        for i in range(n)
+    }
+    rules = {name: draw(st.sampled_from(RULES)) for name in deps}
+    failing = {name for name in deps if draw(st.booleans()) and draw(st.booleans())}
+    return deps, rules, failing
+
+
+def reference_outcome(
+    deps: dict[str, list[str]], rules: dict[str, str], failing: set[str]
+) -> dict[str, TaskStatus]:
+    order = closure_in_order(deps, list(deps))
+    run = GraphRun(order, deps, {n: TriggerRule(rules[n]) for n in order})
+    ready = run.start()
+    while ready:
+        node = ready.pop(0)
+        more, _ = run.finish(node, TaskStatus.FAILED if node in failing else TaskStatus.COMPLETED)
+        ready.extend(more)
+    statuses = {}
+    for node in order:
+        status = run.status(node)
+        assert status is not None
+        statuses[node] = status
+    return statuses
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(graph=random_graphs())
+def test_the_runner_agrees_with_the_reference_on_random_graphs(
+    dispatcher: Any, mcore: ModuleType, graph: Any
+) -> None:
+    deps, rules, failing = graph
+
+    def node(name: str) -> Any:
+        def run() -> str:
+            if name in failing:
+                raise RuntimeError(name)
+            return name
+
+        return run
+
+    spec = {name: (dep_list, node(name)) for name, dep_list in deps.items()}
+    tasks = graph_tasks(spec)
+    for task in tasks:
+        task.trigger_rule = rules[task.name]
+    order = mcore.closure_order({t.task_id: t.dependencies for t in tasks}, list(deps))
+    by_id = {t.task_id: t for t in tasks}
+    runner, ended = run_graph(dispatcher, mcore, [by_id[i] for i in order])
+    assert sorted(ended) == list(range(len(order)))
+    expected = reference_outcome(deps, rules, failing)
+    got = {runner.task(i).name: runner.node_state(i) for i in range(runner.size)}
+    assert got == expected

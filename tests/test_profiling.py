@@ -655,3 +655,19 @@ def test_a_restarted_pool_is_counted_once() -> None:
     report = profiler.report()
     assert report.name("again").tasks == 10
     assert report.coverage == 1.0
+
+
+def test_profiling_and_a_subscriber_together() -> None:
+    seen: list[str] = []
+    with ThreadPoolManager(1, 2, profile=True) as pool:
+        subscription = pool.subscribe(lambda event: seen.append(event.kind))
+        try:
+            run_all(pool, [(spin, (100,), "both")] * 5)
+            pool.get_task_result(pool.submit(spin, 100), TIMEOUT)
+            assert subscription.flush(TIMEOUT)
+        finally:
+            subscription.unsubscribe()
+        report = pool.profiler.report()  # type: ignore[union-attr]
+    assert seen.count("task_finished") == 6 and seen.count("task_started") == 6
+    assert report.name("both").tasks == 5
+    assert report.name(spin.__qualname__).tasks == 1

@@ -686,3 +686,50 @@ def test_retries_count_against_the_queue_limit() -> None:
         assert manager.wait_all(TIMEOUT)
     finally:
         manager.stop()
+
+
+def test_finished_tasks_beyond_keep_finished_are_freed_without_the_gc() -> None:
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    manager = ThreadPoolManager(min_workers=2, max_workers=2, keep_finished=10).start()
+    gc.collect()
+    gc.disable()
+    try:
+        futures = [
+            manager.submit_future(lambda p: p, (Payload(),), timeout=3600.0) for _ in range(2000)
+        ]
+        refs = [weakref.ref(f) for f in futures]
+        results = [weakref.ref(f.result(TIMEOUT)) for f in futures]
+        del futures
+        assert manager.wait_all(TIMEOUT)
+        # Only the last keep_finished records (and what they return) are alive.
+        assert sum(r() is not None for r in refs) <= 10
+        assert sum(r() is not None for r in results) <= 10
+    finally:
+        gc.enable()
+        manager.stop()
+
+
+@pytest.mark.parametrize("value", [float("inf"), 1e300, threading.TIMEOUT_MAX * 2])
+def test_durations_beyond_what_a_timer_can_wait_are_refused(value: float) -> None:
+    # One check, the same message, for every duration: nothing reaches the
+    # timer thread or a worker's wait that it cannot honour.
+    with pytest.raises(ValueError, match="idle_timeout must be"):
+        ThreadPoolManager(idle_timeout=value)
+    with pytest.raises(ValueError, match="delay must be"):
+        RetryPolicy(max_retries=1, delay=value)
+    with ThreadPoolManager(1, 1) as manager:
+        with pytest.raises(ValueError, match="timeout must be"):
+            manager.submit_call(int, timeout=value)
+        executor = threadloom.ThreadPoolExecutor(1)
+        try:
+            with pytest.raises(ValueError, match="timeout must be"):
+                executor.options(timeout=value)
+            with pytest.raises(ValueError, match="idle_timeout must be"):
+                executor.idle_timeout = value
+        finally:
+            executor.shutdown()

@@ -1182,13 +1182,16 @@ cdef class PoolBase:
         """
         cdef object dispatch = self._fast_dispatch
         cdef ManagedTask task
+        events = self._events
+        if events.active and events.sample_task():
+            # Someone follows this task: the Python path reports it.
+            return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay, True)
         if (
             dispatch is not None
             and type(priority) is int
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
             and callable(func)
-            and not self._events.active
         ):
             try:
                 future = (<Dispatcher>dispatch)._submit_managed(
@@ -1199,7 +1202,7 @@ cdef class PoolBase:
                 raise self._rejection() from None
             task = <ManagedTask>future._task
             return f"task-{task._number}"
-        return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay)
+        return self._submit_slow(func, args, kwargs, priority, max_retries, retry_delay, False)
 
     def get_task_result(self, task_id, timeout=None):
         """The task's result, waiting up to *timeout* seconds for it.
@@ -1323,6 +1326,14 @@ def closure_order(dependencies, targets):
     return order
 
 
+cdef Py_ssize_t REPORT_BATCH = 256
+cdef uint64_t REPORT_DELAY_NS = 20_000_000
+
+
+def _flush_runner_report(runner):
+    (<GraphRunner>runner)._flush_report()
+
+
 @cython.final
 @cython.no_gc_clear
 cdef class GraphRunner:
@@ -1342,8 +1353,11 @@ cdef class GraphRunner:
     threaded builds take a critical section on the runner); launches and the
     owner's hooks run outside it.
 
-    ``on_node_end(runner, i)`` is called once per node as it ends (run or
-    not); ``on_finished(runner)`` once, after the last.  Neither may block.
+    ``on_nodes_end(runner, indexes)`` is told of every node's end (run or
+    not) exactly once, in batches: at most ``REPORT_BATCH`` at a time, at the
+    latest ``REPORT_DELAY_NS`` after the end (a timer hands the report to the
+    pool), and all of them before ``on_finished(runner)``, which is called
+    once, after the last.  Neither may block.
     """
 
     cdef Dispatcher _dispatch
@@ -1373,10 +1387,12 @@ cdef class GraphRunner:
     # only once every node-end hook has returned (a worker that ended a node
     # may still be reporting it when another ends the last one).
     cdef Py_ssize_t _unreported
+    cdef list _pending_report
+    cdef bint _report_armed
     cdef bint _cancel_all
     cdef bint _finished
     cdef bint _started
-    cdef public object on_node_end
+    cdef public object on_nodes_end
     cdef public object on_finished
     #: ``wrap(func, args, kwargs) -> (func, args, kwargs)`` applied at launch, or None.
     cdef public object call_wrapper
@@ -1461,7 +1477,8 @@ cdef class GraphRunner:
                     self._priority[j] = self._priority[i]
         self._unfinished = n
         self._unreported = n
-        self.on_node_end = None
+        self._pending_report = []
+        self.on_nodes_end = None
         self.on_finished = None
 
     def __dealloc__(self):
@@ -1508,16 +1525,52 @@ cdef class GraphRunner:
         self._check_finished()
 
     cdef void _report(self, list ended) except *:
-        cdef Py_ssize_t i
-        hook = self.on_node_end
-        if hook is not None:
-            for i in ended:
-                try:
-                    hook(self, i)
-                except BaseException:
-                    LOGGER.exception("graph node-end hook failed")
+        # Ends are reported in batches: one call of the owner's hook (its
+        # history records) per batch, not per node.
+        cdef bint flush = False
+        cdef bint arm = False
         with cython.critical_section(self):
-            self._unreported -= len(ended)
+            if ended:
+                self._pending_report.extend(ended)
+            if self._pending_report:
+                if len(self._pending_report) >= REPORT_BATCH or self._unfinished == 0:
+                    flush = True
+                elif not self._report_armed:
+                    self._report_armed = True
+                    arm = True
+        if flush:
+            self._flush_report()
+        elif arm:
+            _TIMERS.arm(tl_now_ns() + REPORT_DELAY_NS, self, TK_CALL)
+
+    def __call__(self):
+        # On the timer thread: the report is the owner's code, so it runs on
+        # the pool (or here, if the pool is closing).
+        try:
+            self._dispatch.queue._push(
+                _INTERNAL_PRIORITY, _flush_runner_report, (self,), None, None, 0, 0
+            )
+            self._dispatch._after_push()
+        except QueueClosed:
+            self._flush_report()
+
+    cdef void _flush_report(self) except *:
+        cdef list batch
+        with cython.critical_section(self):
+            batch = self._pending_report
+            self._pending_report = []
+            self._report_armed = False
+        if not batch:
+            return
+        hook = self.on_nodes_end
+        if hook is not None:
+            try:
+                hook(self, batch)
+            except BaseException:
+                LOGGER.exception("graph node-end hook failed")
+        with cython.critical_section(self):
+            self._unreported -= len(batch)
+        self._check_finished()
 
     cdef void _check_finished(self) except *:
         cdef bint finished = False

@@ -2153,13 +2153,18 @@ class PoolBase:
             QueueFull: see ``queue_full_policy``.
         """
         dispatch = self._fast_dispatch
+        events = self._events  # type: ignore[attr-defined]
+        if events.active and events.sample_task():
+            # Someone follows this task: the Python path reports it.
+            return self._submit_slow(  # type: ignore[attr-defined,no-any-return]
+                func, args, kwargs, priority, max_retries, retry_delay, True
+            )
         if (
             dispatch is not None
             and type(priority) is int
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
             and callable(func)
-            and not self._events.active  # type: ignore[attr-defined]
         ):
             try:
                 future = dispatch.submit_managed(
@@ -2169,7 +2174,7 @@ class PoolBase:
                 raise self._rejection() from None  # type: ignore[attr-defined]
             return f"task-{future._task._number}"
         return self._submit_slow(  # type: ignore[attr-defined,no-any-return]
-            func, args, kwargs, priority, max_retries, retry_delay
+            func, args, kwargs, priority, max_retries, retry_delay, False
         )
 
     def get_task_result(self, task_id: str, timeout: float | None = None) -> Any:
@@ -2263,6 +2268,10 @@ def closure_order(dependencies: Any, targets: Any) -> list[Any]:
     return order
 
 
+_REPORT_BATCH = 256
+_REPORT_DELAY_NS = 20_000_000
+
+
 class GraphRunner:
     """One execution of a task graph, run on a dispatcher (see the native core)."""
 
@@ -2304,10 +2313,12 @@ class GraphRunner:
         # Nodes whose end the owner has not been told yet: the execution
         # finishes only once every node-end hook has returned.
         self._unreported = n
+        self._pending_report: list[int] = []
+        self._report_armed = False
         self._cancel_all = False
         self._finished = False
         self._started = False
-        self.on_node_end: Callable[[GraphRunner, int], object] | None = None
+        self.on_nodes_end: Callable[[GraphRunner, list[int]], object] | None = None
         self.on_finished: Callable[[GraphRunner], object] | None = None
         #: ``wrap(func, args, kwargs) -> (func, args, kwargs)`` applied at launch, or None.
         self.call_wrapper: Callable[..., tuple[Any, Any, Any]] | None = None
@@ -2332,15 +2343,44 @@ class GraphRunner:
         self._check_finished()
 
     def _report(self, ended: list[int]) -> None:
-        hook = self.on_node_end
-        if hook is not None:
-            for i in ended:
-                try:
-                    hook(self, i)
-                except BaseException:
-                    LOGGER.exception("graph node-end hook failed")
+        # Ends are reported in batches (see the native core).
+        flush = arm = False
         with self._lock:
-            self._unreported -= len(ended)
+            self._pending_report.extend(ended)
+            if self._pending_report:
+                if len(self._pending_report) >= _REPORT_BATCH or self._unfinished == 0:
+                    flush = True
+                elif not self._report_armed:
+                    self._report_armed = arm = True
+        if flush:
+            self._flush_report()
+        elif arm:
+            TIMERS._arm(time.monotonic_ns() + _REPORT_DELAY_NS, self._hand_report, _TK_CALL)
+
+    def _hand_report(self) -> None:
+        # On the timer thread: the report is the owner's code, so it runs on
+        # the pool (or here, if the pool is closing).
+        try:
+            self._dispatch.queue._push(_INTERNAL_PRIORITY, self._flush_report, (), None, None, None)
+            self._dispatch._after_push()
+        except QueueClosed:
+            self._flush_report()
+
+    def _flush_report(self) -> None:
+        with self._lock:
+            batch, self._pending_report = self._pending_report, []
+            self._report_armed = False
+        if not batch:
+            return
+        hook = self.on_nodes_end
+        if hook is not None:
+            try:
+                hook(self, batch)
+            except BaseException:
+                LOGGER.exception("graph node-end hook failed")
+        with self._lock:
+            self._unreported -= len(batch)
+        self._check_finished()
 
     def _check_finished(self) -> None:
         with self._lock:

@@ -2,11 +2,13 @@
 
 :class:`DependencyGraph` is the registry's graph, kept acyclic: a dependency on
 an unknown task, or one that would close a cycle, is rejected when it is
-declared.  :func:`closure_in_order` and :func:`inherit_priorities` plan one
-execution, and :class:`GraphRun` is its bookkeeping: a count of unfinished
-upstreams per task (Kahn's algorithm, as ``graphlib`` does it), so that a whole
-run costs time linear in nodes + edges.  The caller serialises calls to a
-``GraphRun``.
+declared.  :class:`TriggerRule` and :func:`judge` are the trigger rules.
+
+:func:`closure_in_order`, :func:`inherit_priorities` and :class:`GraphRun` are
+the reference semantics of one execution, written plainly: the engine that runs
+executions is the core's ``GraphRunner`` (flat arrays, no lock per event), and
+the tests hold it to these on random graphs with every trigger rule (as the
+pure-Python core is the oracle of the native one).
 """
 
 from __future__ import annotations
@@ -125,10 +127,11 @@ class DependencyGraph:
 
     def __init__(self, describe: Callable[[str], str] = str) -> None:
         self._describe = describe
+        # Only node -> dependencies: registering is the hot operation (a
+        # registry of 100,000 tasks is normal) and it touches nothing else.
+        # Who depends on a node is found by a scan, for the rare operations
+        # that ask (unregistering, dependents()).
         self._dependencies: dict[str, tuple[str, ...]] = {}
-        # A node with no dependents has no entry: a set per node is an object
-        # per task for the cyclic GC to scan, and most nodes are leaves.
-        self._dependents: dict[str, set[str]] = {}
 
     def __contains__(self, node: object) -> bool:
         return node in self._dependencies
@@ -141,10 +144,10 @@ class DependencyGraph:
         return self._dependencies[node]
 
     def dependents(self, node: str) -> frozenset[str]:
-        """Return the nodes that depend directly on *node*."""
+        """Return the nodes that depend directly on *node* (a scan of the graph)."""
         if node not in self._dependencies:
             raise KeyError(node)
-        return frozenset(self._dependents.get(node, ()))
+        return frozenset(n for n, deps in self._dependencies.items() if node in deps)
 
     @property
     def dependency_map(self) -> Mapping[str, tuple[str, ...]]:
@@ -165,8 +168,6 @@ class DependencyGraph:
         if node in deps:
             raise DependencyCycleError([self._describe(node)] * 2)
         self._dependencies[node] = deps
-        for dep in deps:
-            self._add_dependent(dep, node)
 
     def add_resolved(self, node: str, dependencies: tuple[str, ...]) -> None:
         """:meth:`add` for *dependencies* the caller resolved (distinct, all in the graph).
@@ -177,22 +178,6 @@ class DependencyGraph:
         if node in self._dependencies:
             raise ValueError(f"task {self._describe(node)!r} is already in the graph")
         self._dependencies[node] = dependencies
-        for dep in dependencies:
-            self._add_dependent(dep, node)
-
-    def _add_dependent(self, node: str, dependent: str) -> None:
-        dependents = self._dependents.get(node)
-        if dependents is None:
-            self._dependents[node] = {dependent}
-        else:
-            dependents.add(dependent)
-
-    def _drop_dependent(self, node: str, dependent: str) -> None:
-        dependents = self._dependents.get(node)
-        if dependents is not None:
-            dependents.discard(dependent)
-            if not dependents:
-                del self._dependents[node]
 
     def set_dependencies(self, node: str, dependencies: Iterable[str]) -> None:
         """Replace *node*'s dependencies.
@@ -203,15 +188,12 @@ class DependencyGraph:
             DependencyCycleError: The new dependencies would close a cycle; the
                 graph is left unchanged.
         """
-        old = self._dependencies[node]
+        if node not in self._dependencies:
+            raise KeyError(node)
         deps = self._checked(node, dependencies)
         cycle = self._path_to(node, deps)
         if cycle is not None:
             raise DependencyCycleError([self._describe(n) for n in [node, *cycle]])
-        for dep in old:
-            self._drop_dependent(dep, node)
-        for dep in deps:
-            self._add_dependent(dep, node)
         self._dependencies[node] = deps
 
     def remove(self, node: str) -> None:
@@ -221,17 +203,14 @@ class DependencyGraph:
             KeyError: *node* is not in the graph.
             TaskDependencyError: Other nodes still depend on *node*.
         """
-        if node not in self._dependencies:
-            raise KeyError(node)
-        dependents = self._dependents.get(node)
+        dependents = self.dependents(node)
         if dependents:
             names = sorted(self._describe(d) for d in dependents)
             raise TaskDependencyError(
                 f"task {self._describe(node)!r} is a dependency of {', '.join(map(repr, names))};"
                 " remove or update those first"
             )
-        for dep in self._dependencies.pop(node):
-            self._drop_dependent(dep, node)
+        del self._dependencies[node]
 
     def _checked(self, node: str, dependencies: Iterable[str]) -> tuple[str, ...]:
         deps = tuple(dict.fromkeys(dependencies))

@@ -438,7 +438,9 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
                 worker the timer thread handed a deadline's end to).  It must
                 not block.
             on_start: ``on_start(task, future)`` as each attempt starts.
-            tag: anything the caller wants to find on the task (``task.tag``).
+            tag: anything the caller wants to find on the task (``task.tag``),
+                until its end hooks have run (then it is dropped, as are the
+                hooks: a finished task keeps nothing that leads to its owner).
             run_in_caller: run the first attempt on this thread (the
                 ``caller_runs`` backpressure policy).
 

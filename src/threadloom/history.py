@@ -201,7 +201,13 @@ class _Stop(NamedTuple):
     pass
 
 
-_Item = TaskRunRecord | ExecutionRecord | _Flush | _Call | _Stop
+class _Runs(NamedTuple):
+    """Several run records queued as one item (see record_runs)."""
+
+    records: Sequence[TaskRunRecord]
+
+
+_Item = TaskRunRecord | ExecutionRecord | _Runs | _Flush | _Call | _Stop
 
 
 class _Auto:
@@ -560,6 +566,26 @@ class TaskHistory:
             raise TypeError(f"expected a TaskRunRecord (TaskStatus, tuple tags), not {record!r}")
         self._enqueue(record)
 
+    def record_runs(self, records: Sequence[TaskRunRecord]) -> None:
+        """:meth:`record_run` for several records at once (one queue operation).
+
+        Raises:
+            TypeError: a record is not a TaskRunRecord with a TaskStatus and a
+                tuple of tags (nothing is queued then).
+            HistoryError: As for :meth:`record_run`.
+        """
+        for record in records:
+            if (
+                type(record) is not TaskRunRecord
+                or not isinstance(record.status, TaskStatus)
+                or type(record.tags) is not tuple
+            ):
+                raise TypeError(
+                    f"expected a TaskRunRecord (TaskStatus, tuple tags), not {record!r}"
+                )
+        if records:
+            self._enqueue(_Runs(records), len(records))
+
     def record_execution(self, record: ExecutionRecord) -> None:
         """Queue *record* (replacing any earlier row of the same execution) for writing.
 
@@ -573,7 +599,7 @@ class TaskHistory:
             raise TypeError(f"expected an ExecutionRecord with a TaskStatus, not {record!r}")
         self._enqueue(record)
 
-    def _enqueue(self, record: TaskRunRecord | ExecutionRecord) -> None:
+    def _enqueue(self, record: TaskRunRecord | ExecutionRecord | _Runs, count: int = 1) -> None:
         if self._readonly:
             raise HistoryError(f"history {self._path!r} is opened read-only")
         self._ensure_started()
@@ -583,12 +609,15 @@ class TaskHistory:
             # Under the lock, so that nothing is queued behind the writer's stop
             # marker, where it would be lost without a count.
             if not self._closed:
-                self._pending += 1
+                self._pending += count
                 self._queue.put(record)
                 return
-            self._dropped += 1
+            self._dropped += count
         # Recording must never raise into a worker: a late record is only reported.
-        logger.warning("history %r is closed; record %s dropped", self._path, record[0])
+        first = record.records[0] if isinstance(record, _Runs) else record
+        logger.warning(
+            "history %r is closed; %d record(s) from %s dropped", self._path, count, first[0]
+        )
 
     def _wait_for_room(self) -> None:
         # Called with _state held.  The writer notifies _state each time it
@@ -875,6 +904,8 @@ class TaskHistory:
             while True:
                 if isinstance(item, TaskRunRecord):
                     runs.append(item)
+                elif isinstance(item, _Runs):
+                    runs.extend(item.records)
                 elif isinstance(item, ExecutionRecord):
                     executions.append(item)
                 elif isinstance(item, _Stop):

@@ -855,7 +855,7 @@ class TaskManager:
             execution = _Execution(
                 f"{self._id_prefix}-e{next(self._ids)}", targets, runner, trigger, job_id
             )
-            runner.on_node_end = functools.partial(self._node_ended, execution)
+            runner.on_nodes_end = functools.partial(self._nodes_ended, execution)
             runner.on_finished = functools.partial(self._execution_ended, execution)
             self._active[execution.execution_id] = execution
         self._record(self._history.record_execution, _execution_record(execution))
@@ -871,50 +871,60 @@ class TaskManager:
             execution.done.wait()
         return execution.execution_id
 
-    def _node_ended(self, execution: _Execution, runner: Any, i: int) -> None:
-        """Record a node's end (the runner calls it once per node, on any thread)."""
-        task: TaskInfo = runner.task(i)
-        status, priority, attempts, queued, started, finished, duration, error = runner.node_record(
-            i
-        )
-        self._last_status[task.task_id] = status
-        if error is not None and execution.first_error is None:
-            execution.first_error = (task.name, error)
-        self._record(
-            self._history.record_run,
-            TaskRunRecord(
-                f"{execution.execution_id}:{task.task_id}",
-                execution.execution_id,
-                task.task_id,
-                task.name,
-                status,
-                attempts,
-                queued,
-                started,
-                finished if finished is not None else time.time(),
-                duration,
-                None if error is None else type(error).__qualname__,
-                None if error is None else _safe_str(error),
-                task.tags,
-                None if error is None else _format_traceback(error),
-            ),
-        )
+    def _nodes_ended(self, execution: _Execution, runner: Any, ended: list[int]) -> None:
+        """Record nodes' ends (the runner reports each node once, in batches, on any thread)."""
+        records = []
+        last_status = self._last_status
+        execution_id = execution.execution_id
         events = self._pool.events
-        if events.active:
-            events.emit(
-                tl_events.task_finished(
+        emit = events.active
+        for i in ended:
+            task: TaskInfo = runner.task(i)
+            status, priority, attempts, queued, started, finished, duration, error = (
+                runner.node_record(i)
+            )
+            last_status[task.task_id] = status
+            if error is not None and execution.first_error is None:
+                execution.first_error = (task.name, error)
+            records.append(
+                TaskRunRecord(
+                    f"{execution_id}:{task.task_id}",
+                    execution_id,
                     task.task_id,
                     task.name,
-                    priority,
                     status,
                     attempts,
                     queued,
                     started,
-                    finished,
-                    error,
-                    execution.execution_id,
+                    finished if finished is not None else time.time(),
+                    duration,
+                    None if error is None else type(error).__qualname__,
+                    None if error is None else _safe_str(error),
+                    task.tags,
+                    None if error is None else _format_traceback(error),
                 )
             )
+            if emit:
+                events.emit(
+                    tl_events.task_finished(
+                        task.task_id,
+                        task.name,
+                        priority,
+                        status,
+                        attempts,
+                        queued,
+                        started,
+                        finished,
+                        error,
+                        execution_id,
+                    )
+                )
+        # The history waits (bounded) while its file is locked, then refuses;
+        # a refusal is the history's to report, never the execution's end.
+        try:
+            self._history.record_runs(records)
+        except Exception:
+            logger.exception("history records of execution %s were not accepted", execution_id)
 
     def _record(self, write: Callable[[Any], None], record: Any) -> None:
         # The history waits (bounded) while its file is locked, then refuses;

@@ -324,6 +324,7 @@ class ThreadPoolManager(core.PoolBase):
         priority: int,
         max_retries: int,
         retry_delay: float,
+        observed: bool,
     ) -> str:
         if max_retries:
             retry: RetryPolicy | None = RetryPolicy(
@@ -331,7 +332,7 @@ class ThreadPoolManager(core.PoolBase):
             )
         else:
             retry = self.default_retry
-        return self._submit(func, args, kwargs, priority, retry, None, None).task_id
+        return self._submit(func, args, kwargs, priority, retry, None, None, observed).task_id
 
     def _unknown_task(self, task_id: str) -> UnknownTaskError:
         return UnknownTaskError(task_id)
@@ -380,6 +381,7 @@ class ThreadPoolManager(core.PoolBase):
                 to stop (``current_task().cancelled``).
             name: a name for the task (seen by ``current_task().name``).
         """
+        events = self._events
         return self._submit(
             func,
             tuple(args),
@@ -388,6 +390,7 @@ class ThreadPoolManager(core.PoolBase):
             self.default_retry if retry is None else check_retry(retry),
             check_timeout(timeout),
             check_name(name),
+            events.active and events.sample_task(),
         )
 
     def _submit(
@@ -399,7 +402,9 @@ class ThreadPoolManager(core.PoolBase):
         retry: RetryPolicy | None,
         timeout: float | None,
         name: str | None,
+        observed: bool,
     ) -> TaskFuture[Any]:
+        """Queue one task; *observed*: its events go to the subscribers (sampled by the caller)."""
         if not callable(func):
             raise TypeError(f"func must be callable, not {type(func).__name__}")
         if type(priority) is not int:
@@ -408,7 +413,6 @@ class ThreadPoolManager(core.PoolBase):
         if executor is None:
             raise RuntimeError("ThreadPoolManager is not started: call start() first")
         events = self._events
-        observed = events.active and events.sample_task()
         profiler = self._profiler
         if profiler is not None and not profiler.take():
             # Over the profiler's task rate: this one runs untimed, and so do
