@@ -2,18 +2,25 @@
 
 Opt in with ``ThreadPoolManager(profile=True)`` (or ``TaskManager(profile=True)``,
 or ``--profile`` on the CLI); a pool without a profiler runs exactly the code it
-ran before (its fast submit path included).  With one, every attempt of every
-task runs inside a small wrapper on its worker that reads two clocks around the
-call (``time.perf_counter`` for wall time, ``time.thread_time`` for the worker
-thread's CPU time) and appends one record to a deque.  Nothing else happens on
-the worker: the sampler thread folds the records into per-name aggregates.
+ran before (its fast submit path included).  With one, every attempt of a
+timed task runs inside a small wrapper on its worker that reads two clocks
+around the call (``time.perf_counter`` for wall time, ``time.thread_time`` for
+the worker thread's CPU time) and appends one record to a deque.  Nothing else
+happens on the worker: the sampler thread folds the records into per-name
+aggregates.  Every task is timed up to ``max_task_rate`` tasks a second
+(1,000 by default); beyond it the rest keep the pool's fast path, untouched,
+and the report says what share was timed (``coverage``).
 
 What is measured, per task name (the task's ``name``, else its function's
 qualified name):
 
 * wall and CPU time of each attempt, queue wait (submission to first start),
   attempts and failed attempts, deadlines missed, percentiles of each;
-* the share of wall time off the CPU (waiting on IO or locks, or for the GIL);
+* the share of wall time off the CPU (waiting on IO or locks, or for the GIL),
+  told apart (on Linux) from time spent runnable but waiting for a core
+  because the machine is busy: the sampler reads each busy worker's
+  ``/proc/self/task/<tid>/schedstat``, so a CPU-bound task on an overloaded
+  machine is not taken for an IO-bound one;
 * with ``trace_memory=True``, the traced memory each attempt left allocated
   (``tracemalloc``; it slows allocation-heavy code about 2x, hence off by
   default; with several tasks running at once the figure also counts what the
