@@ -118,7 +118,7 @@ def test_managed(benchmark: Any, profile: str) -> None:
         ids = [submit(noop) for _ in range(MANAGED_N)]
         result = pool.get_task_result
         for task_id in ids:
-            result(task_id)
+            result(task_id, 120)
 
     try:
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
@@ -160,7 +160,7 @@ def _interleaved(pairs: int) -> None:
         ids = [submit(noop) for _ in range(MANAGED_N)]
         result = pool.get_task_result
         for task_id in ids:
-            result(task_id)
+            result(task_id, 120)
         elapsed = time.perf_counter() - started
         pool.stop()
         return elapsed
