@@ -351,6 +351,7 @@ class _Session:
         dashboard: tuple[str, int] | None = None,
         token: str | None = None,
         cluster: str | None = None,
+        profile: Any = False,
     ) -> None:
         if cluster is not None:
             _check_cluster(cluster)
@@ -369,6 +370,7 @@ class _Session:
             max_workers=workers,
             resource_monitor=self.monitor,
             adjust_interval=0.5,
+            profile=profile,
         )
         self.manager: TaskManager = TaskManager(
             thread_pool=self.pool, history=self.history, cluster=cluster
@@ -775,6 +777,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 dashboard=args.dashboard,
                 token=args.token,
                 cluster=args.cluster,
+                profile=_profiler_option(args),
             )
             session.register(workflow, schedules=True)
             console.print(
@@ -797,6 +800,8 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
                 session.stop(cancel=True, timeout=10.0)
                 session.close()
             site.stop()
+    if session is not None:
+        _report_profile(console, session, args, source="demo")
     return _exit_abandoning(session, code)
 
 
@@ -887,6 +892,188 @@ def _demo_loop(
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- profile
+
+
+def _profiler_option(args: argparse.Namespace) -> Any:
+    """The ``profile=`` of the session: False, or a Profiler per the options."""
+    if not getattr(args, "profile", False):
+        return False
+    from .profiling import Profiler
+
+    return Profiler(
+        sample_rate=args.sample_rate, trace_memory=args.trace_memory, group_by=args.profile_by
+    )
+
+
+def _report_profile(
+    console: Console, session: _Session, args: argparse.Namespace, *, source: str
+) -> None:
+    """After a profiled run: print the report, store it with the history, write speedscope."""
+    import sqlite3
+
+    from .profiling import format_report, save_profile
+
+    profiler = session.pool.profiler
+    if profiler is None:
+        return
+    report = profiler.report(max_workers=session.pool.max_workers)
+    try:
+        save_profile(args.db, profiler, report, source)
+    except sqlite3.Error as exc:
+        logger.warning("the profile could not be stored in %s: %s", args.db, exc)
+    if args.speedscope:
+        with open(args.speedscope, "w", encoding="utf-8") as out:
+            json.dump(profiler.speedscope(), out)
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_dict()))
+        return
+    console.print("")
+    for line in format_report(report):
+        console.print(_text(line), soft_wrap=True)
+    if args.speedscope:
+        console.print(
+            _text(f"speedscope profile: {args.speedscope} (open at https://www.speedscope.app)"),
+            soft_wrap=True,
+        )
+
+
+def _recorded_profiles(db: str) -> list[Any]:
+    import sqlite3
+
+    from .profiling import load_profiles
+
+    try:
+        return load_profiles(db, limit=1)
+    except (sqlite3.Error, ValueError) as exc:
+        logger.warning("the recorded profiles of %s could not be read: %s", db, exc)
+        return []
+
+
+def _recorded_json(recorded: Any) -> dict[str, Any]:
+    return {
+        "id": recorded.profile_id,
+        "recorded_at": _iso(recorded.recorded_at),
+        "source": recorded.source,
+        "report": recorded.report,
+    }
+
+
+def _print_recorded_profile(console: Console, db: str) -> None:
+    from .profiling import format_report, report_from_dict
+
+    for recorded in _recorded_profiles(db):
+        console.print("")
+        console.print(
+            _text(
+                f"latest recorded profile: {recorded.source}, at {_iso(recorded.recorded_at)} "
+                f"(threadloom profile or --profile records one)"
+            ),
+            soft_wrap=True,
+        )
+        for line in format_report(report_from_dict(recorded.report)):
+            console.print(_text(line), soft_wrap=True)
+
+
+def _cmd_profile(args: argparse.Namespace, console: Console) -> int:
+    from rich.console import Console as RichConsole
+
+    # The run's own output goes to stderr when stdout carries the JSON.
+    run_console = (
+        RichConsole(stderr=True, highlight=False, markup=False, width=_console_width())
+        if args.json
+        else console
+    )
+    return _cmd_run(args, run_console)
+
+
+def _add_profile_options(parser: argparse.ArgumentParser, *, flag: bool) -> None:
+    if flag:
+        parser.add_argument(
+            "--profile",
+            action="store_true",
+            help="profile every task (timings per task name, sampled call trees) and print "
+            "the profile and tuning advice at the end; it is stored in the history file",
+        )
+    parser.add_argument(
+        "--sample-rate",
+        type=_sample_rate,
+        default=100.0,
+        metavar="HZ",
+        help="stack samples per second while profiling (default: 100; 0: timings only)",
+    )
+    parser.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="while profiling, also measure the memory each task leaves allocated "
+        "(tracemalloc: slows allocation-heavy tasks)",
+    )
+    parser.add_argument(
+        "--profile-by",
+        choices=("name", "function"),
+        default="name",
+        help="group the profile by task name, or by the function tasks call "
+        "(default: name; a graph of many tasks of a few functions reads better by function)",
+    )
+    parser.add_argument(
+        "--speedscope",
+        metavar="FILE",
+        help="while profiling, write the sampled stacks as speedscope JSON to FILE",
+    )
+
+
+def _sample_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10000, not {text}")
+    return value
+
+
+def _add_profile_command(commands: Any) -> None:
+    profile = _add_command(
+        commands,
+        "profile",
+        help="run a workflow's graph once, profiled, and print tuning advice",
+        description=(
+            "Run the whole graph of a workflow file once with profiling on, then print "
+            "per task name: wall and CPU time, queue wait, attempts and percentiles; the "
+            "functions each spends its time in (sampled call stacks); and recommendations "
+            "with their numbers (worker count by Little's law, processes for GIL-bound "
+            "tasks, retry hot spots, starving priorities, missed deadlines, memory growth). "
+            "The profile is stored in the history file (threadloom stats shows it).\n\n"
+            "A workflow file is code: profiling it runs it."
+        ),
+    )
+    profile.add_argument("workflow", metavar="WORKFLOW.toml", help="the workflow file")
+    _add_workers(profile, None, "the file's workflow.workers, else 4")
+    profile.add_argument(
+        "--stop-timeout",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="after Ctrl-C, how long to wait for running tasks (default: 30)",
+    )
+    profile.add_argument(
+        "--json", action="store_true", help="print the profile as one JSON object on stdout"
+    )
+    _add_profile_options(profile, flag=False)
+    _add_db(profile)
+    _add_live(profile)
+    # Profiling measures this process's pool: the run stays local (no --cluster).
+    profile.set_defaults(
+        profile=True,
+        once=True,
+        check=False,
+        duration=None,
+        dashboard=None,
+        token=None,
+        cluster=None,
+    )
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -914,7 +1101,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             live=args.live,
             dashboard=args.dashboard,
             token=args.token,
-            cluster=args.cluster or workflow.cluster,
+            cluster=args.cluster or (None if args.profile else workflow.cluster),
+            profile=_profiler_option(args),
         )
         try:
             try:
@@ -928,6 +1116,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         finally:
             session.stop(cancel=True, timeout=args.stop_timeout)
             session.close()
+    _report_profile(console, session, args, source=f"run {args.workflow}")
     return _exit_abandoning(session, code)
 
 
@@ -1474,6 +1663,7 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
                     "first": _iso(min((r.finished_at for r in runs), default=None)),
                     "last": _iso(max((r.finished_at for r in runs), default=None)),
                     "groups": rows,
+                    "profiles": [_recorded_json(p) for p in _recorded_profiles(args.db)],
                 }
             )
         )
@@ -1499,6 +1689,7 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
         highlight=False,
         soft_wrap=True,
     )
+    _print_recorded_profile(console, args.db)
     return EXIT_OK
 
 
@@ -1675,6 +1866,7 @@ def _add_demo_command(commands: Any) -> None:
     _add_db(demo)
     _add_live(demo)
     _add_dashboard(demo, optional=True)
+    _add_profile_options(demo, flag=True)
 
 
 def _add_run_command(commands: Any) -> None:
@@ -1720,6 +1912,7 @@ def _add_run_command(commands: Any) -> None:
     _add_db(run)
     _add_live(run)
     _add_dashboard(run, optional=True)
+    _add_profile_options(run, flag=True)
 
 
 def _add_history_command(commands: Any) -> None:
@@ -1808,6 +2001,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history_command(commands)
     _add_stats_command(commands)
     _add_dashboard_command(commands)
+    _add_profile_command(commands)
     return parser
 
 
@@ -1853,6 +2047,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "history": _cmd_history,
     "stats": _cmd_stats,
     "dashboard": _cmd_dashboard,
+    "profile": _cmd_profile,
 }
 
 

@@ -68,6 +68,7 @@ from .thread_pool_manager import ThreadPoolManager
 
 if TYPE_CHECKING:
     from ._clock import Clock
+    from .profiling import Profiler
     from .resource_monitor import ResourceMonitor
 
 __all__ = [
@@ -284,10 +285,13 @@ class TaskManager:
             open for its owner); see
             :mod:`threadloom.distributed`.  History, schedules and events stay
             here.  Connecting happens in :meth:`start`.
+        profile: Passed to the pool the manager creates (True or a
+            ``Profiler``); for a pool passed in, give it to that pool instead.
 
     Raises:
         HistoryError: *history* is a path that cannot be used (see TaskHistory).
-        ValueError: *keep_executions* is negative.
+        ValueError: *keep_executions* is negative, or *profile* with a pool
+            passed in.
     """
 
     def __init__(
@@ -299,14 +303,20 @@ class TaskManager:
         keep_executions: int = 100,
         clock: Clock | None = None,
         cluster: Any = None,
+        profile: bool | Profiler = False,
     ) -> None:
+        if profile is not False and thread_pool is not None:
+            raise ValueError(
+                "profile= applies to the pool the TaskManager creates: pass it to "
+                "the ThreadPoolManager you give (ThreadPoolManager(profile=True))"
+            )
         if isinstance(keep_executions, bool) or not isinstance(keep_executions, int):
             raise TypeError(f"keep_executions must be an int, not {keep_executions!r}")
         if keep_executions < 0:
             raise ValueError(f"keep_executions must be >= 0, not {keep_executions}")
         self._owns_pool = thread_pool is None
         self._pool = (
-            ThreadPoolManager(resource_monitor=resource_monitor)
+            ThreadPoolManager(resource_monitor=resource_monitor, profile=profile)
             if thread_pool is None
             else thread_pool
         )
@@ -438,6 +448,11 @@ class TaskManager:
     def thread_pool(self) -> ThreadPoolManager:
         """The pool this manager runs tasks on."""
         return self._pool
+
+    @property
+    def profiler(self) -> Profiler | None:
+        """The pool's profiler, or None when it does not profile."""
+        return self._pool.profiler
 
     @property
     def scheduler(self) -> Scheduler | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import events as tl_events
+from . import profiling as tl_profiling
 from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
 from ._impl import core
 from ._task import TaskFuture, current_task
@@ -98,6 +99,8 @@ class ThreadPoolManager(core.PoolBase):
         keep_finished: how many finished task records are kept.
         keep_finished_seconds: how long a finished record is kept.
         thread_name_prefix: names of the worker threads.
+        profile: True (or a :class:`~threadloom.profiling.Profiler`) to profile
+            every task (see :attr:`profiler`); off, it costs nothing.
 
     Raises:
         ValueError, TypeError: an argument is out of range; the message names it.
@@ -118,6 +121,7 @@ class ThreadPoolManager(core.PoolBase):
         keep_finished: int = 10_000,
         keep_finished_seconds: float = 3600.0,
         thread_name_prefix: str = "threadloom-pool",
+        profile: bool | tl_profiling.Profiler = False,
     ) -> None:
         for label, value in (("min_workers", min_workers), ("max_workers", max_workers)):
             if isinstance(value, bool) or not isinstance(value, int):
@@ -163,6 +167,7 @@ class ThreadPoolManager(core.PoolBase):
         self.keep_finished = keep_finished
         self.keep_finished_seconds = _check_seconds("keep_finished_seconds", keep_finished_seconds)
         self.thread_name_prefix = thread_name_prefix
+        self._profiler = tl_profiling.profiler_from(profile)
 
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
@@ -203,8 +208,13 @@ class ThreadPoolManager(core.PoolBase):
             executor.resize(self.max_workers, self.min_workers)
             self._executor = executor
             self._executors_seen.append(executor)
-            if self._slots is None and self.resource_monitor is None:
+            if self._slots is None and self.resource_monitor is None and self._profiler is None:
                 self._fast_dispatch = executor._dispatch  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
+            if self._profiler is not None:
+                self._profiler.attach(
+                    self._submitted_count, self._profile_window, lambda: self.max_workers
+                )
+                self._profiler.start()
             self._started_at = time.monotonic()
             self._target_workers = self.max_workers
             self._stop_adjusting = threading.Event()
@@ -250,6 +260,9 @@ class ThreadPoolManager(core.PoolBase):
         all_exited = executor.join_workers(timeout)
         if adjuster is not None:
             adjuster.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self._profiler is not None:
+            self._profiler.detach(self._profile_window)
+            self._profiler.stop()
         if not all_exited:
             LOGGER.warning("ThreadPoolManager.stop(): workers still running after %s s", timeout)
         return all_exited
@@ -277,6 +290,21 @@ class ThreadPoolManager(core.PoolBase):
     ) -> tl_events.Subscription:
         """Call ``callback(event)`` for the pool's events; see :mod:`threadloom.events`."""
         return self._events.subscribe(callback, kinds)
+
+    @property
+    def profiler(self) -> tl_profiling.Profiler | None:
+        """The pool's profiler (``profile=``), or None; ``profiler.report()`` says what it saw."""
+        return self._profiler
+
+    def _submitted_count(self) -> int:
+        return sum(executor.statistics().submitted for executor in self._executors_seen)
+
+    def _profile_window(self) -> None:
+        # A new timing window of the profiler: submit() leaves the core's
+        # fast path again so that _submit can time tasks.
+        with self._lock:
+            if self._executor is not None:
+                self._fast_dispatch = None
 
     # -- submission ---------------------------------------------------------
     # submit() is the core's (PoolBase): its fast path never leaves C.
@@ -378,7 +406,26 @@ class ThreadPoolManager(core.PoolBase):
         if executor is None:
             raise RuntimeError("ThreadPoolManager is not started: call start() first")
         events = self._events
-        if self._slots is None and self.resource_monitor is None and not observed:
+        profiler = self._profiler
+        if profiler is not None and not profiler.take():
+            # Over the profiler's task rate: this one runs untimed, and so do
+            # the next ones through the core's fast path, until the profiler's
+            # next window (_profile_window).
+            profiler = None
+            if (
+                self._fast_dispatch is None
+                and self._slots is None
+                and self.resource_monitor is None
+            ):
+                with self._lock:
+                    if self._executor is executor:
+                        self._fast_dispatch = executor._dispatch  # noqa: SLF001 (as in start())
+        if (
+            self._slots is None
+            and self.resource_monitor is None
+            and not observed
+            and profiler is None
+        ):
             # The fast path: the registry is the task's done-hook, in the core.
             return executor.submit_managed(
                 func,
@@ -390,6 +437,11 @@ class ThreadPoolManager(core.PoolBase):
                 timeout=timeout,
                 on_done=self._registry,
             )
+        profiled = None
+        if profiler is not None:
+            # Innermost, so that sampled stacks start at the task's own function.
+            func, args, kwargs = profiler.wrap(func, args, kwargs)
+            profiled = func
         monitor = self.resource_monitor
         if monitor is not None:
             args = (func, args, kwargs, monitor)
@@ -427,6 +479,8 @@ class ThreadPoolManager(core.PoolBase):
         if observed:
             future._tl_observer = func  # type: ignore[attr-defined]  # noqa: SLF001 (this layer's own mark on the future it created)
             func.announce(future.task_id, name, priority)  # type: ignore[attr-defined]
+        if profiled is not None:
+            future.add_done_callback(profiled.task_done)  # type: ignore[attr-defined]
         return future
 
     def graph_runner(self, tasks: list[Any]) -> Any:
@@ -445,11 +499,16 @@ class ThreadPoolManager(core.PoolBase):
             raise RuntimeError("ThreadPoolManager is not started: call start() first")
         runner = executor.graph_runner(tasks)
         monitor = self.resource_monitor
-        if monitor is not None:
+        profiler = self._profiler
+        if monitor is not None or profiler is not None:
 
             def observed(
                 func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
             ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+                if profiler is not None and profiler.take():
+                    func, args, kwargs = profiler.wrap(func, args, kwargs)
+                if monitor is None:
+                    return func, args, kwargs or {}
                 return _observed_call, (func, args, kwargs or {}, monitor), {}
 
             runner.call_wrapper = observed

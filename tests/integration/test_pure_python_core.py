@@ -1,4 +1,4 @@
-"""The drop-in and manager suites again, on the pure-Python core.
+"""The drop-in, manager, task-manager and events suites again, on the pure-Python core.
 
 The core's own tests run over both cores in-process; the executor selects its
 core at import, so the suites that sit on top of it are re-run here in a
@@ -27,6 +27,8 @@ def test_executor_and_manager_suites_pass_on_the_twin() -> None:
             "no:cacheprovider",
             str(TESTS / "test_executor.py"),
             str(TESTS / "test_thread_pool_manager.py"),
+            str(TESTS / "test_task_manager.py"),
+            str(TESTS / "test_events.py"),
             "-k",
             "not stress",
         ],

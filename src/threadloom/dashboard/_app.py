@@ -339,6 +339,7 @@ class DashboardApp:
             ),
             Route("/api/history/runs", self._json(self.history_runs)),
             Route("/api/history/executions", self._json(self.history_executions)),
+            Route("/api/profile", self._json(self.profile)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
         self.starlette = Starlette(routes=routes, lifespan=self._lifespan)
@@ -889,6 +890,29 @@ class DashboardApp:
             "limit": limit,
             "more": len(records) > limit,
         }
+
+    def profile(self, request: Request) -> dict[str, Any]:
+        """The live pool's profile, else the latest one recorded in the history file."""
+        from ..profiling import load_profiles
+
+        pool = self.sources.pool
+        profiler = pool.profiler if pool is not None else None
+        if profiler is not None:
+            return {
+                "source": "live",
+                "report": profiler.report().to_dict(),
+                "speedscope": profiler.speedscope(),
+            }
+        history = self.sources.history
+        if history is not None:
+            for recorded in load_profiles(history.path, limit=1):
+                return {
+                    "source": f"recorded: {recorded.source}",
+                    "recorded_at": recorded.recorded_at,
+                    "report": recorded.report,
+                    "speedscope": recorded.speedscope,
+                }
+        return {"source": None, "report": None, "speedscope": None}
 
 
 def _explain(schedule: Any) -> str:

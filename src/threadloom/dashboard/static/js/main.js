@@ -3,11 +3,12 @@ import { getJSON, listen } from "./api.js";
 import * as executions from "./executions.js";
 import * as history from "./history.js";
 import * as overview from "./overview.js";
+import * as profile from "./profile.js";
 import * as schedules from "./schedules.js";
 import * as stream from "./stream.js";
 import * as tasks from "./tasks.js";
 
-const VIEWS = { overview, stream, tasks, executions, schedules, history };
+const VIEWS = { overview, stream, tasks, executions, schedules, history, profile };
 let current = "overview";
 let lastStreamDraw = 0;
 let pending = null;
@@ -41,6 +42,7 @@ async function start() {
   tasks.init(refresh);
   executions.init();
   history.init();
+  profile.init();
   for (const id of ["stream-window", "stream-colour"]) document.getElementById(id).addEventListener("change", refresh);
   const info = await getJSON("/api/info");
   document.title = `threadloom ${info.version}${info.live ? "" : " (history)"}`;
@@ -69,7 +71,7 @@ async function start() {
     document.getElementById("conn").textContent = "history only";
   }
   // The schedules view has no events of its own: refresh it every few seconds.
-  setInterval(() => { if (current === "schedules" || current === "stream") refresh(); }, 3000);
+  setInterval(() => { if (current === "schedules" || current === "stream" || current === "profile") refresh(); }, 3000);
 }
 
 start();
