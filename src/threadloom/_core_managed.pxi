@@ -1546,9 +1546,11 @@ cdef class GraphRunner:
     cdef void _advance(self, list ready, list ended) except *:
         """Launch *ready* nodes (and whatever that decides), then report *ended* ones."""
         cdef Py_ssize_t i
+        cdef list work = []
+        cdef list codes = []
         while ready:
             i = <Py_ssize_t>ready.pop()
-            self._launch(i, ready, ended)
+            self._launch(i, ready, ended, work, codes)
         self._report(ended)
         self._check_finished()
 
@@ -1584,9 +1586,13 @@ cdef class GraphRunner:
 
     cdef void _flush_report(self) except *:
         cdef list batch
+        # Made before the swap: allocating a list can run a garbage
+        # collection, and so other threads' code, which must not come between
+        # taking the batch and replacing it (two flushers would report it twice).
+        cdef list fresh = []
         with cython.critical_section(self):
             batch = self._pending_report
-            self._pending_report = []
+            self._pending_report = fresh
             self._report_armed = False
         if not batch:
             return
@@ -1614,7 +1620,7 @@ cdef class GraphRunner:
                 except BaseException:
                     LOGGER.exception("graph finished hook failed")
 
-    cdef void _launch(self, Py_ssize_t i, list ready, list ended) except *:
+    cdef void _launch(self, Py_ssize_t i, list ready, list ended, list work, list codes) except *:
         # The node's state is NS_LAUNCHED (set when it became ready).
         cdef int code = NS_WAITING
         task = self._tasks[i]
@@ -1625,7 +1631,7 @@ cdef class GraphRunner:
             code = NS_SKIPPED
         if code != NS_WAITING:
             with cython.critical_section(self):
-                self._end(i, code, ready, ended)
+                self._end(i, code, ready, ended, work, codes)
             return
         kwargs = task.kwargs
         kwargs = dict(kwargs) if kwargs else None
@@ -1654,7 +1660,7 @@ cdef class GraphRunner:
             # dependents are judged as after any failure.
             self._errors[i] = error
             with cython.critical_section(self):
-                self._end(i, NS_FAILED, ready, ended)
+                self._end(i, NS_FAILED, ready, ended, work, codes)
             return
         cancel_now = False
         with cython.critical_section(self):
@@ -1673,6 +1679,8 @@ cdef class GraphRunner:
         cdef int code
         cdef list ready = []
         cdef list ended = []
+        cdef list work = []
+        cdef list codes = []
         if status == ST_COMPLETED:
             code = NS_COMPLETED
             self._results[i] = future._result
@@ -1690,16 +1698,19 @@ cdef class GraphRunner:
         with cython.critical_section(self):
             self._futures[i] = None
             if self._state[i] == NS_LAUNCHED:
-                self._end(i, code, ready, ended)
+                self._end(i, code, ready, ended, work, codes)
         self._advance(ready, ended)
 
-    cdef void _end(self, Py_ssize_t i, int code, list ready, list ended) noexcept:
+    cdef void _end(self, Py_ssize_t i, int code, list ready, list ended, list work, list codes) noexcept:
         # Under the critical section.  A worklist, not recursion: a failure
-        # can cascade down a 100,000-deep chain.
+        # can cascade down a 100,000-deep chain.  *work* and *codes* are the
+        # caller's empty lists, made before it looked at the state: making a
+        # list can run a garbage collection, and so other threads' code,
+        # which must not come between that look and this update.
         cdef Py_ssize_t k, j
         cdef int verdict
-        cdef list work = [i]
-        cdef list codes = [code]
+        work.append(i)
+        codes.append(code)
         while work:
             i = <Py_ssize_t>work.pop()
             code = <int>codes.pop()
@@ -1741,6 +1752,8 @@ cdef class GraphRunner:
         cdef list ready = []
         cdef list ended = []
         cdef list in_flight = []
+        cdef list work = []
+        cdef list codes = []
         cdef Py_ssize_t i
         cdef bint found = False
         with cython.critical_section(self):
@@ -1763,7 +1776,7 @@ cdef class GraphRunner:
                     if self._state[i] == NS_WAITING:
                         found = True
                         self._cancel[i] = 1
-                        self._end(i, NS_CANCELLED, ready, ended)
+                        self._end(i, NS_CANCELLED, ready, ended, work, codes)
                     elif self._state[i] == NS_LAUNCHED:
                         found = True
                         self._cancel[i] = 1
