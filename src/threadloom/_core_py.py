@@ -2633,3 +2633,24 @@ class GraphRunner:
                 if self._state[j] == _NS_COMPLETED
             }
         )
+
+
+def slot_offsets(cls: type, names: Any) -> tuple[Any, ...]:
+    """The twin's stand-in for slot offsets: the slots' setters."""
+    setters = []
+    for name in names:
+        descriptor: Any = cls.__dict__.get(name)
+        if type(descriptor).__name__ != "member_descriptor":
+            raise TypeError(f"{cls.__name__}.{name} is not a slot")
+        setters.append(descriptor.__set__)
+    return tuple(setters)
+
+
+def new_slotted(cls: type, offsets: tuple[Any, ...], values: tuple[Any, ...]) -> Any:
+    """A new *cls* whose slots hold *values*, bypassing ``__init__`` (see the native core)."""
+    if len(values) != len(offsets):
+        raise ValueError(f"{len(offsets)} slots, {len(values)} values")
+    obj: Any = object.__new__(cls)
+    for setter, value in zip(offsets, values, strict=True):
+        setter(obj, value)
+    return obj
