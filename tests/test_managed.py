@@ -449,3 +449,32 @@ def test_the_runner_agrees_with_the_reference_on_random_graphs(
     expected = reference_outcome(deps, rules, failing)
     got = {runner.task(i).name: runner.node_state(i) for i in range(runner.size)}
     assert got == expected
+
+
+def test_new_slotted_builds_what_init_builds(core: ModuleType) -> None:
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Record:
+        a: Any
+        b: Any
+        c: Any
+
+    class Payload:
+        pass
+
+    names = [f.name for f in dataclasses.fields(Record)]
+    offsets = core.slot_offsets(Record, names)
+    payload = Payload()
+    ref = weakref.ref(payload)
+    built = core.new_slotted(Record, offsets, (1, "two", payload))
+    assert built == Record(1, "two", payload)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.a = 5  # type: ignore[misc]
+    with pytest.raises(ValueError, match="3 slots, 2 values"):
+        core.new_slotted(Record, offsets, (1, 2))
+    with pytest.raises(TypeError, match="is not a slot"):
+        core.slot_offsets(Record, ["a", "nope"])
+    del built, payload
+    gc.collect()
+    assert ref() is None  # the slot's reference was owned and released
