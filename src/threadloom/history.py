@@ -120,11 +120,12 @@ _EXECUTION_COLUMNS = (
 # Run ids are unique by construction (execution id + task id) and a run is
 # recorded once: no unique index on run_id, one B-tree fewer per insert.
 _INSERT_RUN = f"INSERT INTO task_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 14)})"
-#: Run rows per INSERT statement (14 parameters each: SQLite allows 32,766).
-_RUN_CHUNK = 512
+#: Run rows per INSERT statement, 14 parameters each: SQLite allows 32,766
+#: parameters a statement from 3.32, and 999 before.
+_RUN_CHUNK = 2048 if sqlite3.sqlite_version_info >= (3, 32) else 999 // 14
 
 
-@functools.lru_cache(maxsize=_RUN_CHUNK)
+@functools.lru_cache(maxsize=16)
 def _insert_runs(count: int) -> str:
     """``INSERT`` of *count* run rows in one statement."""
     row = f"({', '.join('?' * 14)})"
@@ -1203,12 +1204,15 @@ def _commit(conn: sqlite3.Connection, rows: Sequence[tuple[str, tuple[Any, ...],
             if sql is _INSERT_RUN and len(params) > 1:
                 # Run rows go up to _RUN_CHUNK to a statement: SQLite releases
                 # the GIL for each step, and a step per row meant a wait for
-                # the GIL per row while the pool's workers hold it.
-                for i in range(0, len(params), _RUN_CHUNK):
-                    chunk = params[i : i + _RUN_CHUNK]
-                    conn.execute(
-                        _insert_runs(len(chunk)), tuple(itertools.chain.from_iterable(chunk))
-                    )
+                # the GIL per row while the pool's workers hold it.  Chunks
+                # are _RUN_CHUNK rows, then powers of two (few statements to
+                # cache).
+                i = 0
+                while i < len(params):
+                    size = min(_RUN_CHUNK, 1 << ((len(params) - i).bit_length() - 1))
+                    chunk = params[i : i + size]
+                    conn.execute(_insert_runs(size), tuple(itertools.chain.from_iterable(chunk)))
+                    i += size
             else:
                 conn.executemany(sql, params)
             start = end
