@@ -63,7 +63,7 @@ def test_events_are_frozen_with_a_kind_and_a_timestamp() -> None:
         "priority": 2,
         "execution_id": None,
     }
-    assert len(ev.KINDS) == 12
+    assert len(ev.KINDS) == 13  # twelve kinds, and a profiled attempt (task_profiled)
 
 
 def test_finished_event_carries_the_error_and_its_traceback() -> None:

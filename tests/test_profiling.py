@@ -671,3 +671,37 @@ def test_profiling_and_a_subscriber_together() -> None:
     assert seen.count("task_finished") == 6 and seen.count("task_started") == 6
     assert report.name("both").tasks == 5
     assert report.name(spin.__qualname__).tasks == 1
+
+
+def test_each_profiled_attempt_is_an_event() -> None:
+    import threading as _threading
+
+    from threadloom import TaskProfiled, ThreadPoolManager
+    from threadloom.profiling import Profiler
+
+    got: list[TaskProfiled] = []
+    done = _threading.Event()
+
+    def record(event: TaskProfiled) -> None:
+        got.append(event)
+        if len(got) >= 2:
+            done.set()
+
+    def spin() -> int:
+        total = 0
+        for i in range(200_000):
+            total += i
+        return total
+
+    with (
+        ThreadPoolManager(1, 1, profile=Profiler(sample_rate=0)) as pool,
+        pool.subscribe(record, kinds=["task_profiled"]),
+    ):
+        ids = [pool.submit_call(spin, name="spin") for _ in range(2)]
+        assert [pool.get_task_result(i, 30) for i in ids] == [spin()] * 2
+        assert done.wait(30)
+    assert {e.task_id for e in got} == set(ids)
+    for event in got:
+        assert event.name == "spin" and event.attempt == 1 and event.failed == ""
+        assert event.cpu_time > 0 and event.wall_time > 0
+        assert 0.0 <= event.off_cpu_share <= 1.0

@@ -259,6 +259,28 @@ class AlertCleared(Event):
     threshold: float
 
 
+@dataclass(frozen=True, slots=True)
+class TaskProfiled(Event):
+    """One profiled attempt's measurements (a pool with a ``Profiler`` timing it).
+
+    ``cpu_time`` is the worker thread's CPU time during the attempt;
+    ``off_cpu_share`` the share of ``wall_time`` not on a CPU (waiting on IO,
+    locks, or the GIL); ``memory`` the bytes it left allocated (with
+    ``trace_memory``), else None.
+    """
+
+    kind: ClassVar[str] = "task_profiled"
+    task_id: str
+    name: str | None
+    attempt: int
+    worker: str
+    wall_time: float
+    cpu_time: float
+    off_cpu_share: float
+    failed: str = ""
+    memory: int | None = None
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     TaskQueued,
     TaskStarted,
@@ -272,6 +294,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ResourceSampled,
     AlertRaised,
     AlertCleared,
+    TaskProfiled,
 )
 #: Every event kind name.
 KINDS: frozenset[str] = frozenset(cls.kind for cls in EVENT_TYPES)

@@ -67,6 +67,14 @@ from typing import Any
 from ._task import current_task
 from ._version import __version__
 
+
+def _events() -> Any:
+    # Imported on first use, as the pool imports this module.
+    from . import events
+
+    return events
+
+
 __all__ = [
     "SPEEDSCOPE_SCHEMA",
     "CallNode",
@@ -163,6 +171,23 @@ class _ProfiledCall:
             deadline = task.deadline
             now = time.time()
             submitted = task.submitted_at
+            bus = profiler._bus  # noqa: SLF001 (same module)
+            if bus is not None and bus.active:
+                # The same measurements, per attempt, for subscribers.
+                bus.emit(
+                    _events().TaskProfiled(
+                        now,
+                        task.task_id,
+                        name,
+                        attempt,
+                        threading.current_thread().name,
+                        wall,
+                        cpu,
+                        max(0.0, 1.0 - cpu / wall) if wall > 0 else 0.0,
+                        failed,
+                        (tracemalloc.get_traced_memory()[0] - mem_start) if memory else None,
+                    )
+                )
             profiler._records.append(  # noqa: SLF001 (same module)
                 (
                     name,
@@ -597,6 +622,8 @@ class Profiler:
         # folded into _stats by whoever holds _lock.
         self._records: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
+        # The event bus of the pool it profiles (see attach), or None.
+        self._bus: Any = None
         self._stats: dict[str, _NameStats] = {}
         # (priority, submitted_at, wait) of first attempts, for starvation.
         self._waits: deque[tuple[int, float, float]] = deque(maxlen=max_values * 4)
@@ -653,11 +680,16 @@ class Profiler:
         submitted: Callable[[], int],
         on_window: Callable[[], object] | None = None,
         max_workers: Callable[[], int] | None = None,
+        bus: Any = None,
     ) -> None:
         """Tell the profiler about a pool: *submitted* counts its tasks (for
         :attr:`ProfileReport.coverage`); *on_window* is called at each new timing
         window while some tasks go untimed; *max_workers* is its worker limit
-        (the report's default).  Pools call it when they start."""
+        (the report's default); *bus* is its event bus, where each timed
+        attempt is reported (``TaskProfiled``) while someone listens.  Pools
+        call it when they start."""
+        if bus is not None:
+            self._bus = bus
         with self._lock:
             # A pool started again keeps the count it was attached with.
             if all(source != submitted for source, _ in self._sources):

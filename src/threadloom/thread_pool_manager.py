@@ -212,7 +212,10 @@ class ThreadPoolManager(core.PoolBase):
                 self._fast_dispatch = executor._dispatch  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
             if self._profiler is not None:
                 self._profiler.attach(
-                    self._submitted_count, self._profile_window, lambda: self.max_workers
+                    self._submitted_count,
+                    self._profile_window,
+                    lambda: self.max_workers,
+                    self._events,
                 )
                 self._profiler.start()
             self._started_at = time.monotonic()
