@@ -32,6 +32,7 @@ from threadloom.history import (
     HistoryError,
     TaskHistory,
     TaskRunRecord,
+    run_row,
 )
 
 
@@ -95,6 +96,43 @@ def test_records_round_trip(history: TaskHistory) -> None:
     got = history.query_runs()
     assert got == sorted(records, key=lambda r: r.finished_at, reverse=True)
     assert all(isinstance(r.status, TaskStatus) for r in got)
+
+
+def test_run_rows_are_stored_as_their_records_are(history: TaskHistory) -> None:
+    records = [run(1), run(2, status=TaskStatus.FAILED, tags=()), run(3, tags=("a", "b"))]
+    history.record_run_rows([run_row(record) for record in records])
+    assert history.query_runs() == sorted(records, key=lambda r: r.finished_at, reverse=True)
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        list(run_row(run(1))),
+        run_row(run(1))[:-1],
+        (*run_row(run(1)), None),
+        (*run_row(run(1))[:4], "done", *run_row(run(1))[5:]),
+    ],
+    ids=["list", "short", "long", "unknown-status"],
+)
+def test_run_rows_of_the_wrong_shape_are_refused_and_nothing_is_queued(
+    history: TaskHistory, row: Any
+) -> None:
+    with pytest.raises(TypeError, match="run row of 14 fields"):
+        history.record_run_rows([run_row(run(1)), row])
+    assert history.flush(timeout=10)
+    assert history.query_runs() == [] and history.stats() == (0, 0, 0)
+
+
+def test_one_run_row_sqlite_refuses_costs_only_itself(
+    history: TaskHistory, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = (*run_row(run(3))[:11], object(), *run_row(run(3))[12:])
+    with caplog.at_level(logging.ERROR, logger="threadloom.history"):
+        history.record_run_rows([run_row(run(1)), run_row(run(2)), bad, run_row(run(4))])
+        assert history.flush(timeout=10)
+    assert [r.run_id for r in history.query_runs()] == ["e1:t1:4", "e1:t1:2", "e1:t1:1"]
+    assert history.stats() == (3, 1, 1)
+    assert "record e1:t1:3; dropped" in caplog.text
 
 
 def test_filters_by_task_status_execution_and_time(history: TaskHistory) -> None:

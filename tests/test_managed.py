@@ -10,6 +10,7 @@ import gc
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
@@ -303,6 +304,55 @@ def test_a_failure_decides_dependents_by_their_rules(dispatcher: Any, mcore: Mod
         TaskStatus.COMPLETED,
         TaskStatus.COMPLETED,
     ]
+
+
+def test_run_rows_describe_each_ended_node_for_the_history(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    def boom() -> None:
+        raise ValueError("boom")
+
+    spec = {"a": ([], int), "b": ([], boom), "c": (["b"], int)}
+    tasks = graph_tasks(spec)
+    tasks[0].tags = ("etl", "daily")
+    for task in tasks[1:]:
+        task.tags = ()
+    before = time.time()
+    runner, ended = run_graph(dispatcher, mcore, tasks)
+    statuses: dict[str, TaskStatus] = {}
+    described: list[BaseException] = []
+
+    def describe(error: BaseException) -> tuple[str, str, str]:
+        described.append(error)
+        return type(error).__name__, str(error), "trace"
+
+    rows = runner.run_rows(ended, "e1", statuses, describe, lambda tags: "|".join(tags))
+    by_task = {row[2]: row for row in rows}
+    assert [row[2] for row in rows] == [tasks[i].task_id for i in ended]
+    assert statuses == {
+        "a": TaskStatus.COMPLETED,
+        "b": TaskStatus.FAILED,
+        "c": TaskStatus.UPSTREAM_FAILED,
+    }
+    a, b, c = by_task["a"], by_task["b"], by_task["c"]
+    assert a[:6] == ("e1:a", "e1", "a", "a", "completed", 1)
+    assert type(a[4]) is str  # the plain value, not the enum
+    assert before <= a[6] <= a[7] <= a[8] <= time.time()
+    assert a[9] == pytest.approx(a[8] - a[7], abs=1e-3)
+    assert a[10:] == (None, None, "etl|daily", None)
+    assert b[4:6] == ("failed", 1) and b[10:] == ("ValueError", "boom", "[]", "trace")
+    assert described == [runner.error(1)]
+    # Never queued nor started: no queue or start time, no duration, but an end.
+    assert c[4] == "upstream_failed" and c[6] is None and c[7] is None and c[9] is None
+    assert c[8] >= before
+    with pytest.raises(IndexError, match="not in this graph"):
+        runner.run_rows([3], "e1", {}, describe, str)
+
+
+def test_run_rows_refuse_a_node_that_has_not_ended(dispatcher: Any, mcore: ModuleType) -> None:
+    runner = mcore.GraphRunner(dispatcher, graph_tasks({"a": ([], int)}))
+    with pytest.raises(ValueError, match="has not ended"):
+        runner.run_rows([0], "e1", {}, repr, str)
 
 
 def test_cancelling_a_graph_before_its_start_runs_nothing(

@@ -2609,6 +2609,57 @@ class GraphRunner:
             self._errors[i],
         )
 
+    def run_rows(
+        self,
+        ended: list[int],
+        execution_id: str,
+        last_status: dict[str, TaskStatus],
+        describe_error: Callable[[BaseException], tuple[str, str, str | None]],
+        tags_json: Callable[[tuple[str, ...]], str],
+    ) -> list[tuple[Any, ...]]:
+        """History rows of the nodes *ended* (see the native twin for the columns)."""
+        rows = []
+        prefix = execution_id + ":"
+        wall = _WALL_OFFSET
+        for i in ended:
+            if not 0 <= i < self.size:
+                raise IndexError(f"node {i} is not in this graph of {self.size}")
+            state = self._state[i]
+            if state < _NS_COMPLETED:
+                raise ValueError(f"node {i} has not ended")
+            task = self._tasks[i]
+            task_id = task.task_id
+            status = _NODE_STATUS[state]
+            last_status[task_id] = status
+            queued_ns = self._queued_ns[i]
+            started_ns = self._started_ns[i]
+            finished_ns = self._finished_ns[i] or time.monotonic_ns()
+            error = self._errors[i]
+            if error is None:
+                error_type = error_message = trace = None
+            else:
+                error_type, error_message, trace = describe_error(error)
+            tags = task.tags
+            rows.append(
+                (
+                    prefix + task_id,
+                    execution_id,
+                    task_id,
+                    task.name,
+                    status.value,
+                    self._attempts[i],
+                    queued_ns / 1e9 + wall if queued_ns else None,
+                    started_ns / 1e9 + wall if started_ns else None,
+                    finished_ns / 1e9 + wall,
+                    (finished_ns - started_ns) / 1e9 if started_ns else None,
+                    error_type,
+                    error_message,
+                    tags_json(tags) if tags else "[]",
+                    trace,
+                )
+            )
+        return rows
+
     def node_status_code(self, i: int) -> int:
         return self._state[i]
 

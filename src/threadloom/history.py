@@ -55,6 +55,8 @@ __all__ = [
     "HistoryStats",
     "TaskHistory",
     "TaskRunRecord",
+    "run_row",
+    "tags_json",
 ]
 
 logger = logging.getLogger(__name__)
@@ -119,7 +121,6 @@ _EXECUTION_COLUMNS = (
 )
 # Run ids are unique by construction (execution id + task id) and a run is
 # recorded once: no unique index on run_id, one B-tree fewer per insert.
-_INSERT_RUN = f"INSERT INTO task_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 #: Run rows per INSERT statement, 14 parameters each: SQLite allows 32,766
 #: parameters a statement from 3.32, and 999 before.
 _RUN_CHUNK = 2048 if sqlite3.sqlite_version_info >= (3, 32) else 999 // 14
@@ -131,6 +132,8 @@ def _insert_runs(count: int) -> str:
     row = f"({', '.join('?' * 14)})"
     return f"INSERT INTO task_runs ({_RUN_COLUMNS}) VALUES {', '.join([row] * count)}"
 
+
+_STATUS_VALUES = frozenset(status.value for status in TaskStatus)
 
 _INSERT_EXECUTION = (
     f"INSERT OR REPLACE INTO executions ({_EXECUTION_COLUMNS}) VALUES ({', '.join('?' * 11)})"
@@ -217,7 +220,13 @@ class _Runs(NamedTuple):
     records: Sequence[TaskRunRecord]
 
 
-_Item = TaskRunRecord | ExecutionRecord | _Runs | _Flush | _Call | _Stop
+class _RunRows(NamedTuple):
+    """Several runs already in row form, queued as one item (see record_run_rows)."""
+
+    rows: Sequence[tuple[Any, ...]]
+
+
+_Item = TaskRunRecord | ExecutionRecord | _Runs | _RunRows | _Flush | _Call | _Stop
 
 
 class _Auto:
@@ -596,6 +605,26 @@ class TaskHistory:
         if records:
             self._enqueue(_Runs(records), len(records))
 
+    def record_run_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """:meth:`record_runs` for runs already in row form: the fast path of a producer
+        that makes its rows natively (a task graph's engine does).
+
+        Each row is a tuple of the :class:`TaskRunRecord` fields in their order,
+        with the status as its string value and the tags as JSON text
+        (``'["a", "b"]'``); :func:`run_row` makes one from a record.
+
+        Raises:
+            TypeError: a row is not a tuple of that length, or its status is
+                not a status value (nothing is queued then).
+            HistoryError: As for :meth:`record_run`.
+        """
+        width = len(TaskRunRecord._fields)
+        for row in rows:
+            if type(row) is not tuple or len(row) != width or row[4] not in _STATUS_VALUES:
+                raise TypeError(f"expected a run row of {width} fields (see run_row), not {row!r}")
+        if rows:
+            self._enqueue(_RunRows(rows), len(rows))
+
     def record_execution(self, record: ExecutionRecord) -> None:
         """Queue *record* (replacing any earlier row of the same execution) for writing.
 
@@ -609,7 +638,9 @@ class TaskHistory:
             raise TypeError(f"expected an ExecutionRecord with a TaskStatus, not {record!r}")
         self._enqueue(record)
 
-    def _enqueue(self, record: TaskRunRecord | ExecutionRecord | _Runs, count: int = 1) -> None:
+    def _enqueue(
+        self, record: TaskRunRecord | ExecutionRecord | _Runs | _RunRows, count: int = 1
+    ) -> None:
         if self._readonly:
             raise HistoryError(f"history {self._path!r} is opened read-only")
         self._ensure_started()
@@ -624,7 +655,13 @@ class TaskHistory:
                 return
             self._dropped += count
         # Recording must never raise into a worker: a late record is only reported.
-        first = record.records[0] if isinstance(record, _Runs) else record
+        first = (
+            record.records[0]
+            if isinstance(record, _Runs)
+            else record.rows[0]
+            if isinstance(record, _RunRows)
+            else record
+        )
         logger.warning(
             "history %r is closed; %d record(s) from %s dropped", self._path, count, first[0]
         )
@@ -907,12 +944,14 @@ class TaskHistory:
     def _writer_loop(self) -> None:
         stopping = False
         while not stopping:
-            runs: list[TaskRunRecord] = []
+            runs: list[TaskRunRecord | tuple[Any, ...]] = []
             executions: list[ExecutionRecord] = []
             controls: list[_Flush | _Call] = []
             item: _Item = self._queue.get()
             while True:
-                if isinstance(item, TaskRunRecord):
+                if isinstance(item, _RunRows):
+                    runs.extend(item.rows)
+                elif isinstance(item, TaskRunRecord):
                     runs.append(item)
                 elif isinstance(item, _Runs):
                     runs.extend(item.records)
@@ -947,22 +986,26 @@ class TaskHistory:
             self._writer_conn.close()
 
     def _write_batch(
-        self, runs: Sequence[TaskRunRecord], executions: Sequence[ExecutionRecord]
+        self,
+        runs: Sequence[TaskRunRecord | tuple[Any, ...]],
+        executions: Sequence[ExecutionRecord],
     ) -> None:
-        rows: list[tuple[str, tuple[Any, ...], str]] = []
+        run_rows: list[tuple[Any, ...]] = []
+        execution_rows: list[tuple[Any, ...]] = []
         dropped = 0
         owner = _this_owner()
         for run in runs:
+            if type(run) is tuple:
+                run_rows.append(run)
+                continue
             try:
-                rows.append((_INSERT_RUN, _run_to_row(run), run.run_id))
+                run_rows.append(run_row(run))  # type: ignore[arg-type]
             except Exception:
                 dropped += 1
-                logger.exception("history record %s cannot be stored; dropped", run.run_id)
+                logger.exception("history record %s cannot be stored; dropped", run[0])
         for execution in executions:
             try:
-                rows.append(
-                    (_INSERT_EXECUTION, _execution_to_row(execution, owner), execution.execution_id)
-                )
+                execution_rows.append(_execution_to_row(execution, owner))
             except Exception:
                 dropped += 1
                 logger.exception(
@@ -970,23 +1013,27 @@ class TaskHistory:
                 )
         written = 0
         errors = 1 if dropped else 0
-        if rows:
-            error = self._commit_until_unlocked(rows)
+        if run_rows or execution_rows:
+            error = self._commit_until_unlocked(run_rows, execution_rows)
             if error is None:
-                written = len(rows)
+                written = len(run_rows) + len(execution_rows)
             else:
                 # One record SQLite refuses must cost only itself: the batch is
                 # written again one record per transaction.
                 errors += 1
-                for row in rows:
-                    if (row_error := self._commit_until_unlocked([row])) is None:
+                singles: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]
+                singles = [([row], []) for row in run_rows]
+                singles += [([], [row]) for row in execution_rows]
+                for single_runs, single_executions in singles:
+                    row_error = self._commit_until_unlocked(single_runs, single_executions)
+                    if row_error is None:
                         written += 1
                     else:
                         dropped += 1
                         logger.error(
                             "history write to %r failed for record %s; dropped: %s",
                             self._path,
-                            row[2],
+                            (single_runs or single_executions)[0][0],
                             row_error,
                         )
         with self._state:
@@ -999,9 +1046,9 @@ class TaskHistory:
             self._prune(written)
 
     def _commit_until_unlocked(
-        self, rows: Sequence[tuple[str, tuple[Any, ...], str]]
+        self, run_rows: Sequence[tuple[Any, ...]], execution_rows: Sequence[tuple[Any, ...]]
     ) -> BaseException | None:
-        """Commit *rows* in one transaction, retrying while the database is busy.
+        """Commit the rows in one transaction, retrying while the database is busy.
 
         Returns None once committed, or the error that is not a lock.
         """
@@ -1012,7 +1059,7 @@ class TaskHistory:
                 conn = self._reopen()
             if conn is not None:
                 try:
-                    _commit(conn, rows)
+                    _commit(conn, run_rows, execution_rows)
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc):
                         return exc
@@ -1189,33 +1236,36 @@ def _close_quietly(conn: sqlite3.Connection) -> None:
         logger.warning("closing a history connection failed: %s", exc)
 
 
-def _commit(conn: sqlite3.Connection, rows: Sequence[tuple[str, tuple[Any, ...], str]]) -> None:
+def _commit(
+    conn: sqlite3.Connection,
+    run_rows: Sequence[tuple[Any, ...]],
+    execution_rows: Sequence[tuple[Any, ...]],
+) -> None:
+    # Run rows go up to _RUN_CHUNK to a statement, and a batch that is one
+    # statement is its own transaction: SQLite releases the GIL for each step
+    # (BEGIN and COMMIT are steps too), and the writer then waits for the GIL
+    # while the pool's workers hold it, up to a switch interval each time, so
+    # steps are what the writer's throughput is counted in.  Chunks are
+    # _RUN_CHUNK rows, then powers of two (few statements to cache).  Runs go
+    # before executions: an execution's end is queued after its runs, and a
+    # reader who sees it must find them.
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    i = 0
+    while i < len(run_rows):
+        size = min(_RUN_CHUNK, 1 << ((len(run_rows) - i).bit_length() - 1))
+        chunk = run_rows[i : i + size]
+        statements.append((_insert_runs(size), tuple(itertools.chain.from_iterable(chunk))))
+        i += size
+    if len(statements) == 1 and not execution_rows:
+        conn.execute(*statements[0])
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        start = 0
-        # Consecutive rows of one statement go through one executemany; the
-        # order of rows is kept (an execution's end replaces its start).
-        while start < len(rows):
-            sql = rows[start][0]
-            end = start
-            while end < len(rows) and rows[end][0] == sql:
-                end += 1
-            params = [row[1] for row in rows[start:end]]
-            if sql is _INSERT_RUN and len(params) > 1:
-                # Run rows go up to _RUN_CHUNK to a statement: SQLite releases
-                # the GIL for each step, and a step per row meant a wait for
-                # the GIL per row while the pool's workers hold it.  Chunks
-                # are _RUN_CHUNK rows, then powers of two (few statements to
-                # cache).
-                i = 0
-                while i < len(params):
-                    size = min(_RUN_CHUNK, 1 << ((len(params) - i).bit_length() - 1))
-                    chunk = params[i : i + size]
-                    conn.execute(_insert_runs(size), tuple(itertools.chain.from_iterable(chunk)))
-                    i += size
-            else:
-                conn.executemany(sql, params)
-            start = end
+        for sql, params in statements:
+            conn.execute(sql, params)
+        if execution_rows:
+            # In order: an execution's end replaces its start.
+            conn.executemany(_INSERT_EXECUTION, execution_rows)
         conn.execute("COMMIT")
     except BaseException:
         _rollback(conn)
@@ -1418,15 +1468,24 @@ def _page(sql: str, params: list[Any], limit: int | None, offset: int) -> tuple[
 
 
 @functools.lru_cache(maxsize=4096)
-def _tags_json(tags: tuple[str, ...]) -> str:
+def tags_json(tags: tuple[str, ...]) -> str:
+    """The ``tags`` column of a run row: the tags as a JSON list."""
     # Cached: a task's runs all carry the same tags tuple, and json.dumps is
     # most of the cost of turning a record into a row.
     return json.dumps(list(tags))
 
 
-def _run_to_row(record: TaskRunRecord) -> tuple[Any, ...]:
-    # A TaskStatus is a str subclass: sqlite3 binds its value as is.
-    return (*record[:12], _tags_json(record.tags), record.traceback)
+def run_row(record: TaskRunRecord) -> tuple[Any, ...]:
+    """The row of *record* that :meth:`TaskHistory.record_run_rows` takes."""
+    # The status's plain str: sqlite3 binds an exact str without looking for
+    # an adapter first.
+    return (
+        *record[:4],
+        record.status.value,
+        *record[5:12],
+        tags_json(record.tags),
+        record.traceback,
+    )
 
 
 def _run_from_row(row: Sequence[Any]) -> TaskRunRecord:

@@ -61,7 +61,7 @@ from ._validate import (
     check_seconds,
     check_timeout,
 )
-from .history import ExecutionRecord, TaskHistory, TaskRunRecord
+from .history import ExecutionRecord, TaskHistory, TaskRunRecord, tags_json
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
 from .thread_pool_manager import ThreadPoolManager
@@ -889,38 +889,22 @@ class TaskManager:
 
     def _nodes_ended(self, execution: _Execution, runner: Any, ended: list[int]) -> None:
         """Record nodes' ends (the runner reports each node once, in batches, on any thread)."""
-        records = []
-        last_status = self._last_status
         execution_id = execution.execution_id
+        # The rows and the statuses are made in the core: this runs on the
+        # workers' path, once per node.
+        rows = runner.run_rows(ended, execution_id, self._last_status, _describe_error, tags_json)
+        if execution.first_error is None:
+            for position, row in enumerate(rows):
+                if row[10] is not None:  # error_type: the first failure of the batch
+                    execution.first_error = (row[3], runner.error(ended[position]))
+                    break
         events = self._pool.events
-        emit = events.active
-        for i in ended:
-            task: TaskInfo = runner.task(i)
-            status, priority, attempts, queued, started, finished, duration, error = (
-                runner.node_record(i)
-            )
-            last_status[task.task_id] = status
-            if error is not None and execution.first_error is None:
-                execution.first_error = (task.name, error)
-            records.append(
-                TaskRunRecord(
-                    f"{execution_id}:{task.task_id}",
-                    execution_id,
-                    task.task_id,
-                    task.name,
-                    status,
-                    attempts,
-                    queued,
-                    started,
-                    finished if finished is not None else time.time(),
-                    duration,
-                    None if error is None else type(error).__qualname__,
-                    None if error is None else _safe_str(error),
-                    task.tags,
-                    None if error is None else _format_traceback(error),
+        if events.active:
+            for i in ended:
+                task: TaskInfo = runner.task(i)
+                status, priority, attempts, queued, started, finished, _, error = (
+                    runner.node_record(i)
                 )
-            )
-            if emit:
                 events.emit(
                     tl_events.task_finished(
                         task.task_id,
@@ -938,7 +922,7 @@ class TaskManager:
         # The history waits (bounded) while its file is locked, then refuses;
         # a refusal is the history's to report, never the execution's end.
         try:
-            self._history.record_runs(records)
+            self._history.record_run_rows(rows)
         except Exception:
             logger.exception("history records of execution %s were not accepted", execution_id)
 
@@ -1281,6 +1265,11 @@ def _execution_record(execution: _Execution) -> ExecutionRecord:
         None if error is None else type(error[1]).__qualname__,
         None if error is None else f"task {error[0]!r}: {_safe_str(error[1])}",
     )
+
+
+def _describe_error(error: BaseException) -> tuple[str, str, str | None]:
+    """``(error_type, error_message, traceback)`` of a run's error, for its history row."""
+    return type(error).__qualname__, _safe_str(error), _format_traceback(error)
 
 
 def _safe_str(error: BaseException) -> str:
