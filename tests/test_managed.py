@@ -6,6 +6,7 @@ fixture), through the core's own interface, with worker threads of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import subprocess
 import sys
@@ -20,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from threadloom import RetryPolicy, TaskStatus
+from threadloom import RetryPolicy, TaskStatus, UnknownDependencyError
 from threadloom._task import TaskFuture
+from threadloom.task_manager import TaskManager
 
 from .conftest import TIMEOUT
 
@@ -528,3 +530,71 @@ def test_new_slotted_builds_what_init_builds(core: ModuleType) -> None:
     del built, payload
     gc.collect()
     assert ref() is None  # the slot's reference was owned and released
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Record:
+    task_id: str
+    name: str
+    func: Any
+    args: tuple[Any, ...]
+    kwargs: Any
+    dependencies: tuple[str, ...]
+    priority: int
+    tags: tuple[str, ...]
+
+
+def test_add_plain_task_registers_in_one_step(mcore: ModuleType) -> None:
+    slots = mcore.slot_offsets(_Record, [f.name for f in dataclasses.fields(_Record)])
+    tasks: dict[str, Any] = {}
+    by_name: dict[str, str] = {}
+    dependency_map: dict[str, tuple[str, ...]] = {}
+
+    def add(task_id: str, name: object, deps: Any, func: Any = int) -> Any:
+        return mcore.add_plain_task(
+            tasks,
+            by_name,
+            dependency_map,
+            task_id,
+            name,
+            func,
+            (1,),
+            {},
+            deps,
+            _Record,
+            slots,
+            (5, ()),
+        )
+
+    for i in range(12):
+        assert add(f"t{i}", f"n{i}", []) is not None
+    # Ids or names, duplicates dropped in first-seen order (also past the
+    # linear look-ups of a small list).
+    refs = ["n3", "t1", "t3", *[f"n{i}" for i in range(11, -1, -1)], "t0"]
+    record = add("t99", "fan", refs)
+    expected = ("t3", "t1", *[f"t{i}" for i in range(11, -1, -1) if i not in (1, 3)])
+    assert record == _Record("t99", "fan", int, (1,), {}, expected, 5, ())
+    assert tasks["t99"] is record and by_name["fan"] == "t99"
+    assert dependency_map["t99"] == expected
+    before = (dict(tasks), dict(by_name), dict(dependency_map))
+    # Each of these is the general path's to decide, and changes nothing.
+    assert add("t100", "x", ["n1", "nope"]) is None
+    assert add("t100", "fan", []) is None  # a name taken
+    assert add("t100", "t1", []) is None  # a name that is another task's id
+    assert add("t1", "y", []) is None  # an id taken
+    assert add("t100", "", []) is None
+    assert add("t100", 7, []) is None
+    assert add("t100", "z", [], func=42) is None
+    assert (tasks, by_name, dependency_map) == before
+
+
+def test_register_task_reads_a_one_shot_iterable_of_dependencies_once() -> None:
+    manager = TaskManager()
+    first = manager.register_task("a", int)
+    second = manager.register_task("b", int, dependencies=iter([first, "a"]))
+    assert manager.get_task(second).dependencies == (first,)
+    # Declined by the fast path (a dependency names nothing), then refused
+    # with the name of the unknown one, not registered without it.
+    with pytest.raises(UnknownDependencyError, match="nope"):
+        manager.register_task("c", int, dependencies=(ref for ref in ["a", "nope"]))
+    assert [task.name for task in manager.list_tasks()] == ["a", "b"]

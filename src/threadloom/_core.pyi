@@ -1,6 +1,6 @@
 # Typed surface of the native core (_core.pyx).  It mirrors the pure-Python
 # twin, _core_py.py, which type checkers otherwise see through _impl.py.
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 NATIVE: bool
@@ -274,3 +274,17 @@ class PoolBase:
 
 def slot_offsets(cls: type, names: Any) -> tuple[Any, ...]: ...
 def new_slotted(cls: type, offsets: tuple[Any, ...], values: tuple[Any, ...]) -> Any: ...
+def add_plain_task(
+    tasks: dict[str, Any],
+    by_name: dict[str, str],
+    dependency_map: dict[str, tuple[str, ...]],
+    task_id: str,
+    name: object,
+    func: object,
+    args: tuple[Any, ...],
+    kwargs: Any,
+    dependencies: Iterable[str],
+    cls: type,
+    offsets: tuple[Any, ...],
+    defaults: tuple[Any, ...],
+) -> Any: ...

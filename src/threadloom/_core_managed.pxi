@@ -1950,3 +1950,68 @@ def new_slotted(cls, tuple offsets, tuple values):
         Py_XDECREF(slot[0])
         slot[0] = <PyObject *>value
     return obj
+
+
+cdef object _resolve_dependencies(dict tasks, dict by_name, object refs):
+    # Ids or names to distinct ids, in order; None if one names no task.
+    cdef list resolved = []
+    cdef set seen = None
+    for ref in refs:
+        if ref in tasks:
+            dep = ref
+        else:
+            dep = by_name.get(ref)
+            if dep is None:
+                return None
+        if seen is not None:
+            if dep in seen:
+                continue
+            seen.add(dep)
+        elif dep in resolved:
+            continue
+        elif len(resolved) >= 8:
+            # Linear look-ups for the usual few dependencies, a set for a fan-in.
+            seen = set(resolved)
+            seen.add(dep)
+        resolved.append(dep)
+    return tuple(resolved)
+
+
+def add_plain_task(
+    dict tasks, dict by_name, dict dependency_map, str task_id, object name, object func,
+    tuple args, object kwargs, object dependencies, object cls, tuple offsets, tuple defaults,
+):
+    """Register a task with default options in one step: the common case of
+    ``TaskManager.register_task``, in C.
+
+    Resolves *dependencies* (ids or names) to distinct ids, builds *cls* (a
+    slotted record) from ``(task_id, name, func, args, kwargs, dependencies,
+    *defaults)`` and stores it in *tasks*, its id in *by_name* and its
+    dependencies in *dependency_map*.  Returns the record, or None, changing
+    nothing, when the general path must decide: *name* is not a non-empty
+    str or is taken, *func* is not callable, a dependency names no task.
+    The caller holds the registry's lock.
+    """
+    cdef Py_ssize_t i, n = len(offsets)
+    cdef PyObject **slot
+    if type(name) is not str or not name or not callable(func):
+        return None
+    if name in tasks or by_name.get(name, task_id) != task_id or task_id in dependency_map:
+        return None
+    deps = _resolve_dependencies(tasks, by_name, dependencies)
+    if deps is None:
+        return None
+    values = (task_id, name, func, args, kwargs, deps) + defaults
+    if len(values) != n:
+        raise ValueError(f"{n} slots, {len(values)} values")
+    obj = tl_new_instance(cls)
+    for i in range(n):
+        value = (<tuple>values)[i]
+        slot = <PyObject **>((<char *><PyObject *>obj) + <Py_ssize_t>offsets[i])
+        Py_INCREF(value)
+        Py_XDECREF(slot[0])
+        slot[0] = <PyObject *>value
+    tasks[task_id] = obj
+    by_name[name] = task_id
+    dependency_map[task_id] = deps
+    return obj

@@ -23,7 +23,7 @@ import math
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from concurrent.futures._base import (
@@ -2704,4 +2704,45 @@ def new_slotted(cls: type, offsets: tuple[Any, ...], values: tuple[Any, ...]) ->
     obj: Any = object.__new__(cls)
     for setter, value in zip(offsets, values, strict=True):
         setter(obj, value)
+    return obj
+
+
+def _resolve_dependencies(
+    tasks: dict[str, Any], by_name: dict[str, str], refs: Iterable[str]
+) -> tuple[str, ...] | None:
+    resolved: dict[str, None] = {}
+    for ref in refs:
+        dep = ref if ref in tasks else by_name.get(ref)
+        if dep is None:
+            return None
+        resolved[dep] = None
+    return tuple(resolved)
+
+
+def add_plain_task(
+    tasks: dict[str, Any],
+    by_name: dict[str, str],
+    dependency_map: dict[str, tuple[str, ...]],
+    task_id: str,
+    name: object,
+    func: object,
+    args: tuple[Any, ...],
+    kwargs: Any,
+    dependencies: Iterable[str],
+    cls: type,
+    offsets: tuple[Any, ...],
+    defaults: tuple[Any, ...],
+) -> Any:
+    """Register a task with default options in one step (see the native core)."""
+    if type(name) is not str or not name or not callable(func):
+        return None
+    if name in tasks or by_name.get(name, task_id) != task_id or task_id in dependency_map:
+        return None
+    deps = _resolve_dependencies(tasks, by_name, dependencies)
+    if deps is None:
+        return None
+    obj = new_slotted(cls, offsets, (task_id, name, func, args, kwargs, deps, *defaults))
+    tasks[task_id] = obj
+    by_name[name] = task_id
+    dependency_map[task_id] = deps
     return obj

@@ -118,8 +118,14 @@ class DependencyGraph:
         return frozenset(n for n, deps in self._dependencies.items() if node in deps)
 
     @property
-    def dependency_map(self) -> Mapping[str, tuple[str, ...]]:
-        """The live node -> dependencies mapping (read it under the caller's lock)."""
+    def dependency_map(self) -> dict[str, tuple[str, ...]]:
+        """The live node -> dependencies dict, under the caller's lock.
+
+        Read it to plan; the only writer outside this class is the registry's
+        fast path (``core.add_plain_task``), which adds a new node whose
+        dependencies it resolved to distinct nodes of the graph, as
+        :meth:`add` would.
+        """
         return self._dependencies
 
     def add(self, node: str, dependencies: Iterable[str]) -> None:
@@ -136,16 +142,6 @@ class DependencyGraph:
         if node in deps:
             raise DependencyCycleError([self._describe(node)] * 2)
         self._dependencies[node] = deps
-
-    def add_resolved(self, node: str, dependencies: tuple[str, ...]) -> None:
-        """:meth:`add` for *dependencies* the caller resolved (distinct, all in the graph).
-
-        Raises:
-            ValueError: *node* is already in the graph.
-        """
-        if node in self._dependencies:
-            raise ValueError(f"task {self._describe(node)!r} is already in the graph")
-        self._dependencies[node] = dependencies
 
     def set_dependencies(self, node: str, dependencies: Iterable[str]) -> None:
         """Replace *node*'s dependencies.

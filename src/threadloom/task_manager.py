@@ -157,25 +157,18 @@ class RegisteredTask:
 TaskInfo = RegisteredTask
 
 
-def _task_info_maker() -> Callable[..., TaskInfo]:
-    # A frozen dataclass's __init__ sets each field through object.__setattr__,
-    # about 3 µs for this one: a registry of 100,000 tasks feels it.  The core
-    # fills the same slots directly (every field, in order; callers pass
-    # checked values), as __init__ would.
-    names = [field.name for field in dataclasses.fields(TaskInfo)]
-    offsets = core.slot_offsets(TaskInfo, names)
-    new_slotted = core.new_slotted
-
-    def make(*values: Any, **named: Any) -> TaskInfo:
-        if named:
-            values = tuple(named[name] for name in names)
-        task: TaskInfo = new_slotted(TaskInfo, offsets, values)
-        return task
-
-    return make
+# A frozen dataclass's __init__ sets each field through object.__setattr__,
+# about 3 µs for this one: a registry of 100,000 tasks feels it.  The core
+# fills the same slots directly (every field, in order; callers pass checked
+# values), as __init__ would.
+_TASK_INFO_FIELDS = tuple(field.name for field in dataclasses.fields(TaskInfo))
+_TASK_INFO_SLOTS = core.slot_offsets(TaskInfo, _TASK_INFO_FIELDS)
 
 
-_new_task_info = _task_info_maker()
+def _new_task_info(**fields: Any) -> TaskInfo:
+    values = tuple(fields[name] for name in _TASK_INFO_FIELDS)
+    task: TaskInfo = core.new_slotted(TaskInfo, _TASK_INFO_SLOTS, values)
+    return task
 
 
 class TaskRunInfo(NamedTuple):
@@ -539,16 +532,11 @@ class TaskManager:
             raise ValueError(
                 f"task {name!r}: pass either retry=RetryPolicy(...) or max_retries/retry_delay"
             )
+        if type(dependencies) is not list and type(dependencies) is not tuple:
+            dependencies = tuple(dependencies)  # read twice if the fast path declines
         with self._lock:
             task_id = f"{self._id_prefix}-t{next(self._ids)}"
             tasks, by_name = self._tasks, self._ids_by_name
-            resolved = []
-            for ref in dependencies:
-                dep = ref if ref in tasks else by_name.get(ref)
-                if dep is None:
-                    raise UnknownDependencyError(name if isinstance(name, str) else "?", [ref])
-                resolved.append(dep)
-            deps = tuple(dict.fromkeys(resolved)) if len(resolved) > 1 else tuple(resolved)
             if (
                 priority is TaskPriority.NORMAL
                 and max_retries == 0
@@ -561,38 +549,33 @@ class TaskManager:
                 and tags == ()
                 and trigger_rule is TriggerRule.ALL_SUCCESS
                 and results_param is None
-                and type(name) is str
-                and name
-                and callable(func)
-            ):
-                # The common registration, with nothing to check but what is
-                # checked here: a tenth of the general path's cost.
-                task = _new_task_info(
+                and core.add_plain_task(
+                    tasks,
+                    by_name,
+                    self._graph.dependency_map,
                     task_id,
                     name,
                     func,
                     args,
                     MappingProxyType(kwargs) if kwargs else _EMPTY,
-                    deps,
-                    _NORMAL,
-                    0,
-                    1.0,
-                    _NO_RETRY,
-                    None,
-                    None,
-                    None,
-                    True,
-                    "",
-                    (),
-                    TriggerRule.ALL_SUCCESS,
-                    None,
+                    dependencies,
+                    TaskInfo,
+                    _TASK_INFO_SLOTS,
+                    _PLAIN_TASK_OPTIONS,
                 )
-                if by_name.get(name, task_id) != task_id or name in tasks:
-                    self._check_name_free(name, task_id)
-                self._graph.add_resolved(task_id, deps)
-                tasks[task_id] = task
-                by_name[name] = task_id
+                is not None
+            ):
+                # The common registration, in one step of the core: nothing
+                # to check but what it checks (it leaves anything unusual,
+                # errors included, to the general path below).
                 return task_id
+            resolved = []
+            for ref in dependencies:
+                dep = ref if ref in tasks else by_name.get(ref)
+                if dep is None:
+                    raise UnknownDependencyError(name if isinstance(name, str) else "?", [ref])
+                resolved.append(dep)
+            deps = tuple(dict.fromkeys(resolved))
             task = self._build(
                 task_id=task_id,
                 name=name,
@@ -1295,6 +1278,21 @@ _CODE_SKIPPED = 6
 
 _NORMAL = int(TaskPriority.NORMAL)
 _NO_RETRY = _retry_policy(0, 1.0)
+#: The fields after ``dependencies`` of a task registered with default options.
+_PLAIN_TASK_OPTIONS = (
+    _NORMAL,
+    0,
+    1.0,
+    _NO_RETRY,
+    None,
+    None,
+    None,
+    True,
+    "",
+    (),
+    TriggerRule.ALL_SUCCESS,
+    None,
+)
 
 
 def _remaining(deadline: float | None) -> float | None:
