@@ -36,7 +36,7 @@ def core(request: pytest.FixtureRequest) -> ModuleType:
         if request.param == "native"
         else importlib.import_module("threadloom._core_py")
     )
-    module.set_future_type(future_class_for(module))  # type: ignore[attr-defined]
+    module.set_future_type(future_class_for(module))
     return module
 
 

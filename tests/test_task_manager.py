@@ -229,8 +229,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
             yield Engine(manager, threading.Event, deadline=0.05)
         return
     client = request.getfixturevalue("dask_client")
-    import distributed
-
+    distributed = pytest.importorskip("distributed")
     from threadloom.distributed import DaskBackend
 
     backend = DaskBackend(client)
@@ -513,7 +512,12 @@ def test_a_disabled_dependency_is_skipped_and_a_disabled_target_refused(
 
 def test_results_reach_dependents_and_a_shared_upstream_runs_once(manager: TaskManager) -> None:
     calls: list[str] = []
-    source = manager.register_task("source", lambda: calls.append("source") or 21)
+
+    def source_value() -> int:
+        calls.append("source")
+        return 21
+
+    source = manager.register_task("source", source_value)
     manager.register_task(
         "double", lambda up: up["source"] * 2, dependencies=[source], results_param="up"
     )
@@ -739,7 +743,12 @@ def test_a_failing_history_never_fails_an_execution(
 def test_task_status_follows_its_runs(manager: TaskManager) -> None:
     gate = threading.Event()
     started = threading.Event()
-    task = manager.register_task("job", lambda: (started.set(), gate.wait(WAIT)))
+
+    def job() -> bool:
+        started.set()
+        return gate.wait(WAIT)
+
+    task = manager.register_task("job", job)
     assert manager.get_task_status(task) is TaskStatus.PENDING
     execution = manager.execute_task(task)
     assert started.wait(WAIT)

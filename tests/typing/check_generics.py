@@ -74,6 +74,16 @@ def stdlib_executor(ex: concurrent.futures.ThreadPoolExecutor) -> None:
     assert_type(ex.map(describe, [1], ["b"], [1.5], [b"d"], [True]), Iterator[str])
 
 
+def stdlib_functions(ex: ThreadPoolExecutor) -> None:
+    # Our futures are accepted by the stdlib's functions (their stubs ask for
+    # settable _condition and _waiters).
+    futures = [ex.submit(add, 1, 2)]
+    for future in concurrent.futures.as_completed(futures):
+        assert_type(future.result(), int)
+    done, _ = concurrent.futures.wait(futures)
+    assert_type(done, set[concurrent.futures.Future[int]])
+
+
 def drop_in(ex: ThreadPoolExecutor) -> concurrent.futures.Executor:
     # Ours is accepted where the stdlib's executor is expected.
     stdlib: concurrent.futures.ThreadPoolExecutor = ex
