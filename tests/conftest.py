@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 import os
+import time
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -35,7 +36,7 @@ def core(request: pytest.FixtureRequest) -> ModuleType:
         if request.param == "native"
         else importlib.import_module("threadloom._core_py")
     )
-    module.set_future_type(future_class_for(module))  # type: ignore[attr-defined]
+    module.set_future_type(future_class_for(module))
     return module
 
 
@@ -63,3 +64,45 @@ def executor(executor_cls: type[Any]) -> Iterator[Any]:
 
 # Every blocking call in the tests is bounded by this, so a bug fails, not hangs.
 TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A client of a Dask LocalCluster of two worker processes, one for the module.
+
+    Starting a cluster costs seconds.  At teardown no worker process may be
+    left running.
+    """
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        pids = list(client.run(os.getpid).values())
+        client.close()
+        cluster.close()
+        for pid in pids:
+            deadline = time.monotonic() + 30.0  # bounded: a bug fails, not hangs
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(pid), f"worker process {pid} outlived its cluster"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie awaiting its parent's reap is dead for our purpose.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

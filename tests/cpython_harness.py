@@ -56,7 +56,11 @@ import traceback
 import venv
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Only for annotations: the test interpreter imports it after the boot.
+    import concurrent.futures
 
 #: Where the environment variable tells the boot module what to install.
 TARGET_ENV = "THREADLOOM_CPYTHON_HARNESS_TARGET"
@@ -82,7 +86,9 @@ PRIVATE_ATTRIBUTES = {
 # --------------------------------------------------------------------------
 
 
-def threadloom_classes() -> tuple[type, type]:
+def threadloom_classes() -> tuple[
+    type[concurrent.futures.ThreadPoolExecutor], type[concurrent.futures.Future[Any]]
+]:
     """threadloom's executor and future classes (public names preferred)."""
     import threadloom
 
@@ -300,8 +306,8 @@ def mark_skipped(test: Any, reason: str) -> None:
     cls = type(test)
     if _executor_kind(cls) in ("process", "interpreter") or cls.__name__ in _CLASS_REASONS:
         # Skip the whole class, so its setUpClass does not run either.
-        cls.__unittest_skip__ = True  # type: ignore[attr-defined]
-        cls.__unittest_skip_why__ = reason  # type: ignore[attr-defined]
+        cls.__unittest_skip__ = True
+        cls.__unittest_skip_why__ = reason
         return
 
     def skipped() -> None:  # pragma: no cover - never called
@@ -320,7 +326,7 @@ def mark_skipped(test: Any, reason: str) -> None:
 def _make_result_class() -> type:
     import unittest
 
-    from test import support
+    from test import support  # type: ignore[import-not-found]  # CPython's own, no stubs
 
     class RecordingResult(unittest.TextTestResult):
         """Keeps each test's outcome and notes tests that left threads behind."""
@@ -362,12 +368,12 @@ def _make_result_class() -> type:
 
         def addFailure(self, test: Any, err: Any) -> None:
             super().addFailure(test, err)
-            self._set(test, "failure", self._exc_info_to_string(err, test))
+            self._set(test, "failure", self._describe(err, test))
 
         def addError(self, test: Any, err: Any) -> None:
             super().addError(test, err)
             # Errors of class/module fixtures come with a placeholder "test".
-            self._set(test, "error", self._exc_info_to_string(err, test))
+            self._set(test, "error", self._describe(err, test))
 
         def addSkip(self, test: Any, reason: str) -> None:
             super().addSkip(test, reason)
@@ -386,7 +392,12 @@ def _make_result_class() -> type:
             super().addSubTest(test, subtest, err)
             if err is not None:
                 kind = "failure" if issubclass(err[0], test.failureException) else "error"
-                self._set(test, kind, f"{subtest}: {self._exc_info_to_string(err, test)}")
+                self._set(test, kind, f"{subtest}: {self._describe(err, test)}")
+
+        def _describe(self, err: Any, test: Any) -> str:
+            # unittest's own rendering of a failure (private, so not in typeshed).
+            text: str = self._exc_info_to_string(err, test)  # type: ignore[attr-defined]
+            return text
 
     return RecordingResult
 
@@ -427,12 +438,13 @@ def load_selected(shard: int, shards: int) -> tuple[Any, dict[str, str]]:
         index = loads.index(min(loads))
         owner[key] = index
         loads[index] += costs[key] + 0.01
-    selected = unittest.TestSuite(
+    cases = [
         test
         for test in tests
         if owner[f"{type(test).__module__}.{type(test).__qualname__}"] == shard
-    )
-    return selected, {t.id(): harness_skips[t.id()] for t in selected if t.id() in harness_skips}
+    ]
+    selected = unittest.TestSuite(cases)
+    return selected, {t.id(): harness_skips[t.id()] for t in cases if t.id() in harness_skips}
 
 
 def run_child(out_path: str, verbose: bool, shard: int, shards: int, deadline: float) -> int:

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,8 @@ def summary_numbers(stdout: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^  (\w+): (\d+)$", stdout, re.MULTILINE)}
 
 
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+def rows(db: Path, sql: str) -> list[Any]:
+    # As sqlite3 types them: what a row holds depends on the query.
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
 

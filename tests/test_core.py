@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from threadloom._future import future_class_for
+from threadloom._future import Future, future_class_for
 
 from .conftest import NO_EXTENSIONS, TIMEOUT
 
@@ -278,7 +278,7 @@ class QueueAgainstTwin(RuleBasedStateMachine):
 
     @rule()
     def pop(self) -> None:
-        outcomes = []
+        outcomes: list[tuple[Any, Any, Any] | str | None] = []
         closed_errors = (self.native.QueueClosed, self.twin.QueueClosed)
         for queue, closed_error in zip(self.queues, closed_errors, strict=True):
             try:
@@ -365,7 +365,9 @@ def test_future_exception_and_cancel(future_cls: type) -> None:
         cancelled.set_running_or_notify_cancel()
 
 
-def test_force_cancel_ends_a_running_future_and_tells_its_waiters(future_cls: type) -> None:
+def test_force_cancel_ends_a_running_future_and_tells_its_waiters(
+    future_cls: type[Future[Any]],
+) -> None:
     core = future_cls._core
     f = future_cls()
     assert f.set_running_or_notify_cancel() and not f.cancel()
@@ -462,7 +464,7 @@ def test_waiter_arriving_during_completion_never_misses_it(future_cls: type) -> 
 
 def test_as_completed_with_lazy_and_stdlib_futures(future_cls: type) -> None:
     ours = [future_cls() for _ in range(5)]
-    theirs = [cf.Future() for _ in range(5)]
+    theirs: list[cf.Future[Any]] = [cf.Future() for _ in range(5)]
     everything = ours + theirs
 
     def finish_all() -> None:
@@ -490,10 +492,10 @@ class _GatedCondition(threading.Condition):
         self.completer_done = threading.Event()
         plain_acquire, plain_release = self.acquire, self.release
 
-        def acquire(*args: Any) -> bool:
+        def acquire(blocking: bool = True, timeout: float = -1) -> bool:
             if threading.current_thread() is self.completer:
                 self._hold_completer()
-            return plain_acquire(*args)
+            return plain_acquire(blocking, timeout)
 
         def release() -> None:
             plain_release()
@@ -517,7 +519,9 @@ class _GatedCondition(threading.Condition):
 
 
 @pytest.mark.parametrize("completion", ["result", "exception", "notify_cancel", "force_cancel"])
-def test_as_completed_never_sees_a_completion_twice(future_cls: type, completion: str) -> None:
+def test_as_completed_never_sees_a_completion_twice(
+    future_cls: type[Future[Any]], completion: str
+) -> None:
     # Regression: the state was written before the condition was taken, so
     # as_completed() could count the future done, install its waiter, and
     # then be told by the completer too: KeyError from as_completed.
@@ -646,7 +650,8 @@ def test_dispatcher_worker_survives_a_callbacks_system_exit(
         for t in threads:
             t.join(TIMEOUT)
     logged = [r for r in caplog.records if r.levelname == "CRITICAL" and r.exc_info]
-    assert len(logged) == 1 and logged[0].exc_info[0] is SystemExit
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert logged[0].exc_info[0] is SystemExit
     assert "Exception in worker" in logged[0].getMessage()
     assert not threads[0].is_alive()
 

@@ -300,7 +300,7 @@ def test_bad_arguments_are_refused_with_their_name(pool: ThreadPoolManager) -> N
     with pytest.raises(ValueError, match="port must be between 0 and 65535"):
         Dashboard(pool, port=70000)
     with pytest.raises(TypeError, match="source must be a ThreadPoolManager"):
-        Dashboard(object())
+        Dashboard(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="token must be"):
         Dashboard(pool, token="short")
     with pytest.raises(ValueError, match="needs a source"):

@@ -41,7 +41,7 @@ def served(history_db: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[
         text=True,
     )
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         line = process.stdout.readline()  # blocks until printed; the process has a timeout below
         match = URL.match(line.strip())
         assert match, (line, process.stderr.read() if process.poll() is not None else "")

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,9 @@ def summary_numbers(stdout: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^  (\w+): (\d+)$", stdout, re.MULTILINE)}
 
 
-def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+def rows(db: Path, sql: str) -> list[Any]:
+    # As sqlite3 types them: what a row holds depends on the query, so the
+    # caller says (runs: list[tuple[str, str, int]] = rows(...)).
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
 
@@ -248,7 +251,7 @@ def test_the_demo_runs_and_its_summary_matches_its_history(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     out = result.stdout
     numbers = summary_numbers(out)
-    runs = rows(db, "SELECT task_name, status, attempts FROM task_runs")
+    runs: list[tuple[str, str, int]] = rows(db, "SELECT task_name, status, attempts FROM task_runs")
     statuses = Counter(status for _, status, _ in runs)
     # The summary is the history's.
     assert numbers["tasks"] == len(runs)
@@ -256,7 +259,7 @@ def test_the_demo_runs_and_its_summary_matches_its_history(tmp_path: Path) -> No
         assert numbers[status] == statuses.get(status, 0), status
     # A run that never started (upstream failed) has 0 attempts and no retry.
     assert numbers["retries"] == sum(max(0, attempts - 1) for _, _, attempts in runs)
-    executions = rows(db, "SELECT trigger, status FROM executions")
+    executions: list[tuple[str, str]] = rows(db, "SELECT trigger, status FROM executions")
     assert numbers["executions"] == len(executions)
     assert f"history: {db}" in out
     assert_history_is_consistent(db)
@@ -303,7 +306,7 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     try:
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-        seen = []
+        seen: list[str] = []
         # The first progress line means tasks are running.
         while not (seen and seen[-1].startswith("[")):
             seen.append(lines.get(timeout=WAIT))

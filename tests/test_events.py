@@ -296,6 +296,8 @@ def test_task_manager_reports_executions_and_every_run() -> None:
             lambda e: e.kind == "execution_finished" and e.execution_id == execution_id
         )
     started = got.wait_for(lambda e: e.kind == "execution_started")
+    assert isinstance(started, ev.ExecutionStarted)
+    assert isinstance(finished, ev.ExecutionFinished)
     assert set(started.tasks) == {a, b}
     assert started.targets == (b,)
     assert finished.status == "failed"
@@ -328,6 +330,7 @@ def test_scheduler_reports_fired_and_missed_runs() -> None:
             fired = got.wait_for(lambda e: e.kind == "schedule_fired")
     finally:
         assert scheduler.stop(timeout=WAIT)
+    assert isinstance(missed, ev.ScheduleMissed) and isinstance(fired, ev.ScheduleFired)
     assert (missed.job_id, missed.reason) == ("job", "misfire")
     assert missed.fire_time.startswith("2024-01-01T12:01")
     assert fired.fire_time.startswith("2024-01-01T12:02")
@@ -344,6 +347,8 @@ def test_resource_monitor_reports_samples_and_alerts() -> None:
         monitor.update_thresholds(disk_threshold=100.0)
         monitor.sample_now()
         cleared = got.wait_for(lambda e: e.kind == "alert_cleared" and e.resource == "disk")
+    assert isinstance(sampled, ev.ResourceSampled)
+    assert isinstance(raised, ev.AlertRaised) and isinstance(cleared, ev.AlertCleared)
     assert sampled.memory_percent == pytest.approx(sample.memory_percent)
     assert sampled.usable_cpus == sample.cpu_count
     assert (raised.resource, raised.threshold) == ("disk", 0.001)
@@ -363,7 +368,7 @@ def test_a_rate_limited_subscriber_gets_a_sample_of_whole_tasks() -> None:
             assert pool.wait_all(WAIT)
             assert all_.flush(WAIT)
     assert all(pool.get_task_status(t) is TaskStatus.COMPLETED for t in ids)
-    reported = {e.task_id for e in limited.events if e.kind == "task_queued"}
+    reported = {e.task_id for e in limited.events if isinstance(e, ev.TaskQueued)}
     # One task per 0.1 s window at 1 task/s: far fewer than submitted (the
     # 300 submissions would have to take 30 s to report them all).
     assert 1 <= len(reported & set(ids)) < 300
@@ -371,7 +376,7 @@ def test_a_rate_limited_subscriber_gets_a_sample_of_whole_tasks() -> None:
     for task_id in reported & set(ids):
         kinds = [e.kind for e in limited.events if getattr(e, "task_id", None) == task_id]
         assert kinds == ["task_queued", "task_started", "task_finished"]
-    finished = {e.task_id for e in everything.events if e.kind == "task_finished"}
+    finished = {e.task_id for e in everything.events if isinstance(e, ev.TaskFinished)}
     assert finished == set(more)
 
 

@@ -672,7 +672,12 @@ def test_statistics_queue_depth_by_priority() -> None:
     with threadloom.ThreadPoolExecutor(max_workers=1) as ex:
         gate = threading.Event()
         started = threading.Event()
-        ex.submit(lambda: (started.set(), gate.wait(TIMEOUT)))
+
+        def hold_the_worker() -> bool:
+            started.set()
+            return gate.wait(TIMEOUT)
+
+        ex.submit(hold_the_worker)
         assert started.wait(TIMEOUT)
         for priority in (0, 0, 3):
             ex.options(priority=priority).submit(identity, 1)
@@ -730,7 +735,12 @@ def test_shutdown_reruns_a_waiting_retry_even_with_no_worker_left() -> None:
         time.sleep(0.005)
     assert future.status is TaskStatus.RETRYING and ex.statistics().workers_total == 0
     done = threading.Event()
-    stopper = threading.Thread(target=lambda: (ex.shutdown(wait=True), done.set()))
+
+    def shut_down_then_signal() -> None:
+        ex.shutdown(wait=True)
+        done.set()
+
+    stopper = threading.Thread(target=shut_down_then_signal)
     stopper.start()
     assert done.wait(TIMEOUT), "shutdown() hung"
     assert future.result(0) == "second"

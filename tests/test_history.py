@@ -18,7 +18,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ def run(
             else None
         ),
     )
+
+
+def record_runs(history: TaskHistory, runs: Iterable[TaskRunRecord]) -> None:
+    for record in runs:
+        history.record_run(record)
 
 
 def execution(eid: str, status: TaskStatus, finished: float | None) -> ExecutionRecord:
@@ -178,7 +183,7 @@ def test_an_execution_row_is_replaced_when_it_ends(history: TaskHistory) -> None
 def test_many_threads_recording_lose_nothing(history: TaskHistory) -> None:
     threads = [
         threading.Thread(
-            target=lambda t=t: [history.record_run(run(n, task=f"w{t}")) for n in range(300)]
+            target=lambda t=t: record_runs(history, (run(n, task=f"w{t}") for n in range(300)))
         )
         for t in range(6)
     ]
@@ -309,7 +314,7 @@ def test_recording_does_not_wait_for_a_blocked_writer(tmp_path: Path) -> None:
         history.record_run(run(0))
         # The writer is now waiting for the lock; recorders must not wait with it.
         recorder = threading.Thread(
-            target=lambda: [history.record_run(run(n)) for n in range(1, 500)]
+            target=lambda: record_runs(history, (run(n) for n in range(1, 500)))
         )
         recorder.start()
         recorder.join(30)
@@ -506,7 +511,7 @@ def test_a_full_queue_makes_producers_wait_until_the_lock_clears(tmp_path: Path)
     history = TaskHistory(path, lock_timeout=0.05, max_pending=5, backpressure_timeout=None)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
-    producer = threading.Thread(target=lambda: [history.record_run(run(n)) for n in range(20)])
+    producer = threading.Thread(target=lambda: record_runs(history, (run(n) for n in range(20))))
     try:
         producer.start()
         producer.join(0.2)

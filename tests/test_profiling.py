@@ -676,13 +676,14 @@ def test_profiling_and_a_subscriber_together() -> None:
 def test_each_profiled_attempt_is_an_event() -> None:
     import threading as _threading
 
-    from threadloom import TaskProfiled, ThreadPoolManager
+    from threadloom import Event, TaskProfiled, ThreadPoolManager
     from threadloom.profiling import Profiler
 
     got: list[TaskProfiled] = []
     done = _threading.Event()
 
-    def record(event: TaskProfiled) -> None:
+    def record(event: Event) -> None:
+        assert isinstance(event, TaskProfiled)
         got.append(event)
         if len(got) >= 2:
             done.set()

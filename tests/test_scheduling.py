@@ -557,6 +557,7 @@ def test_first_run_matches_the_schedule_package(build: Callable[..., schedule_pk
     before = datetime.now()
     reference._schedule_next_run()  # the package's own computation, on the real clock
     after = datetime.now()
+    assert reference.next_run is not None
     expected = reference.next_run.replace(microsecond=0)
     tz = local_timezone()
     if before.astimezone().utcoffset() != reference.next_run.astimezone().utcoffset():
@@ -632,7 +633,7 @@ def test_parse_schedule_refuses_the_rest() -> None:
 )
 def test_policies_are_validated(policy: str, value: object, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
-        CronSchedule("* * * * *", "UTC", **{policy: value})  # type: ignore[misc]
+        CronSchedule("* * * * *", "UTC", **{policy: value})  # type: ignore[arg-type]
 
 
 def test_replace_changes_policies_only() -> None:
@@ -642,7 +643,7 @@ def test_replace_changes_policies_only() -> None:
     assert (changed.coalesce, changed.max_instances) == ("all", 3)
     assert (base.coalesce, base.max_instances) == ("latest", 1)
     with pytest.raises(ValueError, match="coalesce"):
-        base.replace(coalesce="sometimes")  # type: ignore[typeddict-item]
+        base.replace(coalesce="sometimes")  # type: ignore[arg-type]
 
 
 def test_is_misfire_uses_the_grace_time() -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -192,70 +195,185 @@ def test_dependencies_can_be_named(manager: TaskManager) -> None:
     assert manager.get_execution_status(execution).status is COMPLETED
 
 
-# -- failures, retries, trigger rules -------------------------------------------------------
+# -- failures, retries, trigger rules, cancellation: on every engine ------------------------
+#
+# These scenarios are written once and run on the local pool (this process's
+# core; tests/integration/test_pure_python_core.py runs them on the twin) and
+# on a Dask LocalCluster of worker processes (one for the module, started only
+# if a Dask case is selected).  Their tasks are module-level functions, which
+# the workers import by name; tasks and test signal each other through flags
+# that work on both: threading.Event locally, Dask's Event on the cluster.
 
 
-def test_failure_after_retries_marks_dependents_upstream_failed(manager: TaskManager) -> None:
-    attempts: list[int] = []
+class Flag(Protocol):
+    def set(self) -> object: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
 
-    def flaky() -> None:
-        attempts.append(current_task().attempt)
-        raise ValueError(f"attempt {len(attempts)} failed")
 
-    log = Log()
-    bad = manager.register_task("bad", flaky, max_retries=2, retry_delay=0.01)
-    mid = manager.register_task("mid", log.task("mid"), dependencies=[bad])
-    manager.register_task("end", log.task("end"), dependencies=[mid])
+@dataclass(frozen=True)
+class Engine:
+    """A running TaskManager on one engine, and how its tasks signal the test."""
+
+    manager: TaskManager
+    new_flag: Callable[[], Flag]
+    #: Long enough for the engine to start a task before the deadline passes.
+    deadline: float
+
+
+@pytest.fixture(params=["local", "dask"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    if request.param == "local":
+        pool: ThreadPoolManager = request.getfixturevalue("pool")
+        with TaskManager(thread_pool=pool) as manager:
+            yield Engine(manager, threading.Event, deadline=0.05)
+        return
+    client = request.getfixturevalue("dask_client")
+    distributed = pytest.importorskip("distributed")
+    from threadloom.distributed import DaskBackend
+
+    backend = DaskBackend(client)
+    try:
+        with TaskManager(cluster=backend) as manager:
+            yield Engine(manager, lambda: distributed.Event(uuid.uuid4().hex), deadline=1.0)
+    finally:
+        backend.close()
+
+
+def ok() -> str:
+    return "ok"
+
+
+def boom() -> None:
+    raise RuntimeError("boom")
+
+
+def value_of(n: int) -> int:
+    return n
+
+
+def add_up(up: Mapping[str, int]) -> int:
+    return sum(up.values())
+
+
+def from_context() -> dict[str, Any]:
+    return dict(current_task().upstream_results)
+
+
+def mark(flag: Flag) -> None:
+    flag.set()
+
+
+def gated(gate: Flag) -> None:
+    assert gate.wait(WAIT)
+
+
+def always_fails() -> None:
+    raise ValueError(f"attempt {current_task().attempt} failed")
+
+
+def lucky_second_time() -> str:
+    if current_task().attempt < 2:
+        raise OSError("transient")
+    return "ok"
+
+
+def twice(up: Mapping[str, str]) -> str:
+    return up["flaky"] * 2
+
+
+def raising(kind: str) -> None:
+    raise OSError("disk") if kind == "os" else ValueError("bad input")
+
+
+def cooperative(started: Flag, stopped: Flag) -> None:
+    started.set()
+    # A long job that checks in: it stops once asked to.
+    if current_task().wait_cancelled(WAIT):
+        stopped.set()
+    current_task().check_cancelled()
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_results_pass_between_tasks_and_priority_is_inherited(engine: Engine) -> None:
+    manager = engine.manager
+    one = manager.register_task("one", value_of, 1)
+    two = manager.register_task("two", value_of, 2)
+    total = manager.register_task(
+        "total", add_up, dependencies=[one, two], results_param="up", priority=TaskPriority.HIGH
+    )
+    seen = manager.register_task("seen", from_context, dependencies=[total])
+    execution = run_to_end(manager, seen)
+    info = manager.get_execution_status(execution)
+    assert info.status is COMPLETED
+    assert info.results == {"one": 1, "two": 2, "total": 3, "seen": {"total": 3}}
+    # The upstreams of a HIGH task run at HIGH.
+    assert info.tasks[one].priority == TaskPriority.HIGH
+    assert info.tasks[seen].priority == TaskPriority.NORMAL
+    records = manager.get_task_history(execution_id=execution)
+    assert sorted((r.task_name, r.status, r.attempts) for r in records) == [
+        ("one", COMPLETED, 1),
+        ("seen", COMPLETED, 1),
+        ("total", COMPLETED, 1),
+        ("two", COMPLETED, 1),
+    ]
+    assert all(
+        r.started_at is not None and r.finished_at is not None and r.started_at <= r.finished_at
+        for r in records
+    )
+
+
+def test_failure_after_retries_marks_dependents_upstream_failed(engine: Engine) -> None:
+    manager = engine.manager
+    ran = engine.new_flag()
+    bad = manager.register_task("bad", always_fails, max_retries=2, retry_delay=0.01)
+    mid = manager.register_task("mid", mark, ran, dependencies=[bad])
+    manager.register_task("end", mark, ran, dependencies=[mid])
     execution = run_to_end(manager, "end")
-    # wait_for_execution returned after the last attempt, not the first.
-    assert len(attempts) == 3
     assert statuses(manager, execution) == {
         "bad": FAILED,
         "mid": UPSTREAM_FAILED,
         "end": UPSTREAM_FAILED,
     }
-    assert log.entries == []
+    assert not ran.is_set()
     info = manager.get_execution_status(execution)
     assert info.status is FAILED
+    # wait_for_execution returned after the last attempt, not the first.
     assert info.tasks[bad].attempts == 3
     assert isinstance(info.tasks[bad].error, ValueError)
     (record,) = manager.get_task_history("bad")
     assert (record.status, record.attempts, record.error_type) == (FAILED, 3, "ValueError")
+    # Each attempt saw its number: the third is the one recorded.
     assert record.error_message == "attempt 3 failed"
 
 
-def test_a_retry_that_succeeds_lets_dependents_run(manager: TaskManager) -> None:
-    calls: list[int] = []
-
-    def second_time_lucky() -> str:
-        calls.append(1)
-        if len(calls) < 2:
-            raise OSError("transient")
-        return "ok"
-
-    flaky = manager.register_task("flaky", second_time_lucky, max_retries=3, retry_delay=0.01)
-    after = manager.register_task(
-        "after", lambda up: up["flaky"] * 2, dependencies=[flaky], results_param="up"
-    )
+def test_a_retry_that_succeeds_lets_dependents_run(engine: Engine) -> None:
+    manager = engine.manager
+    flaky = manager.register_task("flaky", lucky_second_time, max_retries=3, retry_delay=0.01)
+    after = manager.register_task("after", twice, dependencies=[flaky], results_param="up")
     execution = run_to_end(manager, after)
     info = manager.get_execution_status(execution)
     assert info.results == {"flaky": "ok", "after": "okok"}
     assert info.tasks[flaky].attempts == 2
 
 
-def test_a_full_retry_policy_decides_what_is_retried(manager: TaskManager) -> None:
-    attempts = {"os": 0, "value": 0}
-
-    def raising(kind: str) -> None:
-        attempts[kind] += 1
-        raise OSError("disk") if kind == "os" else ValueError("bad input")
-
+def test_a_full_retry_policy_decides_what_is_retried(engine: Engine) -> None:
+    manager = engine.manager
     policy = RetryPolicy(max_retries=2, delay=0.01, backoff=2.0, retry_on=(OSError,))
     manager.register_task("os", raising, "os", retry=policy)
     manager.register_task("value", raising, "value", retry=policy)
     execution = run_to_end(manager, "os", "value")
-    assert statuses(manager, execution) == {"os": FAILED, "value": FAILED}
-    assert attempts == {"os": 3, "value": 1}
+    info = manager.get_execution_status(execution)
+    assert {run.name: (run.status, run.attempts) for run in info.tasks.values()} == {
+        "os": (FAILED, 3),
+        "value": (FAILED, 1),
+    }
     assert manager.get_task("os").max_retries == 2
     updated = manager.update_task("os", max_retries=0)
     assert updated.retry.max_retries == 0
@@ -263,18 +381,15 @@ def test_a_full_retry_policy_decides_what_is_retried(manager: TaskManager) -> No
         manager.register_task("both", int, retry=policy, max_retries=1)
 
 
-def test_a_run_past_its_timeout_times_out_and_is_asked_to_stop(manager: TaskManager) -> None:
-    asked_to_stop = threading.Event()
-
-    def slow() -> None:
-        if current_task().wait_cancelled(WAIT):
-            asked_to_stop.set()
-
-    manager.register_task("slow", slow, timeout=0.05)
-    manager.register_task("after", int, dependencies=["slow"])
+def test_a_run_past_its_timeout_times_out_and_is_asked_to_stop(engine: Engine) -> None:
+    manager = engine.manager
+    started, stopped = engine.new_flag(), engine.new_flag()
+    manager.register_task("slow", cooperative, started, stopped, timeout=engine.deadline)
+    manager.register_task("after", ok, dependencies=["slow"])
     execution = run_to_end(manager, "after")
     assert statuses(manager, execution) == {"slow": TaskStatus.TIMED_OUT, "after": UPSTREAM_FAILED}
-    assert asked_to_stop.wait(WAIT)
+    assert started.wait(WAIT)
+    assert stopped.wait(WAIT)
     (record,) = manager.get_task_history("slow")
     assert (record.status, record.error_type) == (TaskStatus.TIMED_OUT, "TimeoutError")
 
@@ -294,35 +409,89 @@ def test_a_run_past_its_timeout_times_out_and_is_asked_to_stop(manager: TaskMana
     ],
 )
 def test_trigger_rules(
-    manager: TaskManager,
+    engine: Engine,
     rule: TriggerRule,
     upstream_outcomes: tuple[str, str],
     expected: TaskStatus,
 ) -> None:
+    manager = engine.manager
     ups = [
-        manager.register_task(f"up{i}", int if outcome == "ok" else fail())
+        manager.register_task(f"up{i}", ok if outcome == "ok" else boom)
         for i, outcome in enumerate(upstream_outcomes)
     ]
-    ran = threading.Event()
-    manager.register_task("down", ran.set, dependencies=ups, trigger_rule=rule.value)
+    ran = engine.new_flag()
+    manager.register_task("down", mark, ran, dependencies=ups, trigger_rule=rule.value)
     execution = run_to_end(manager, "down")
     assert statuses(manager, execution)["down"] is expected
     assert ran.is_set() == (expected is COMPLETED)
 
 
-def test_none_failed_runs_past_a_skip_that_stops_all_success(manager: TaskManager) -> None:
-    start = manager.register_task("start", int)
-    gate = manager.register_task("on_failure", int, dependencies=[start], trigger_rule="one_failed")
-    manager.register_task("strict", int, dependencies=[gate])
-    manager.register_task("lenient", int, dependencies=[gate], trigger_rule="none_failed")
-    execution = run_to_end(manager, "strict", "lenient")
+def test_none_failed_runs_past_a_skip_that_stops_all_success(engine: Engine) -> None:
+    manager = engine.manager
+    start = manager.register_task("start", ok)
+    gate = manager.register_task("on_failure", ok, dependencies=[start], trigger_rule="one_failed")
+    manager.register_task("strict", ok, dependencies=[gate])
+    manager.register_task("lenient", ok, dependencies=[gate], trigger_rule="none_failed")
+    manager.register_task("off", ok, enabled=False)
+    manager.register_task("after_off", ok, dependencies=["off"])
+    execution = run_to_end(manager, "strict", "lenient", "after_off")
     assert statuses(manager, execution) == {
         "start": COMPLETED,
         "on_failure": SKIPPED,
         "strict": SKIPPED,
         "lenient": COMPLETED,
+        "off": SKIPPED,
+        "after_off": SKIPPED,
     }
     assert manager.get_execution_status(execution).status is COMPLETED
+
+
+def test_cancel_execution_stops_the_running_task_and_nothing_else_starts(engine: Engine) -> None:
+    manager = engine.manager
+    started, stopped, ran = engine.new_flag(), engine.new_flag(), engine.new_flag()
+    slow = manager.register_task("slow", cooperative, started, stopped)
+    manager.register_task("next", mark, ran, dependencies=[slow])
+    manager.register_task("cleanup", mark, ran, dependencies=["next"], trigger_rule="all_done")
+    (execution,) = manager.execute_tasks(["cleanup"])
+    assert started.wait(WAIT)
+    # A cluster's worker tells the client of a start by a message of its own.
+    wait_until(lambda: manager.get_task_status("slow") is TaskStatus.RUNNING, "slow to run")
+    assert manager.cancel_execution(execution)
+    assert manager.wait_for_execution(execution, timeout=WAIT)
+    assert statuses(manager, execution) == {
+        "slow": CANCELLED,
+        "next": CANCELLED,
+        "cleanup": CANCELLED,
+    }
+    assert stopped.wait(WAIT)
+    assert not ran.is_set()
+    assert manager.get_execution_status(execution).status is CANCELLED
+    assert not manager.cancel_execution(execution)
+    recorded = {r.task_name: r.status for r in manager.get_task_history(execution_id=execution)}
+    assert recorded == {"slow": CANCELLED, "next": CANCELLED, "cleanup": CANCELLED}
+
+
+def test_cancel_one_task_fails_its_dependents_but_all_done_still_runs(engine: Engine) -> None:
+    manager = engine.manager
+    gate, ran_second, ran_report = engine.new_flag(), engine.new_flag(), engine.new_flag()
+    first = manager.register_task("first", gated, gate)
+    manager.register_task("second", mark, ran_second, dependencies=[first])
+    manager.register_task("third", ok, dependencies=["second"])
+    manager.register_task(
+        "report", mark, ran_report, dependencies=["second"], trigger_rule="all_done"
+    )
+    (execution,) = manager.execute_tasks(["third", "report"])
+    assert manager.cancel_task("second")
+    gate.set()
+    assert manager.wait_for_execution(execution, timeout=WAIT)
+    assert statuses(manager, execution) == {
+        "first": COMPLETED,
+        "second": CANCELLED,
+        "third": UPSTREAM_FAILED,
+        "report": COMPLETED,
+    }
+    assert ran_report.is_set() and not ran_second.is_set()
+    assert not manager.cancel_task("second")
 
 
 def test_a_disabled_dependency_is_skipped_and_a_disabled_target_refused(
@@ -343,7 +512,12 @@ def test_a_disabled_dependency_is_skipped_and_a_disabled_target_refused(
 
 def test_results_reach_dependents_and_a_shared_upstream_runs_once(manager: TaskManager) -> None:
     calls: list[str] = []
-    source = manager.register_task("source", lambda: calls.append("source") or 21)
+
+    def source_value() -> int:
+        calls.append("source")
+        return 21
+
+    source = manager.register_task("source", source_value)
     manager.register_task(
         "double", lambda up: up["source"] * 2, dependencies=[source], results_param="up"
     )
@@ -414,66 +588,7 @@ def test_upstreams_of_a_critical_task_overtake_queued_low_work() -> None:
         pool.stop(timeout=WAIT)
 
 
-# -- cancellation ----------------------------------------------------------------------------
-
-
-def test_cancel_execution_stops_the_running_task_and_nothing_else_starts(
-    manager: TaskManager,
-) -> None:
-    started = threading.Event()
-    log = Log()
-
-    def cooperative() -> None:
-        started.set()
-        # A long job that checks in: it stops once cancellation is requested.
-        current_task().wait_cancelled(WAIT)
-        current_task().check_cancelled()
-
-    slow = manager.register_task("slow", cooperative)
-    manager.register_task("next", log.task("next"), dependencies=[slow])
-    manager.register_task(
-        "cleanup", log.task("cleanup"), dependencies=["next"], trigger_rule="all_done"
-    )
-    (execution,) = manager.execute_tasks(["cleanup"])
-    assert started.wait(WAIT)
-    assert manager.get_task_status("slow") is TaskStatus.RUNNING
-    assert manager.cancel_execution(execution)
-    assert manager.wait_for_execution(execution, timeout=WAIT)
-    assert statuses(manager, execution) == {
-        "slow": CANCELLED,
-        "next": CANCELLED,
-        "cleanup": CANCELLED,
-    }
-    assert log.entries == []
-    assert manager.get_execution_status(execution).status is CANCELLED
-    assert not manager.cancel_execution(execution)
-    recorded = {r.task_name: r.status for r in manager.get_task_history(execution_id=execution)}
-    assert recorded == {"slow": CANCELLED, "next": CANCELLED, "cleanup": CANCELLED}
-
-
-def test_cancel_one_task_fails_its_dependents_but_all_done_still_runs(
-    manager: TaskManager,
-) -> None:
-    gate = threading.Event()
-    log = Log()
-    first = manager.register_task("first", lambda: gate.wait(WAIT))
-    manager.register_task("second", log.task("second"), dependencies=[first])
-    manager.register_task("third", log.task("third"), dependencies=["second"])
-    manager.register_task(
-        "report", log.task("report"), dependencies=["second"], trigger_rule="all_done"
-    )
-    (execution,) = manager.execute_tasks(["third", "report"])
-    assert manager.cancel_task("second")
-    gate.set()
-    assert manager.wait_for_execution(execution, timeout=WAIT)
-    assert statuses(manager, execution) == {
-        "first": COMPLETED,
-        "second": CANCELLED,
-        "third": UPSTREAM_FAILED,
-        "report": COMPLETED,
-    }
-    assert log.entries == ["report"]
-    assert not manager.cancel_task("second")
+# -- stopping ------------------------------------------------------------------------------
 
 
 def test_stop_with_an_execution_in_flight_is_clean(pool: ThreadPoolManager) -> None:
@@ -628,7 +743,12 @@ def test_a_failing_history_never_fails_an_execution(
 def test_task_status_follows_its_runs(manager: TaskManager) -> None:
     gate = threading.Event()
     started = threading.Event()
-    task = manager.register_task("job", lambda: (started.set(), gate.wait(WAIT)))
+
+    def job() -> bool:
+        started.set()
+        return gate.wait(WAIT)
+
+    task = manager.register_task("job", job)
     assert manager.get_task_status(task) is TaskStatus.PENDING
     execution = manager.execute_task(task)
     assert started.wait(WAIT)

@@ -230,7 +230,12 @@ def test_stop_waits_for_running_tasks_and_restart_adds_no_threads() -> None:
     task_id = manager.submit(gate)
     assert gate.started.wait(TIMEOUT)
     stopped = threading.Event()
-    stopper = threading.Thread(target=lambda: (manager.stop(), stopped.set()))
+
+    def stop_then_signal() -> None:
+        manager.stop()
+        stopped.set()
+
+    stopper = threading.Thread(target=stop_then_signal)
     stopper.start()
     # stop() must still be waiting: the task holds its worker.
     assert not stopped.wait(0.05)

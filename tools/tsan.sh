@@ -28,31 +28,8 @@
 #   TSAN_OPTIONS  passed through; the defaults below are added unless set
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-python="${PYTHON:-python3}"
-cc="${CC:-gcc}"
-tree="${TSAN_TREE:-$(mktemp -d "${TMPDIR:-/tmp}/threadloom-tsan.XXXXXX")}"
-
-libtsan="$("$cc" -print-file-name=libtsan.so)"
-if [[ "$libtsan" != /* || ! -e "$libtsan" ]]; then
-    echo "tsan.sh: $cc has no libtsan.so (got '$libtsan'); install the compiler's TSan runtime" \
-        "(Debian: apt-get install libtsan2)" >&2
-    exit 2
-fi
-
-echo "tsan.sh: copying $repo to $tree" >&2
-mkdir -p "$tree"
-(
-    cd "$repo"
-    tar --exclude=.git --exclude=build --exclude='*.so' --exclude='*.pyd' \
-        --exclude=__pycache__ --exclude=.ci-venv --exclude='.venv*' \
-        --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.hypothesis \
-        --exclude=.pytest_cache --exclude=.benchmarks -cf - .
-) | (cd "$tree" && tar -xf -)
-
-cd "$tree"
-echo "tsan.sh: building with THREADLOOM_SANITIZE=thread" >&2
-THREADLOOM_SANITIZE=thread "$python" setup.py -q build_ext --inplace --force
+source "$(dirname "$0")/_sanitizer.sh"
+sanitizer_build tsan.sh libtsan.so thread "${TSAN_TREE:-}" "(Debian: apt-get install libtsan2)"
 
 if [[ $# -eq 0 ]]; then
     set -- tests/test_core.py tests/test_executor.py -q
@@ -67,7 +44,7 @@ if command -v setarch >/dev/null 2>&1; then
     run=(setarch "$(uname -m)" -R "$python")
 fi
 
-export LD_PRELOAD="$libtsan${LD_PRELOAD:+:$LD_PRELOAD}"
+export LD_PRELOAD="$runtime${LD_PRELOAD:+:$LD_PRELOAD}"
 # PYTHONMALLOC=malloc: Python's objects come from the intercepted malloc, so
 # TSan sees memory freed and reused instead of pymalloc's arenas.
 export PYTHONMALLOC=malloc
@@ -82,17 +59,8 @@ export PYTHONPATH="$tree/src"
 export THREADLOOM_REQUIRE_EXTENSIONS=1
 unset THREADLOOM_NO_EXTENSIONS
 
-# Refuse to report a clean run of some other build: the core imported must be
-# the instrumented one just built here.
-"${run[@]}" - "$tree" <<'EOF'
-import sys
-
-import threadloom._core as core
-
-if not core.__file__.startswith(sys.argv[1]):
-    sys.exit(f"tsan.sh: imported {core.__file__}, not the sanitized build in {sys.argv[1]}")
-print(f"tsan.sh: sanitized core {core.__file__}", file=sys.stderr)
-EOF
+# Refuse to report a clean run of some other build.
+sanitizer_check_core tsan.sh "${run[@]}"
 
 echo "tsan.sh: LD_PRELOAD=$LD_PRELOAD PYTHONMALLOC=$PYTHONMALLOC TSAN_OPTIONS=$TSAN_OPTIONS" \
     "PYTHONPATH=$PYTHONPATH ${run[*]} -m pytest $* -p no:cacheprovider" >&2

@@ -33,7 +33,7 @@ from concurrent.futures._base import (
     PENDING,
     RUNNING,
 )
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = [
     "COUNTER_NAMES",
@@ -2298,13 +2298,20 @@ _REPORT_DELAY_NS = 20_000_000
 
 
 class GraphRunner:
-    """One execution of a task graph, run on a dispatcher (see the native core)."""
+    """One execution of a task graph, run on a dispatcher (see the native core).
 
-    def __init__(self, dispatch: Dispatcher, tasks: list[Any]) -> None:
+    A subclass may run the nodes elsewhere: it overrides ``_launch`` (submit a
+    ready node), ``_report`` (tell the owner of ended nodes) and
+    ``_cancel_launched``, passes no dispatcher, and ends each node with
+    ``_end`` under ``_lock`` (``threadloom.distributed.DaskGraphRunner``).
+    """
+
+    def __init__(self, dispatch: Dispatcher | None, tasks: list[Any]) -> None:
         n = len(tasks)
         index = {task.task_id: i for i, task in enumerate(tasks)}
         self._lock = threading.Lock()
-        self._dispatch = dispatch
+        # None only in a subclass that overrides every use (see the docstring).
+        self._dispatch = cast(Dispatcher, dispatch)
         self.size = n
         self._tasks = tasks
         self._results: list[Any] = [None] * n
@@ -2529,7 +2536,7 @@ class GraphRunner:
         """Cancel every node (*nodes* None) or the nodes at these indexes (see the native core)."""
         ready: list[int] = []
         ended: list[int] = []
-        in_flight: list[Any] = []
+        in_flight: list[Callable[[], object]] = []
         found = False
         with self._lock:
             if nodes is None:
@@ -2544,8 +2551,11 @@ class GraphRunner:
                             self._finished_ns[i] = time.monotonic_ns()
                         self._unfinished -= 1
                         ended.append(i)
-                    elif self._state[i] == _NS_LAUNCHED and self._futures[i] is not None:
-                        in_flight.append(self._futures[i])
+                # Every waiting node has ended in its own right first, so that
+                # a launched node that ends at once below readies none of them.
+                for i in range(self.size):
+                    if self._state[i] == _NS_LAUNCHED:
+                        self._cancel_launched(i, in_flight, ready, ended)
             else:
                 for i in nodes:
                     if self._state[i] == _NS_WAITING:
@@ -2555,15 +2565,23 @@ class GraphRunner:
                     elif self._state[i] == _NS_LAUNCHED:
                         found = True
                         self._cancel[i] = True
-                        if self._futures[i] is not None:
-                            in_flight.append(self._futures[i])
-        for future in in_flight:
-            future.cancel()
+                        self._cancel_launched(i, in_flight, ready, ended)
+        for cancel in in_flight:
+            cancel()
         if self._started:
             self._advance(ready, ended)
         else:
             self._report(ended)
         return found
+
+    def _cancel_launched(
+        self, i: int, in_flight: list[Callable[[], object]], ready: list[int], ended: list[int]
+    ) -> None:
+        # Under the lock: cancel launched node *i* by what *in_flight* will
+        # call after it; the node ends when its task does.
+        future = self._futures[i]
+        if future is not None:
+            in_flight.append(future.cancel)
 
     @property
     def done(self) -> bool:

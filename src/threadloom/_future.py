@@ -52,17 +52,24 @@ class Future(_StdFuture[_T], Generic[_T]):
         # Deliberately not calling the stdlib constructor: see the module docstring.
         pass
 
-    @property
-    def _condition(self) -> threading.Condition:  # type: ignore[override]
-        condition: threading.Condition = self._core.future_condition(self)
-        return condition
+    if TYPE_CHECKING:
+        # Attributes to type checkers, as in the stdlib's stub: as_completed()
+        # accepts only futures whose _condition and _waiters are settable.
+        _condition: threading.Condition
+        _waiters: list[Any]
+    else:
 
-    @property
-    def _waiters(self) -> list[Any]:  # type: ignore[override]
-        self._core.future_condition(self)
-        waiters = self._tl_waiters
-        assert waiters is not None
-        return waiters
+        @property
+        def _condition(self) -> threading.Condition:
+            condition: threading.Condition = self._core.future_condition(self)
+            return condition
+
+        @property
+        def _waiters(self) -> list[Any]:
+            self._core.future_condition(self)
+            waiters = self._tl_waiters
+            assert waiters is not None
+            return waiters
 
     @property
     def _done_callbacks(self) -> list[Callable[[Any], object]]:

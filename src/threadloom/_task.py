@@ -9,12 +9,13 @@ the task future.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from ._errors import TaskCancelled
 from ._future import Future
 from ._impl import core
+from ._map import TypedMap
 from ._types import TaskStatus
 from ._validate import check_name, check_priority, check_retry, check_timeout
 
@@ -91,7 +92,7 @@ class TaskFuture(Future[_T]):
 core.set_task_future_type(TaskFuture)
 
 
-class SubmitOptions(core.SubmitView):
+class SubmitOptions(TypedMap, core.SubmitView):
     """A view of a pool that submits with priority, name, retry policy and deadline.
 
     Obtained from :meth:`ThreadPoolExecutor.options`; immutable and cheap.
@@ -144,30 +145,10 @@ class SubmitOptions(core.SubmitView):
             self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
         ) -> Future[_T]: ...
 
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-    ) -> Iterator[_T]:
-        """Like ``ThreadPoolExecutor.map`` at this view's priority.
-
-        Raises:
-            ValueError: the view has a name, retry policy or timeout (per-task
-                options do not apply to chunks of a map).
-        """
+    def _map_on(self) -> tuple[ThreadPoolExecutor, int]:
         if self.managed:
             raise ValueError("options(...).map supports priority only, not name/retry/timeout")
-        return self._executor._map_at(  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
-            self.priority,
-            fn,
-            iterables,
-            timeout=timeout,
-            chunksize=chunksize,
-            buffersize=buffersize,
-        )
+        return self._executor, self.priority
 
     def __repr__(self) -> str:
         return (

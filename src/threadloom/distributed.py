@@ -62,6 +62,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "threadloom.distributed needs Dask distributed: pip install 'threadloom[dask]'"
     ) from exc
 
+from ._core_py import GraphRunner
 from ._impl import core
 from ._types import TaskPriority, TaskStatus
 from ._validate import check_priority
@@ -766,154 +767,52 @@ _DEFAULT_OPTIONS = _Options()
 
 # -- task graphs ------------------------------------------------------------------
 
-_WAITING, _LAUNCHED, _COMPLETED, _FAILED, _CANCELLED, _TIMED_OUT, _SKIPPED, _UP_FAILED = range(8)
-_NODE_STATUS = (
-    TaskStatus.PENDING,
-    TaskStatus.QUEUED,
-    TaskStatus.COMPLETED,
-    TaskStatus.FAILED,
-    TaskStatus.CANCELLED,
-    TaskStatus.TIMED_OUT,
-    TaskStatus.SKIPPED,
-    TaskStatus.UPSTREAM_FAILED,
-)
-_RULES = {"all_success": 0, "all_done": 1, "one_success": 2, "one_failed": 3, "none_failed": 4}
+# The runner's node codes (see GraphRunner.node_status_code).
+_WAITING, _LAUNCHED, _COMPLETED, _FAILED, _CANCELLED, _TIMED_OUT, _SKIPPED = range(7)
 
 
-def _judge(rule: int, total: int, succeeded: int, failed: int, skipped: int) -> int:
-    # The core's trigger-rule verdict (GraphRunner), kept in lockstep with it:
-    # tests/test_distributed.py runs the same trigger-rule cases on both.
-    if rule == 2 and succeeded:
-        return _LAUNCHED
-    if rule == 3 and failed:
-        return _LAUNCHED
-    if succeeded + failed + skipped < total:
-        return _WAITING
-    if rule == 1 or total == 0:
-        return _LAUNCHED
-    if rule == 3:
-        return _SKIPPED
-    if failed:
-        return _UP_FAILED
-    if rule == 4 or (rule == 0 and not skipped):
-        return _LAUNCHED
-    return _SKIPPED
-
-
-class DaskGraphRunner:
+class DaskGraphRunner(GraphRunner):
     """One execution of a task graph on a Dask cluster; the core GraphRunner's interface.
 
-    The client decides what runs (trigger rules need every upstream's end);
-    Dask moves the data: a node is submitted with the futures of its
-    completed upstreams as inputs, so their results go worker to worker.  The
-    futures of completed nodes are held until :meth:`forget_results`, which is
-    what keeps their results on the cluster for dependents and for
-    :meth:`result`.
+    The client decides what runs (trigger rules need every upstream's end):
+    that bookkeeping (trigger rules, priority inheritance, cancellation, when
+    the execution is finished) is the pure-Python core's ``GraphRunner``,
+    which this class extends with where a ready node goes.  Dask moves the
+    data: a node is submitted with the futures of its completed upstreams as
+    inputs, so their results go worker to worker.  The futures of completed
+    nodes are held until :meth:`forget_results`, which is what keeps their
+    results on the cluster for dependents and for :meth:`result`.
     """
 
     def __init__(self, backend: DaskBackend, tasks: list[Any]) -> None:
-        n = len(tasks)
-        index = {task.task_id: i for i, task in enumerate(tasks)}
+        super().__init__(None, tasks)
+        n = self.size
         self._backend = backend
         self._client = backend.client
-        self._lock = threading.Lock()
-        self.size = n
-        self._tasks = tasks
-        self._deps = [[index[d] for d in task.dependencies] for task in tasks]
-        self._dependents: list[list[int]] = [[] for _ in range(n)]
-        for i, deps in enumerate(self._deps):
-            for j in deps:
-                self._dependents[j].append(i)
-        self._total = [len(d) for d in self._deps]
-        self._succeeded = [0] * n
-        self._failed = [0] * n
-        self._skipped = [0] * n
-        self._rules = [
-            _RULES[getattr(t.trigger_rule, "value", t.trigger_rule) or "all_success"] for t in tasks
-        ]
-        # A node runs at the highest priority of the nodes waiting on it
-        # (tasks come dependencies first, so one backward pass suffices).
-        self._priority = [int(t.priority) for t in tasks]
-        for i in range(n - 1, -1, -1):
-            for j in self._deps[i]:
-                if self._priority[j] < self._priority[i]:
-                    self._priority[j] = self._priority[i]
-        self._state = [_WAITING] * n
-        self._cancel = [False] * n
-        self._futures: list[Any] = [None] * n
         self._kept: list[Any] = [None] * n
-        self._results: list[Any] = [None] * n
         self._fetched = [False] * n
-        self._errors: list[Any] = [None] * n
         self._submits = [0] * n
         self._starts = [0] * n
         self._running = [False] * n
         self._retry_timer: list[Any] = [None] * n
         self._deadline: list[Any] = [None] * n
-        self._queued: list[float | None] = [None] * n
-        self._started: list[float | None] = [None] * n
-        self._finished_at: list[float | None] = [None] * n
-        self._unreported = n
-        self._cancel_all = False
-        self._finished = False
-        self._begun = False
-        self.on_node_end: Callable[[DaskGraphRunner, int], object] | None = None
-        self.on_nodes_end: Callable[[DaskGraphRunner, list[int]], object] | None = None
-        self.on_finished: Callable[[DaskGraphRunner], object] | None = None
-        self.call_wrapper: Callable[..., tuple[Any, Any, Any]] | None = None
+        self._queued_at: list[float | None] = [None] * n
+        self._started_at: list[float | None] = [None] * n
 
     # -- moving the graph ---------------------------------------------------------
-    def start(self) -> None:
-        """Submit every node without dependencies (once)."""
-        ready: list[int] = []
-        with self._lock:
-            if self._begun:
-                return
-            self._begun = True
-            for i in range(self.size):
-                if self._total[i] == 0 and self._state[i] == _WAITING:
-                    self._state[i] = _LAUNCHED
-                    ready.append(i)
-        self._advance(ready, [])
-
-    def _advance(self, ready: list[int], ended: list[int]) -> None:
-        while ready:
-            self._launch(ready.pop(), ready, ended)
-        self._report(ended)
-        self._check_finished()
-
     def _report(self, ended: list[int]) -> None:
+        # At once, not batched on the core's timer: the node-end hook is the
+        # task manager's, and a Dask callback thread may call it.
         for i in ended:
             self._release_timers(i)
-        # The owner hears of ended nodes in a batch (on_nodes_end) or one by
-        # one (on_node_end), whichever it set.
-        batch_hook = self.on_nodes_end
-        hook = self.on_node_end
-        if batch_hook is not None:
-            if ended:
-                try:
-                    batch_hook(self, list(ended))
-                except BaseException:
-                    logger.exception("graph node-end hook failed")
-        elif hook is not None:
-            for i in ended:
-                try:
-                    hook(self, i)
-                except BaseException:
-                    logger.exception("graph node-end hook failed")
+        hook = self.on_nodes_end
+        if hook is not None and ended:
+            try:
+                hook(self, list(ended))
+            except BaseException:
+                logger.exception("graph node-end hook failed")
         with self._lock:
             self._unreported -= len(ended)
-
-    def _check_finished(self) -> None:
-        with self._lock:
-            finished = self._unreported == 0 and self._begun and not self._finished
-            if finished:
-                self._finished = True
-        if finished and self.on_finished is not None:
-            try:
-                self.on_finished(self)
-            except BaseException:
-                logger.exception("graph finished hook failed")
 
     def _release_timers(self, i: int) -> None:
         for handles in (self._retry_timer, self._deadline):
@@ -935,7 +834,7 @@ class DaskGraphRunner:
             if code != _WAITING:
                 self._end(i, code, ready, ended)
                 return
-        self._queued[i] = time.time()
+        self._queued_at[i] = time.time()
         if task.timeout is not None:
             self._deadline[i] = core.TIMERS.call_later(
                 task.timeout, functools.partial(self._backend.helper, self._expire, i)
@@ -994,8 +893,8 @@ class DaskGraphRunner:
             future = self._futures[i]
             if future is not None and future.key == key:
                 self._running[i] = True
-            if self._started[i] is None:
-                self._started[i] = started
+            if self._started_at[i] is None:
+                self._started_at[i] = started
 
     def _done(self, i: int, future: Any) -> None:
         """A node's Dask future ended (on Dask's callback thread)."""
@@ -1036,7 +935,6 @@ class DaskGraphRunner:
                 code = _FAILED
             else:
                 code = _CANCELLED
-            self._finished_at[i] = time.time()
             self._end(i, code, ready, ended)
         self._advance(ready, ended)
 
@@ -1069,107 +967,40 @@ class DaskGraphRunner:
             self._errors[i] = TimeoutError(
                 f"task {task.name} did not finish within {task.timeout} s"
             )
-            self._finished_at[i] = time.time()
             self._end(i, _TIMED_OUT, ready, ended)
         if future is not None:
             # The worker sees its key cancelled and asks the task to stop.
             future.cancel()
         self._advance(ready, ended)
 
-    def _end(self, i: int, code: int, ready: list[int], ended: list[int]) -> None:
-        work = [(i, code)]
-        while work:
-            i, code = work.pop()
-            self._state[i] = code
-            if self._finished_at[i] is None:
-                self._finished_at[i] = time.time()
-            ended.append(i)
-            for j in self._dependents[i]:
-                if self._state[j] != _WAITING:
-                    continue
-                if code == _COMPLETED:
-                    self._succeeded[j] += 1
-                elif code == _SKIPPED:
-                    self._skipped[j] += 1
-                else:
-                    self._failed[j] += 1
-                verdict = _judge(
-                    self._rules[j], self._total[j], self._succeeded[j], self._failed[j],
-                    self._skipped[j],
-                )  # fmt: skip
-                if verdict == _LAUNCHED:
-                    self._state[j] = _LAUNCHED
-                    ready.append(j)
-                elif verdict != _WAITING:
-                    work.append((j, verdict))
-
-    def cancel(self, nodes: Any = None) -> bool:
-        """Cancel every node (*nodes* None) or the nodes at these indexes.
-
-        Nodes not yet submitted never are; submitted ones are cancelled on the
-        cluster (a running task is asked to stop) and end CANCELLED at once.
-        """
-        ready: list[int] = []
-        ended: list[int] = []
-        in_flight: list[Any] = []
-        found = False
-        with self._lock:
-            if nodes is None:
-                if self._cancel_all or self._finished:
-                    return False
-                self._cancel_all = True
-                found = True
-                # Every waiting node ends CANCELLED in its own right first, so
-                # that ending a submitted node below readies none of them.
-                for i in range(self.size):
-                    if self._state[i] == _WAITING:
-                        self._state[i] = _CANCELLED
-                        self._finished_at[i] = time.time()
-                        ended.append(i)
-                targets: Iterable[int] = range(self.size)
-            else:
-                targets = nodes
-            for i in targets:
-                if nodes is not None:
-                    self._cancel[i] = True
-                if self._state[i] in (_WAITING, _LAUNCHED):
-                    found = True
-                    future, self._futures[i] = self._futures[i], None
-                    self._running[i] = False
-                    if future is not None:
-                        in_flight.append(future)
-                    self._end(i, _CANCELLED, ready, ended)
-        for future in in_flight:
-            self._backend.helper(future.cancel)
-        if self._begun:
-            self._advance(ready, ended)
-        else:
-            self._report(ended)
-        return found
+    def _cancel_launched(
+        self, i: int, in_flight: list[Callable[[], object]], ready: list[int], ended: list[int]
+    ) -> None:
+        # Unlike a local task, the node ends CANCELLED at once: Dask releases
+        # the key (a running task is asked to stop) and drops a late result.
+        future, self._futures[i] = self._futures[i], None
+        self._running[i] = False
+        if future is not None:
+            in_flight.append(functools.partial(self._backend.helper, future.cancel))
+        self._end(i, _CANCELLED, ready, ended)
 
     # -- what the task manager reads ------------------------------------------------
-    @property
-    def done(self) -> bool:
-        return self._finished
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._cancel_all
-
     def node_state(self, i: int) -> TaskStatus:
         """PENDING, a live QUEUED / RUNNING / RETRYING, or the node's end."""
-        state = self._state[i]
-        if state == _LAUNCHED:
+        if self._state[i] == _LAUNCHED:
             if self._retry_timer[i] is not None:
                 return TaskStatus.RETRYING
             return TaskStatus.RUNNING if self._running[i] else TaskStatus.QUEUED
-        return _NODE_STATUS[state]
+        return super().node_state(i)
 
     def node_record(self, i: int) -> tuple[Any, ...]:
         """``(status, priority, attempts, queued_at, started_at, finished_at, duration, error)``."""
-        state = self._state[i]
-        started = self._started[i]
-        finished = self._finished_at[i] if state >= _COMPLETED else None
+        started = self._started_at[i]
+        finished = None
+        if self._state[i] >= _COMPLETED:
+            # The bookkeeping stamps an end on the monotonic clock; the
+            # worker's start is wall-clock time.
+            finished = time.time() - (time.monotonic_ns() - self._finished_ns[i]) / 1e9
         duration = None
         if started is not None and finished is not None:
             duration = max(0.0, finished - started)
@@ -1178,15 +1009,12 @@ class DaskGraphRunner:
             self.node_state(i),
             self._priority[i],
             attempts,
-            self._queued[i],
+            self._queued_at[i],
             started,
             finished,
             duration,
             self._errors[i],
         )
-
-    def node_status_code(self, i: int) -> int:
-        return self._state[i]
 
     def result(self, i: int) -> Any:
         """Node *i*'s result, fetched from the cluster the first time it is asked for."""
@@ -1197,12 +1025,6 @@ class DaskGraphRunner:
             self._results[i] = future.result()
             self._fetched[i] = True
         return self._results[i]
-
-    def error(self, i: int) -> Any:
-        return self._errors[i]
-
-    def task(self, i: int) -> Any:
-        return self._tasks[i]
 
     def forget_results(self) -> None:
         """Release the results (on the cluster too)."""

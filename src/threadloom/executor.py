@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
 from ._future import Future
 from ._impl import core
+from ._map import TypedMap
 from ._types import TaskPriority
 from ._validate import check_priority
 
@@ -230,7 +231,9 @@ def _default_max_workers() -> int:
 _EXECUTOR_COUNTER = itertools.count().__next__
 
 
-class ThreadPoolExecutor(_StdThreadPoolExecutor):
+# TypedMap's map is narrower than the stdlib stub's (it checks each iterable
+# against fn); at run time it is the only map.
+class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc]
     """A thread pool that is a drop-in replacement for the stdlib's.
 
     It is an instance of ``concurrent.futures.ThreadPoolExecutor`` (asyncio's
@@ -539,32 +542,8 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
         self._dispatch.close()
 
     # -- map --------------------------------------------------------------
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: float | None = None,
-        chunksize: int = 1,
-        buffersize: int | None = None,
-    ) -> Iterator[_T]:
-        """``map(fn, *iterables)`` on the pool; results in order, lazily.
-
-        Items are submitted when ``map`` is called (all of them, or at most
-        *buffersize* ahead of the consumer, as in Python 3.14).  They are run
-        in chunks: *chunksize* items per task, or, with the default of 1, a
-        size chosen from the number of items and workers.  An item that raises
-        ends its chunk (later items of that chunk are not run) and its
-        exception is raised when the iterator reaches it.
-
-        Raises:
-            TimeoutError: from the iterator, if a result is not ready *timeout*
-                seconds after the call to ``map``.
-            ValueError: *chunksize* < 1 or *buffersize* < 1.
-            TypeError: *buffersize* is not an int.
-        """
-        return self._map_at(
-            _NORMAL, fn, iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize
-        )
+    def _map_on(self) -> tuple[ThreadPoolExecutor, int]:
+        return self, _NORMAL
 
     def _map_at(
         self,

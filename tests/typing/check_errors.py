@@ -6,6 +6,8 @@ tests/test_typing.py compares mypy's errors with these markers, both ways.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from threadloom import ThreadPoolExecutor
 
 
@@ -22,4 +24,11 @@ def wrong(ex: ThreadPoolExecutor) -> None:
     text: str = ex.submit(add, 1, 2).result()  # E: assignment
     print(ex.options(priority="high").submit(add, 1, 2).status)  # E: attr-defined
     ex.options(timeout=1.0).submit(add, 1, "2")  # E: arg-type
-    del text
+    ex.map(add, [1], ["2"])  # E: arg-type
+    ex.map(add, [1])  # E: arg-type
+    ex.map(add, [1], [2], [3])  # E: arg-type
+    ex.map(str, [1], buffersize="2")  # E: call-overload
+    ex.map(str, [1], chunksize=None)  # E: call-overload
+    strings: Iterator[str] = ex.map(add, [1], [2])  # E: arg-type
+    ex.options(priority="high").map(add, ["1"], [2])  # E: arg-type
+    del text, strings
