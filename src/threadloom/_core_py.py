@@ -2635,24 +2635,22 @@ class GraphRunner:
         describe_error: Callable[[BaseException], tuple[str, str, str | None]],
         tags_json: Callable[[tuple[str, ...]], str],
     ) -> list[tuple[Any, ...]]:
-        """History rows of the nodes *ended* (see the native twin for the columns)."""
+        """History rows of the nodes *ended* (see the native twin for the columns).
+
+        Made from :meth:`node_record`, so that a runner that keeps its
+        records elsewhere (the Dask backend's) makes the same rows.
+        """
         rows = []
         prefix = execution_id + ":"
-        wall = _WALL_OFFSET
         for i in ended:
             if not 0 <= i < self.size:
                 raise IndexError(f"node {i} is not in this graph of {self.size}")
-            state = self._state[i]
-            if state < _NS_COMPLETED:
+            if self._state[i] < _NS_COMPLETED:
                 raise ValueError(f"node {i} has not ended")
             task = self._tasks[i]
             task_id = task.task_id
-            status = _NODE_STATUS[state]
+            status, _, attempts, queued, started, finished, duration, error = self.node_record(i)
             last_status[task_id] = status
-            queued_ns = self._queued_ns[i]
-            started_ns = self._started_ns[i]
-            finished_ns = self._finished_ns[i] or time.monotonic_ns()
-            error = self._errors[i]
             if error is None:
                 error_type = error_message = trace = None
             else:
@@ -2665,11 +2663,11 @@ class GraphRunner:
                     task_id,
                     task.name,
                     status.value,
-                    self._attempts[i],
-                    queued_ns / 1e9 + wall if queued_ns else None,
-                    started_ns / 1e9 + wall if started_ns else None,
-                    finished_ns / 1e9 + wall,
-                    (finished_ns - started_ns) / 1e9 if started_ns else None,
+                    attempts,
+                    queued,
+                    started,
+                    time.time() if finished is None else finished,
+                    duration,
                     error_type,
                     error_message,
                     tags_json(tags) if tags else "[]",
