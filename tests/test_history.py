@@ -109,6 +109,34 @@ def test_run_rows_are_stored_as_their_records_are(history: TaskHistory) -> None:
     assert history.query_runs() == sorted(records, key=lambda r: r.finished_at, reverse=True)
 
 
+def test_many_plain_and_unusual_rows_of_several_executions_in_one_batch(tmp_path: Path) -> None:
+    # Plain rows (completed, untagged, no error) are sent in a shorter form,
+    # grouped by execution, in chunks of several sizes; the rest in full.
+    def plain(n: int, execution: str) -> TaskRunRecord:
+        task = f"t{n}"
+        return run(n, task=task, execution=execution, tags=())._replace(
+            run_id=f"{execution}:{task}"
+        )
+
+    records = [plain(n, "e1") for n in range(5000)]
+    records += [plain(n, "e2") for n in range(3)]
+    records += [
+        run(1, tags=()),  # a run id that is not execution:task
+        plain(9, "e1")._replace(run_id="e1:t9", attempts=3, tags=("a",)),
+        run(2, status=TaskStatus.FAILED, tags=()),
+        plain(7, "e2")._replace(status=TaskStatus.SKIPPED, started_at=None, duration=None),
+    ]
+    store = TaskHistory(tmp_path / "h.db")
+    try:
+        store.record_run_rows([run_row(record) for record in records])
+        assert store.flush(timeout=30)
+        assert store.stats() == (len(records), 0, 0)
+        stored = store.query_runs(limit=None)
+    finally:
+        store.close()
+    assert sorted(stored) == sorted(records)
+
+
 @pytest.mark.parametrize(
     "row",
     [
