@@ -1952,6 +1952,13 @@ def new_slotted(cls, tuple offsets, tuple values):
     return obj
 
 
+cdef inline void _fill_slot(object obj, object offset, object value) except *:
+    cdef PyObject **slot = <PyObject **>((<char *><PyObject *>obj) + <Py_ssize_t>offset)
+    Py_INCREF(value)
+    Py_XDECREF(slot[0])
+    slot[0] = <PyObject *>value
+
+
 cdef object _resolve_dependencies(dict tasks, dict by_name, object refs):
     # Ids or names to distinct ids, in order; None if one names no task.
     cdef list resolved = []
@@ -1993,7 +2000,6 @@ def add_plain_task(
     The caller holds the registry's lock.
     """
     cdef Py_ssize_t i, n = len(offsets)
-    cdef PyObject **slot
     if type(name) is not str or not name or not callable(func):
         return None
     if name in tasks or by_name.get(name, task_id) != task_id or task_id in dependency_map:
@@ -2001,16 +2007,17 @@ def add_plain_task(
     deps = _resolve_dependencies(tasks, by_name, dependencies)
     if deps is None:
         return None
-    values = (task_id, name, func, args, kwargs, deps) + defaults
-    if len(values) != n:
-        raise ValueError(f"{n} slots, {len(values)} values")
+    if len(defaults) + 6 != n:
+        raise ValueError(f"{n} slots, {len(defaults) + 6} values")
     obj = tl_new_instance(cls)
-    for i in range(n):
-        value = (<tuple>values)[i]
-        slot = <PyObject **>((<char *><PyObject *>obj) + <Py_ssize_t>offsets[i])
-        Py_INCREF(value)
-        Py_XDECREF(slot[0])
-        slot[0] = <PyObject *>value
+    _fill_slot(obj, offsets[0], task_id)
+    _fill_slot(obj, offsets[1], name)
+    _fill_slot(obj, offsets[2], func)
+    _fill_slot(obj, offsets[3], args)
+    _fill_slot(obj, offsets[4], kwargs)
+    _fill_slot(obj, offsets[5], deps)
+    for i in range(6, n):
+        _fill_slot(obj, offsets[i], defaults[i - 6])
     tasks[task_id] = obj
     by_name[name] = task_id
     dependency_map[task_id] = deps

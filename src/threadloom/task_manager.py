@@ -332,6 +332,7 @@ class TaskManager:
         self._tasks: dict[str, TaskInfo] = {}
         self._ids_by_name: dict[str, str] = {}
         self._graph = DependencyGraph(describe=self._describe)
+        self._dependency_map = self._graph.dependency_map  # the live dict, read hot
         self._last_status: dict[str, TaskStatus] = {}
         self._active: dict[str, _Execution] = {}
         self._finished: OrderedDict[str, _Execution] = OrderedDict()
@@ -552,7 +553,7 @@ class TaskManager:
                 and core.add_plain_task(
                     tasks,
                     by_name,
-                    self._graph.dependency_map,
+                    self._dependency_map,
                     task_id,
                     name,
                     func,
