@@ -191,7 +191,7 @@ def _source_functions(module: str, file: Path) -> list[PaletteEntry]:
                 f"{module}:{node.name}",
                 module,
                 node.name,
-                f"({ast.unparse(node.args)})",
+                _ast_signature(node.args),
                 _doc(ast.get_docstring(node)),
                 _ast_parameters(node.args),
             )
@@ -208,6 +208,51 @@ def _literal_all(tree: ast.Module) -> set[str] | None:
         ):
             return {e.value for e in node.value.elts if isinstance(e, ast.Constant)}
     return None
+
+
+class _Source:
+    """Source text that repr()s as itself, so inspect formats it as written."""
+
+    def __init__(self, node: ast.expr) -> None:
+        self.text = ast.unparse(node)
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _ast_signature(args: ast.arguments) -> str:
+    """The signature as :func:`inspect.signature` would print it for the imported function."""
+    empty = inspect.Parameter.empty
+    positional = [*args.posonlyargs, *args.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
+    defaults += list(args.defaults)
+    params = []
+
+    def make(arg: ast.arg, kind: Any, default: ast.expr | None = None) -> inspect.Parameter:
+        return inspect.Parameter(
+            arg.arg,
+            kind,
+            default=empty if default is None else _Source(default),
+            annotation=empty if arg.annotation is None else _Source(arg.annotation),
+        )
+
+    for index, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
+        kind = (
+            inspect.Parameter.POSITIONAL_ONLY
+            if index < len(args.posonlyargs)
+            else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
+        params.append(make(arg, kind, default))
+    if args.vararg is not None:
+        params.append(make(args.vararg, inspect.Parameter.VAR_POSITIONAL))
+    for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        params.append(make(arg, inspect.Parameter.KEYWORD_ONLY, kw_default))
+    if args.kwarg is not None:
+        params.append(make(args.kwarg, inspect.Parameter.VAR_KEYWORD))
+    try:
+        return str(inspect.Signature(params))
+    except ValueError:
+        return f"({ast.unparse(args)})"
 
 
 def _ast_parameters(args: ast.arguments) -> tuple[Parameter, ...]:
