@@ -23,8 +23,8 @@ import pytest
 
 from threadloom import TaskStatus
 from threadloom.dashboard import Dashboard
-from threadloom.dashboard.designer import Designer, DesignerError
 from threadloom.dashboard._palette import PaletteError
+from threadloom.dashboard.designer import Designer, DesignerError
 from threadloom.task_manager import TaskManager
 from threadloom.workflow import WorkflowError, load_workflow, parse_workflow
 
@@ -318,7 +318,9 @@ def test_save_writes_through_a_rename_and_keeps_the_mode(served: Served, example
 
 def test_new_tasks_are_appended_as_tables(tmp_path: Path) -> None:
     name = f"designer_new_{next(_numbers)}"
-    (tmp_path / f"{name}.py").write_text("def first():\n    return 1\n\ndef second():\n    return 2\n")
+    (tmp_path / f"{name}.py").write_text(
+        "def first():\n    return 1\n\ndef second():\n    return 2\n"
+    )
     path = tmp_path / "flow.toml"
     for served in _serve(path):
         document = served.document()
@@ -348,12 +350,27 @@ def test_new_tasks_are_appended_as_tables(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"call": "os:system", "args": ["touch /tmp/pwned"]}, "'os:system' is refused: it is not in the palette"),
+        (
+            {"call": "os:system", "args": ["touch /tmp/pwned"]},
+            "'os:system' is refused: it is not in the palette",
+        ),
         ({"call": "..workflow_tasks:heartbeat"}, "without '..' or slashes"),
         ({"call": "../../etc/passwd:x"}, "without '..' or slashes"),
-        ({"call": "workflow_tasks:heartbeat", "tags": ["<script>alert(1)</script>"]}, "field 'tags' is refused"),
-        ({"call": "workflow_tasks:heartbeat", "results_param": "x onload=alert(1)"}, "field 'results_param' is refused"),
-        ({"call": "workflow_tasks:heartbeat", "retry": {"retry_on": ["subprocess:CalledProcessError"]}}, "exceptions must be builtins or come from the palette"),
+        (
+            {"call": "workflow_tasks:heartbeat", "tags": ["<script>alert(1)</script>"]},
+            "field 'tags' is refused",
+        ),
+        (
+            {"call": "workflow_tasks:heartbeat", "results_param": "x onload=alert(1)"},
+            "field 'results_param' is refused",
+        ),
+        (
+            {
+                "call": "workflow_tasks:heartbeat",
+                "retry": {"retry_on": ["subprocess:CalledProcessError"]},
+            },
+            "exceptions must be builtins or come from the palette",
+        ),
         ({"call": "workflow_tasks:heartbeat", "code": "import os"}, "unknown field 'code'"),
     ],
 )

@@ -117,7 +117,7 @@ def build_palette(
                 scanned.add(file.stem)
                 _add_all(entries, _source_functions(file.stem, file))
     for call in task_calls:
-        module_name, attribute = split_call(call)
+        module_name, _ = split_call(call)
         if not MODULE_NAME.fullmatch(module_name or "-") or module_name in scanned:
             continue
         try:
@@ -206,7 +206,11 @@ def _literal_all(tree: ast.Module) -> set[str] | None:
             and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
             and isinstance(node.value, ast.List | ast.Tuple)
         ):
-            return {e.value for e in node.value.elts if isinstance(e, ast.Constant)}
+            return {
+                e.value
+                for e in node.value.elts
+                if isinstance(e, ast.Constant) and isinstance(e.value, str)
+            }
     return None
 
 
@@ -264,7 +268,9 @@ def _ast_parameters(args: ast.arguments) -> tuple[Parameter, ...]:
     for index, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
         kind = "positional_only" if index < len(args.posonlyargs) else "positional_or_keyword"
         params.append(
-            Parameter(arg.arg, kind, default is None, "" if default is None else ast.unparse(default))
+            Parameter(
+                arg.arg, kind, default is None, "" if default is None else ast.unparse(default)
+            )
         )
     if args.vararg is not None:
         params.append(Parameter(args.vararg.arg, "var_positional", False))

@@ -25,6 +25,7 @@ The page (``/designer``) edits the file's tasks; the server owns the file:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -148,7 +149,7 @@ class Designer:
         except Exception as exc:
             raise DesignerError(f"{str(self.path)!r} is not valid TOML: {exc}") from None
         header = document.get("workflow", {})
-        self._header: dict[str, Any] = dict(header.unwrap()) if isinstance(header, dict) else {}
+        self._header: dict[str, Any] = _plain_table(header)
         python_path = self._header.get("python_path", ["."])
         if not isinstance(python_path, list) or not all(isinstance(p, str) for p in python_path):
             python_path = ["."]
@@ -198,7 +199,7 @@ class Designer:
                     409, f"{self.path.name} is no longer valid TOML on disk: {exc}"
                 ) from None
             header = document.get("workflow", {})
-            self._header = dict(header.unwrap()) if isinstance(header, dict) else {}
+            self._header = _plain_table(header)
             self._version = version
         tasks_table = document.get("tasks", {})
         tasks = []
@@ -251,7 +252,8 @@ class Designer:
             for key in fields:
                 if key not in TASK_FIELDS:
                     raise RequestRefused(
-                        400, f"task {name!r}: unknown field {key!r} (known: {', '.join(TASK_FIELDS)})"
+                        400,
+                        f"task {name!r}: unknown field {key!r} (known: {', '.join(TASK_FIELDS)})",
                     )
             self._accept_call(name, fields.get("call"))
             for key in ("depends_on", "priority", "trigger_rule", "results_param", "tags"):
@@ -332,7 +334,11 @@ class Designer:
         except WorkflowError as exc:
             return {"fires": [], "words": "", "problems": [_problem_json(p) for p in exc.problems]}
         except ValueError as exc:
-            return {"fires": [], "words": "", "problems": [{"task": None, "field": "schedule", "message": str(exc)}]}
+            return {
+                "fires": [],
+                "words": "",
+                "problems": [{"task": None, "field": "schedule", "message": str(exc)}],
+            }
         return {
             "fires": [f.isoformat() for f in fires],
             "words": _in_words(schedule, value),
@@ -399,12 +405,13 @@ class Designer:
             last = self._last_run
             if last is not None:
                 if not manager.wait_for_execution(last.execution_id, 0):
-                    raise RequestRefused(409, f"the previous run {last.execution_id} is still running")
+                    raise RequestRefused(
+                        409, f"the previous run {last.execution_id} is still running"
+                    )
                 for task_id in reversed(list(last.task_ids.values())):
-                    try:
+                    # Unregistered by someone else: what matters is that it is gone.
+                    with contextlib.suppress(Exception):
                         manager.unregister_task(task_id)
-                    except Exception:
-                        pass  # unregistered by someone else: what matters is that it is gone
                 self._last_run = None
             try:
                 ids = register_workflow(workflow, manager, schedules=False)
@@ -447,9 +454,7 @@ class Designer:
 
         return FileResponse(STATIC / "designer.html", headers={"cache-control": "no-store"})
 
-    def _endpoint(
-        self, handler: Callable[[object], dict[str, Any]]
-    ) -> Callable[[Request], Any]:
+    def _endpoint(self, handler: Callable[[object], dict[str, Any]]) -> Callable[[Request], Any]:
         from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
@@ -496,8 +501,17 @@ def _layout(body: object) -> dict[str, Any]:
     try:
         positions = layered_layout(list(parents), parents)
     except KeyError:
-        raise RequestRefused(400, "the graph has a cycle: it cannot be laid out in layers") from None
+        raise RequestRefused(
+            400, "the graph has a cycle: it cannot be laid out in layers"
+        ) from None
     return {"positions": {n: list(p) for n, p in positions.items()}}
+
+
+def _plain_table(value: Any) -> dict[str, Any]:
+    """A tomlkit table as plain Python values ({} if it is not a table)."""
+    if not isinstance(value, dict):
+        return {}
+    return dict(value.unwrap()) if hasattr(value, "unwrap") else dict(value)
 
 
 def _problem_json(problem: WorkflowProblem) -> dict[str, Any]:
@@ -538,10 +552,8 @@ def _write_atomically(path: Path, data: bytes) -> None:
             os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -605,7 +617,9 @@ def _same_value(old: Any, new: Any) -> bool:
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         return old.keys() == new.keys() and all(_same_value(old[k], new[k]) for k in old)
     if isinstance(old, list) and isinstance(new, list):
-        return len(old) == len(new) and all(_same_value(a, b) for a, b in zip(old, new, strict=True))
+        return len(old) == len(new) and all(
+            _same_value(a, b) for a, b in zip(old, new, strict=True)
+        )
     if isinstance(old, Mapping | list) or isinstance(new, Mapping | list):
         return False
     return bool(old == new) and (type(old) is type(new) or {type(old), type(new)} <= {int, float})

@@ -222,7 +222,7 @@ function dependencyPath(start, goal) {
     if (node === goal) {
       const path = [];
       for (let n = node; n !== null; n = previous.get(n)) path.unshift(n);
-      return path.reverse();
+      return path;
     }
     for (const up of deps(node)) {
       if (state.tasks.has(up) && !previous.has(up)) { previous.set(up, node); queue.push(up); }
