@@ -499,3 +499,42 @@ def test_the_dashboard_reports_the_designer(served: Served) -> None:
     info = served.client.get("/api/info").json()
     assert info["designer"] is True
     assert json.loads(served.client.get("/api/designer/document").text)["file"] == "workflow.toml"
+
+
+def test_a_file_with_a_cycle_opens_and_lays_out(tmp_path: Path) -> None:
+    name = f"designer_cycle_{next(_numbers)}"
+    (tmp_path / f"{name}.py").write_text("def step():\n    return 1\n")
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        f'[tasks.a]\ncall = "{name}:step"\ndepends_on = ["c"]\n'
+        f'[tasks.b]\ncall = "{name}:step"\ndepends_on = ["a"]\n'
+        f'[tasks.c]\ncall = "{name}:step"\ndepends_on = ["b"]\n'
+        f'[tasks.d]\ncall = "{name}:step"\ndepends_on = ["c"]\n'
+    )
+    for served in _serve(path):
+        document = served.document()
+        assert [p["message"] for p in document["problems"]] == [
+            "dependency cycle: a -> c -> b -> a"
+        ]
+        parents = {t["name"]: t["fields"]["depends_on"] for t in document["tasks"]}
+        response = served.post("layout", {"parents": parents})
+        assert response.status_code == 200, response.text
+        positions = response.json()["positions"]
+        assert set(positions) == {"a", "b", "c", "d"}
+        # Drawn without the edge that closes the cycle (the search from a finds
+        # it at a -> b): a chain b, c, a, with d beside a.
+        assert {n: p[0] for n, p in positions.items()} == {"b": 0, "c": 1, "a": 2, "d": 2}
+
+
+def test_calls_written_on_disk_meanwhile_are_allowed_after_a_reload(
+    served: Served, example: Path
+) -> None:
+    name = f"designer_later_{next(_numbers)}"
+    (example.parent / f"{name}.py").write_text("def later():\n    return 1\n")
+    with example.open("a") as file:
+        file.write(f'\n[tasks.later]\ncall = "{name}:later"\n')
+    document = served.document()
+    assert any(t["name"] == "later" for t in document["tasks"])
+    response = served.post("save", _body(document))
+    assert response.status_code == 200, response.text
+    assert response.json()["problems"] == []

@@ -158,19 +158,29 @@ class Designer:
             directory = (self.base_dir / entry).resolve()
             if directory.is_dir():
                 directories.append(directory)
-        tasks = document.get("tasks", {})
-        self._file_calls = {
-            str(t["call"])
-            for t in (tasks.values() if isinstance(tasks, dict) else ())
-            if isinstance(t, dict) and isinstance(t.get("call"), str)
-        }
-        self._file_names = set(tasks) if isinstance(tasks, dict) else set()
+        self._file_names: set[str] = set()
+        self.allowed: set[str] = set()
+        self.allowed_modules: set[str] = set()
+        self._learn_file(document)
         self.palette: dict[str, PaletteEntry] = build_palette(
-            self.modules, directories, sorted(self._file_calls)
+            self.modules, directories, sorted(self.allowed)
         )
-        # The file's own calls are allowed even if they name no function
-        # found above (a class, a callable object): its author wrote them.
-        self.allowed = set(self.palette) | self._file_calls
+        self._learn_file(document)
+
+    def _learn_file(self, document: Any) -> None:
+        """Allow the names and calls the file holds now (its author wrote them).
+
+        Its calls are allowed even if they name no function the palette found
+        (a class, a callable object); its task names even if the designer would
+        not accept them as new names.
+        """
+        tasks = document.get("tasks", {})
+        tables = tasks.values() if isinstance(tasks, dict) else ()
+        calls = {
+            str(t["call"]) for t in tables if isinstance(t, dict) and isinstance(t.get("call"), str)
+        }
+        self._file_names |= set(tasks) if isinstance(tasks, dict) else set()
+        self.allowed |= set(getattr(self, "palette", {})) | calls
         self.allowed_modules = {split_call(c)[0] for c in self.allowed}
 
     # -- reading -------------------------------------------------------------------
@@ -198,8 +208,8 @@ class Designer:
                 raise RequestRefused(
                     409, f"{self.path.name} is no longer valid TOML on disk: {exc}"
                 ) from None
-            header = document.get("workflow", {})
-            self._header = _plain_table(header)
+            self._header = _plain_table(document.get("workflow", {}))
+            self._learn_file(document)
             self._version = version
         tasks_table = document.get("tasks", {})
         tasks = []
@@ -376,7 +386,6 @@ class Designer:
             data = new_text.encode("utf-8")
             _write_atomically(self.path, data)
             self._version = _version_of(data)
-            self._file_names = set(tasks)
         return {"version": self._version, "problems": self._problems(tasks)}
 
     # -- running -------------------------------------------------------------------
@@ -498,13 +507,39 @@ def _layout(body: object) -> dict[str, Any]:
     }
     if len(parents) > MAX_TASKS:
         raise RequestRefused(400, f"at most {MAX_TASKS} nodes")
-    try:
-        positions = layered_layout(list(parents), parents)
-    except KeyError:
-        raise RequestRefused(
-            400, "the graph has a cycle: it cannot be laid out in layers"
-        ) from None
+    positions = layered_layout(list(parents), _without_back_edges(parents))
     return {"positions": {n: list(p) for n, p in positions.items()}}
+
+
+def _without_back_edges(parents: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """*parents* minus the edges that close cycles (found by a depth-first search).
+
+    The layered layout needs a DAG, and a file on disk (or a request) may hold
+    a cycle: drawn without its closing edges, it still shows, and the checker
+    reports the cycle.
+    """
+    known = set(parents)
+    kept: dict[str, list[str]] = {node: [] for node in parents}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in parents:
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [(root, iter(parents[root]))]
+        while stack:
+            node, ups = stack[-1]
+            up = next(ups, None)
+            if up is None:
+                state[node] = 2
+                stack.pop()
+            elif up not in known or state.get(up) == 1:
+                continue  # unknown, or an edge back onto the path: a cycle's closing edge
+            else:
+                kept[node].append(up)
+                if up not in state:
+                    state[up] = 1
+                    stack.append((up, iter(parents[up])))
+    return kept
 
 
 def _plain_table(value: Any) -> dict[str, Any]:
