@@ -183,6 +183,20 @@ class Designer:
         self.allowed |= set(getattr(self, "palette", {})) | calls
         self.allowed_modules = {split_call(c)[0] for c in self.allowed}
 
+    @property
+    def workers(self) -> int | None:
+        """The file's ``[workflow] workers``, if it is a valid worker count."""
+        from ..workflow import MAX_WORKERS
+
+        workers = self._header.get("workers")
+        if (
+            isinstance(workers, int)
+            and not isinstance(workers, bool)
+            and 1 <= workers <= MAX_WORKERS
+        ):
+            return workers
+        return None
+
     # -- reading -------------------------------------------------------------------
     def _read(self) -> tuple[str, str]:
         try:
@@ -734,13 +748,19 @@ def serve_designer(
     """
     from .._errors import DashboardError
     from ..task_manager import TaskManager
+    from ..thread_pool_manager import ThreadPoolManager
     from . import Dashboard
 
     try:
         designer = Designer(workflow, modules)
     except PaletteError as exc:
         raise DesignerError(str(exc)) from None
-    with TaskManager(history=history) as manager:
+    # The pool threadloom run would use for this file.
+    workers = designer.workers or 4
+    with (
+        ThreadPoolManager(min_workers=min(2, workers), max_workers=workers) as pool,
+        TaskManager(thread_pool=pool, history=history) as manager,
+    ):
         try:
             dashboard = Dashboard(manager, port=port, designer=designer)
             dashboard.start()
