@@ -361,8 +361,12 @@ def test_new_tasks_are_appended_as_tables(tmp_path: Path) -> None:
             "field 'tags' is refused",
         ),
         (
-            {"call": "workflow_tasks:heartbeat", "results_param": "x onload=alert(1)"},
+            {"call": "workflow_tasks:heartbeat", "results_param": "x' onload='alert(1)"},
             "field 'results_param' is refused",
+        ),
+        (
+            {"call": "workflow_tasks:heartbeat", "description": "<script>alert(1)</script>"},
+            "field 'description' is refused: '<script>alert(1)</script>' holds markup",
         ),
         (
             {
@@ -538,3 +542,25 @@ def test_calls_written_on_disk_meanwhile_are_allowed_after_a_reload(
     response = served.post("save", _body(document))
     assert response.status_code == 200, response.text
     assert response.json()["problems"] == []
+
+
+def test_labels_the_file_already_holds_are_kept(tmp_path: Path) -> None:
+    name = f"designer_labels_{next(_numbers)}"
+    (tmp_path / f"{name}.py").write_text("def step():\n    return 1\n")
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        f'[tasks."a <b>"]\ncall = "{name}:step"\ntags = ["R&D", "nightly run"]\n'
+        f'description = "uses <b>"\n'
+        f'[tasks.c]\ncall = "{name}:step"\ndepends_on = ["a <b>"]\n'
+    )
+    before = path.read_bytes()
+    for served in _serve(path):
+        document = served.document()
+        response = served.post("save", _body(document))
+        assert response.status_code == 200, response.text
+        body = _body(document)
+        body["tasks"][1]["fields"] = {**body["tasks"][1]["fields"], "tags": ["x&y"]}
+        refused = served.post("save", body)
+        assert refused.status_code == 400
+        assert "field 'tags' is refused: 'x&y' holds markup" in refused.json()["error"]
+    assert path.read_bytes() == before

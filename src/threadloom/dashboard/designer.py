@@ -11,8 +11,12 @@ or, from Python, a page of a :class:`~threadloom.dashboard.Dashboard`::
 The page (``/designer``) edits the file's tasks; the server owns the file:
 
 * The palette is an allow-list (see :mod:`._palette`): a task's ``call`` must
-  name one of its callables, and the browser only ever sends such names,
-  never code.  Anything else is refused (400) and nothing is written.
+  name one of its callables (or a call the file already holds), and the
+  browser only ever sends such names, never code.  New task names are plain
+  words; labels (tags, dependencies, rules, descriptions) may not carry markup,
+  quotes or control characters the file does not already hold; ``retry_on``
+  names builtins or exceptions of the palette's modules.  Anything else is
+  refused (400) with a message naming it, and nothing is written or run.
 * Every edit is checked by :func:`threadloom.workflow.workflow_problems`, the
   checker of ``threadloom run``, so the page shows the messages ``run`` would.
 * Save merges the tasks into the file with :mod:`tomlkit`, which keeps what
@@ -84,9 +88,12 @@ TASK_FIELDS = (
 )
 #: New task names: what a person types, safe in TOML keys, URLs and markup.
 TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
-#: Fields whose strings are names (of tasks, tags, rules, exceptions), never prose:
-#: they hold no markup, quotes or spaces.
-NAME_LIKE = re.compile(r"[A-Za-z0-9_.:-]{0,200}")
+#: What labels (dependencies, tags, rules, priorities, descriptions) may not hold
+#: unless the file already does: markup, quotes and control characters.  Arguments
+#: are data for the function and may hold anything (they are shown as text).
+MARKUP = re.compile(r"[<>\"'`&\x00-\x1f\x7f]")
+#: The fields checked against MARKUP.
+LABEL_FIELDS = ("depends_on", "priority", "trigger_rule", "results_param", "tags", "description")
 #: Bytes of a request body the designer reads.
 MAX_BODY = 2 * 1024 * 1024
 #: Tasks in one document.
@@ -159,6 +166,7 @@ class Designer:
             if directory.is_dir():
                 directories.append(directory)
         self._file_names: set[str] = set()
+        self._file_labels: set[str] = set()
         self.allowed: set[str] = set()
         self.allowed_modules: set[str] = set()
         self._learn_file(document)
@@ -180,6 +188,15 @@ class Designer:
             str(t["call"]) for t in tables if isinstance(t, dict) and isinstance(t.get("call"), str)
         }
         self._file_names |= set(tasks) if isinstance(tasks, dict) else set()
+        for table in tasks.values() if isinstance(tasks, dict) else ():
+            if not isinstance(table, dict):
+                continue
+            retry = table.get("retry")
+            labels = [table.get(key) for key in LABEL_FIELDS]
+            labels.append(retry.get("retry_on") if isinstance(retry, dict) else None)
+            for label in labels:
+                items = label if isinstance(label, list) else [label]
+                self._file_labels |= {str(i) for i in items if isinstance(i, str)}
         self.allowed |= set(getattr(self, "palette", {})) | calls
         self.allowed_modules = {split_call(c)[0] for c in self.allowed}
 
@@ -280,12 +297,12 @@ class Designer:
                         f"task {name!r}: unknown field {key!r} (known: {', '.join(TASK_FIELDS)})",
                     )
             self._accept_call(name, fields.get("call"))
-            for key in ("depends_on", "priority", "trigger_rule", "results_param", "tags"):
+            for key in LABEL_FIELDS:
                 if key in fields:
-                    self._accept_names(name, key, fields[key])
+                    self._accept_labels(name, key, fields[key])
             retry = fields.get("retry")
             if isinstance(retry, Mapping) and "retry_on" in retry:
-                self._accept_names(name, "retry.retry_on", retry["retry_on"])
+                self._accept_labels(name, "retry.retry_on", retry["retry_on"])
                 self._accept_exceptions(name, retry["retry_on"])
             tasks[name] = dict(fields)
         return _from_json_tasks(tasks)
@@ -311,14 +328,19 @@ class Designer:
                 "nothing was changed",
             )
 
-    def _accept_names(self, task: str, field: str, value: object) -> None:
+    def _accept_labels(self, task: str, field: str, value: object) -> None:
         values = value if isinstance(value, list) else [value]
         for item in values:
-            if isinstance(item, str) and not NAME_LIKE.fullmatch(item):
+            if (
+                isinstance(item, str)
+                and MARKUP.search(item)
+                and item not in self._file_labels
+                and item not in self._file_names
+            ):
                 raise RequestRefused(
                     400,
-                    f"task {task!r}: field {field!r} is refused: {item!r} is not a name "
-                    "(letters, digits and _ . : - only)",
+                    f"task {task!r}: field {field!r} is refused: {item!r} holds markup, "
+                    "quotes or control characters (< > \" ' ` & are not allowed here)",
                 )
 
     def _accept_exceptions(self, task: str, value: object) -> None:
