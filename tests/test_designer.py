@@ -564,3 +564,15 @@ def test_labels_the_file_already_holds_are_kept(tmp_path: Path) -> None:
         assert refused.status_code == 400
         assert "field 'tags' is refused: 'x&y' holds markup" in refused.json()["error"]
     assert path.read_bytes() == before
+
+
+def test_a_module_next_to_the_file_can_be_named_with_module(tmp_path: Path) -> None:
+    name = f"designer_beside_{next(_numbers)}"
+    (tmp_path / f"{name}.py").write_text(
+        "from json import dumps\n\ndef mine(x: int) -> int:\n    '''Mine.'''\n    return x\n"
+    )
+    assert str(tmp_path) not in sys.path
+    designer = Designer(tmp_path / "flow.toml", [name])
+    assert designer.palette[f"{name}:mine"].signature == "(x: int) -> int"
+    assert f"{name}:dumps" not in designer.palette  # imported there, not defined
+    assert name in sys.modules

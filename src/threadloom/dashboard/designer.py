@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -165,6 +166,9 @@ class Designer:
             directory = (self.base_dir / entry).resolve()
             if directory.is_dir():
                 directories.append(directory)
+                # As threadloom run does: --module may name a module next to the file.
+                if str(directory) not in sys.path:
+                    sys.path.insert(0, str(directory))
         self._file_names: set[str] = set()
         self._file_labels: set[str] = set()
         self.allowed: set[str] = set()
