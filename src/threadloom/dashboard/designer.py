@@ -44,10 +44,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._errors import WorkflowError, WorkflowProblem
-from .._graph import TriggerRule
-from .._types import TaskPriority
+from .. import TaskPriority, TriggerRule
 from ..workflow import (
+    WorkflowError,
+    WorkflowProblem,
     parse_schedule,
     parse_workflow,
     register_workflow,
@@ -772,7 +772,7 @@ def serve_designer(
         DesignerError: the file cannot be opened, a module cannot be used, or
             the port cannot be bound.
     """
-    from .._errors import DashboardError
+    from .. import DashboardError
     from ..task_manager import TaskManager
     from ..thread_pool_manager import ThreadPoolManager
     from . import Dashboard

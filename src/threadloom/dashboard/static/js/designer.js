@@ -458,7 +458,8 @@ function renderPanel() {
   form.append(field("kwargs", "kwargs (a JSON object)", jsonInput("kwargs", fields.kwargs,
     (v) => v !== null && typeof v === "object" && !Array.isArray(v), 'an object, e.g. {"days": 3}', update)));
   form.append(field("priority", "priority", select("field-priority", ["", ...state.priorities], fields.priority,
-    (v) => update("priority", v === "" ? undefined : v), "(default: normal)")));
+    // A file may give an int priority: it stays an int.
+    (v) => update("priority", v === "" ? undefined : /^-?\d+$/.test(v) ? Number(v) : v), "(default: normal)")));
   form.append(field("retry", "retry", retryEditor(fields.retry, update)));
   form.append(field("timeout", "timeout (seconds from queueing to the end)",
     numberInput("field-timeout", fields.timeout, (v) => update("timeout", v))));
