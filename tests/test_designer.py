@@ -416,6 +416,8 @@ def test_malformed_bodies_get_clear_errors(served: Served, example: Path) -> Non
     assert '"tasks" list' in no_tasks.json()["error"]
     huge = served.client.post("/api/designer/validate", content=b"[" + b"0," * 1_100_000 + b"0]")
     assert huge.status_code == 413
+    deep = served.client.post("/api/designer/schedule", content=b"[" * 100_000 + b"]" * 100_000)
+    assert (deep.status_code, deep.json()) == (400, {"error": "the body is nested too deeply"})
     # A POST from another site is refused by the dashboard's guard before the designer.
     foreign = httpx.post(
         served.base + "api/designer/save",

@@ -522,12 +522,16 @@ class Designer:
                     body = json.loads(raw)
                 except ValueError:
                     return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+                except RecursionError:
+                    return JSONResponse({"error": "the body is nested too deeply"}, status_code=400)
             try:
                 result = await run_in_threadpool(handler, body)
             except RequestRefused as exc:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
             except DesignerError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=409)
+            except RecursionError:
+                return JSONResponse({"error": "values are nested too deeply"}, status_code=400)
             return JSONResponse(result, headers={"cache-control": "no-store"})
 
         return endpoint
