@@ -6,6 +6,7 @@ a copy of examples/workflow.toml, and talks to it over HTTP as the page does.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -32,8 +33,8 @@ from .test_cli import cli_env, run_cli
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -65,7 +66,8 @@ class Served:
     def document(self) -> dict[str, Any]:
         response = self.client.get("/api/designer/document")
         assert response.status_code == 200, response.text
-        return _as_javascript_reads_it(response.json())
+        document: dict[str, Any] = _as_javascript_reads_it(response.json())
+        return document
 
     def post(self, what: str, body: Any) -> httpx.Response:
         return self.client.post(f"/api/designer/{what}", json=body)
@@ -82,7 +84,8 @@ def _as_javascript_reads_it(value: Any) -> Any:
     return value
 
 
-def _serve(path: Path, modules: tuple[str, ...] = ()) -> Iterator[Served]:
+@contextlib.contextmanager
+def serving(path: Path, modules: tuple[str, ...] = ()) -> Iterator[Served]:
     designer = Designer(path, modules)
     with TaskManager() as manager, Dashboard(manager, designer=designer) as dashboard:
         served = Served(designer, manager, dashboard)
@@ -94,7 +97,8 @@ def _serve(path: Path, modules: tuple[str, ...] = ()) -> Iterator[Served]:
 
 @pytest.fixture
 def served(example: Path) -> Iterator[Served]:
-    yield from _serve(example)
+    with serving(example) as served:
+        yield served
 
 
 def _body(document: dict[str, Any], **changes: dict[str, Any]) -> dict[str, Any]:
@@ -322,7 +326,7 @@ def test_new_tasks_are_appended_as_tables(tmp_path: Path) -> None:
         "def first():\n    return 1\n\ndef second():\n    return 2\n"
     )
     path = tmp_path / "flow.toml"
-    for served in _serve(path):
+    with serving(path) as served:
         document = served.document()
         body = {
             "version": document["version"],
@@ -470,7 +474,7 @@ def test_design_command_serves_the_file_and_stops_on_ctrl_c(tmp_path: Path) -> N
         text=True,
     )
     try:
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stderr is not None
         line = process.stdout.readline().strip()
         assert line.startswith("designer: http://127.0.0.1:") and line.endswith("/designer"), (
             line,
@@ -517,7 +521,7 @@ def test_a_file_with_a_cycle_opens_and_lays_out(tmp_path: Path) -> None:
         f'[tasks.c]\ncall = "{name}:step"\ndepends_on = ["b"]\n'
         f'[tasks.d]\ncall = "{name}:step"\ndepends_on = ["c"]\n'
     )
-    for served in _serve(path):
+    with serving(path) as served:
         document = served.document()
         assert [p["message"] for p in document["problems"]] == [
             "dependency cycle: a -> c -> b -> a"
@@ -556,7 +560,7 @@ def test_labels_the_file_already_holds_are_kept(tmp_path: Path) -> None:
         f'[tasks.c]\ncall = "{name}:step"\ndepends_on = ["a <b>"]\n'
     )
     before = path.read_bytes()
-    for served in _serve(path):
+    with serving(path) as served:
         document = served.document()
         response = served.post("save", _body(document))
         assert response.status_code == 200, response.text

@@ -27,8 +27,8 @@ from .test_cli import run_cli
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found]
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -68,8 +68,8 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
-    page.dialogs = []  # type: ignore[attr-defined]
-    page.errors = []  # type: ignore[attr-defined]
+    page.dialogs = []
+    page.errors = []
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     try:
