@@ -2007,9 +2007,9 @@ def _add_design_command(commands: Any) -> None:
     design = commands.add_parser(
         "design",
         help="draw a workflow file in the browser",
-        description="Serve the workflow designer on WORKFLOW.toml (created if missing) and "
-        "print its URL; the palette offers the public functions of --module, of the "
-        "workflow's python_path and of its tasks.",
+        description="Serve the workflow designer on WORKFLOW.toml (created if missing) and\n"
+        "print its URL until Ctrl-C. The palette offers the public functions of the\n"
+        "--module modules, of the workflow's python_path and of its tasks' modules.",
         epilog=_EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
