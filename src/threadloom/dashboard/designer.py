@@ -169,14 +169,13 @@ class Designer:
                 # As threadloom run does: --module may name a module next to the file.
                 if str(directory) not in sys.path:
                     sys.path.insert(0, str(directory))
+        self.palette: dict[str, PaletteEntry] = build_palette(
+            self.modules, directories, sorted(_calls_of(document))
+        )
         self._file_names: set[str] = set()
         self._file_labels: set[str] = set()
-        self.allowed: set[str] = set()
+        self.allowed: set[str] = set(self.palette)
         self.allowed_modules: set[str] = set()
-        self._learn_file(document)
-        self.palette: dict[str, PaletteEntry] = build_palette(
-            self.modules, directories, sorted(self.allowed)
-        )
         self._learn_file(document)
 
     def _learn_file(self, document: Any) -> None:
@@ -187,10 +186,6 @@ class Designer:
         not accept them as new names.
         """
         tasks = document.get("tasks", {})
-        tables = tasks.values() if isinstance(tasks, dict) else ()
-        calls = {
-            str(t["call"]) for t in tables if isinstance(t, dict) and isinstance(t.get("call"), str)
-        }
         self._file_names |= set(tasks) if isinstance(tasks, dict) else set()
         for table in tasks.values() if isinstance(tasks, dict) else ():
             if not isinstance(table, dict):
@@ -201,7 +196,7 @@ class Designer:
             for label in labels:
                 items = label if isinstance(label, list) else [label]
                 self._file_labels |= {str(i) for i in items if isinstance(i, str)}
-        self.allowed |= set(getattr(self, "palette", {})) | calls
+        self.allowed |= _calls_of(document)
         self.allowed_modules = {split_call(c)[0] for c in self.allowed}
 
     @property
@@ -584,6 +579,15 @@ def _without_back_edges(parents: Mapping[str, Sequence[str]]) -> dict[str, list[
                     state[up] = 1
                     stack.append((up, iter(parents[up])))
     return kept
+
+
+def _calls_of(document: Any) -> set[str]:
+    """The ``call`` strings of a workflow document's tasks."""
+    tasks = document.get("tasks", {})
+    tables = tasks.values() if isinstance(tasks, dict) else ()
+    return {
+        str(t["call"]) for t in tables if isinstance(t, dict) and isinstance(t.get("call"), str)
+    }
 
 
 def _plain_table(value: Any) -> dict[str, Any]:
