@@ -11,6 +11,8 @@ process.  Pages are static files shipped in the package (no CDN, no build
 step) that read ``/api/...`` JSON and listen to ``/events`` (Server-Sent
 Events, at most 10 updates a second, resumable with ``Last-Event-ID``);
 ``/metrics`` is the Prometheus exposition, ``/healthz`` a liveness probe.
+Given a :class:`~threadloom.dashboard.designer.Designer`, it also serves the
+workflow designer at ``/designer`` (``threadloom design``).
 
 Security: it binds 127.0.0.1 by default.  Any other address needs a token
 (one is generated if none is given; :attr:`Dashboard.url` carries it); a
