@@ -818,3 +818,41 @@ def test_a_timeout_ends_the_task_timed_out() -> None:
         release.set()
         status = manager.get_execution_status(execution).tasks[ids["t"]].status
     assert status is TaskStatus.TIMED_OUT
+
+
+def test_workflow_problems_lists_what_parse_workflow_raises(
+    tmp_path: Path, tasks_module: str
+) -> None:
+    from threadloom.workflow import workflow_problems
+
+    data = {
+        "tasks": {
+            "a": {"call": f"{tasks_module}:add", "args": [1, 2, 3, 4]},
+            "b": {"call": f"{tasks_module}:add", "args": [1], "depends_on": ["c"]},
+            "c": {"call": f"{tasks_module}:add", "args": [1], "depends_on": ["b"]},
+        }
+    }
+    with pytest.raises(WorkflowError) as caught:
+        parse_workflow(data, source="flow.toml", base_dir=tmp_path)
+    problems = workflow_problems(data, source="flow.toml", base_dir=tmp_path)
+    assert problems == list(caught.value.problems)
+    assert [(p.task, p.field) for p in problems] == [("a", "args"), ("b", "depends_on")]
+    valid = {"tasks": {"a": {"call": f"{tasks_module}:add", "args": [1]}}}
+    assert workflow_problems(valid, base_dir=tmp_path) == []
+    # A document that is not a table ends the check with the one problem found.
+    assert [p.message for p in workflow_problems([], base_dir=tmp_path)] == [  # type: ignore[arg-type]
+        "the document must be a table, not a list"
+    ]
+
+
+def test_parse_schedule_builds_a_tasks_schedule_field() -> None:
+    from threadloom.workflow import parse_schedule
+
+    assert isinstance(parse_schedule("*/5 * * * *", "UTC"), CronSchedule)
+    interval = parse_schedule({"every": 30, "unit": "seconds"}, "UTC")
+    assert isinstance(interval, IntervalSchedule)
+    with pytest.raises(WorkflowError) as caught:
+        parse_schedule("61 * * * *", source="flow.toml", task="report")
+    [problem] = caught.value.problems
+    assert (problem.file, problem.task, problem.field) == ("flow.toml", "report", "schedule")
+    assert "bad minute field '61'" in problem.message

@@ -300,6 +300,23 @@ def _cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def _cmd_design(args: argparse.Namespace, console: Console) -> int:
+    """Serve the workflow designer on a file until Ctrl-C."""
+    from .dashboard.designer import DesignerError, serve_designer
+
+    try:
+        return serve_designer(
+            args.workflow,
+            modules=args.module,
+            port=args.port,
+            history=args.db,
+            duration=args.duration,
+            announce=lambda text: console.print(text, highlight=False, soft_wrap=True),
+        )
+    except DesignerError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _bind_address(text: str) -> tuple[str, int]:
     from .dashboard import parse_bind
 
@@ -1986,6 +2003,37 @@ def _add_dashboard_command(commands: Any) -> None:
     )
 
 
+def _add_design_command(commands: Any) -> None:
+    design = commands.add_parser(
+        "design",
+        help="draw a workflow file in the browser",
+        description="Serve the workflow designer on WORKFLOW.toml (created if missing) and\n"
+        "print its URL until Ctrl-C. The palette offers the public functions of the\n"
+        "--module modules, of the workflow's python_path and of its tasks' modules.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    design.add_argument("workflow", metavar="WORKFLOW.toml", help="the workflow file")
+    design.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a module whose public functions join the palette (repeatable)",
+    )
+    design.add_argument(
+        "--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)"
+    )
+    _add_db(design)
+    design.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: until Ctrl-C)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``threadloom`` argument parser (one ``_add_*_command`` per command)."""
     parser = argparse.ArgumentParser(
@@ -2002,6 +2050,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stats_command(commands)
     _add_dashboard_command(commands)
     _add_profile_command(commands)
+    _add_design_command(commands)
     return parser
 
 
@@ -2048,6 +2097,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "stats": _cmd_stats,
     "dashboard": _cmd_dashboard,
     "profile": _cmd_profile,
+    "design": _cmd_design,
 }
 
 

@@ -85,8 +85,10 @@ __all__ = [
     "WorkflowProblem",
     "check_workflow",
     "load_workflow",
+    "parse_schedule",
     "parse_workflow",
     "register_workflow",
+    "workflow_problems",
 ]
 
 _TOP_FIELDS = ("workflow", "tasks")
@@ -318,6 +320,55 @@ def parse_workflow(
         WorkflowError: Every problem found.
     """
     return _Checker(source, Path(base_dir)).workflow(data)
+
+
+def workflow_problems(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<workflow>",
+    base_dir: str | os.PathLike[str] = ".",
+    import_code: bool = True,
+) -> list[WorkflowProblem]:
+    """Every problem :func:`parse_workflow` would raise for *data*, as a list.
+
+    The same checks and messages, for a caller that shows problems as they
+    appear (the workflow designer) rather than stopping at them.  With
+    *import_code* False, it checks what :func:`check_workflow` checks.
+
+    Returns:
+        The problems, in file order; empty if the document is valid.
+    """
+    checker = _Checker(source, Path(base_dir), import_code=import_code)
+    try:
+        checker.document(data)
+    except WorkflowError:
+        pass  # a structural problem ended the check early; it is in checker.problems
+    except RecursionError:
+        checker.problem(None, None, "values are nested too deeply")
+    return list(checker.problems)
+
+
+def parse_schedule(
+    value: object, timezone: str | None = None, *, source: str = "<workflow>", task: str = ""
+) -> Schedule:
+    """Build a task's ``schedule`` field as a workflow file would (cron string or table).
+
+    Args:
+        value: The field's value, e.g. ``"0 9 * * MON-FRI"`` or ``{every = 30, unit = "seconds"}``.
+        timezone: The workflow's time zone (None: local).
+        source: The name problems are reported under.
+        task: The task problems are reported under.
+
+    Raises:
+        WorkflowError: The schedule is invalid (the messages of :func:`load_workflow`).
+    """
+    checker = _Checker(source, Path("."), import_code=False)
+    schedule = checker.schedule(task, value, timezone)
+    if checker.problems or schedule is None:
+        if not checker.problems:
+            checker.problem(task, "schedule", "no schedule given")
+        raise WorkflowError(checker.problems)
+    return schedule
 
 
 class _Checker:

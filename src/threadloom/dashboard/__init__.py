@@ -11,6 +11,8 @@ process.  Pages are static files shipped in the package (no CDN, no build
 step) that read ``/api/...`` JSON and listen to ``/events`` (Server-Sent
 Events, at most 10 updates a second, resumable with ``Last-Event-ID``);
 ``/metrics`` is the Prometheus exposition, ``/healthz`` a liveness probe.
+Given a :class:`~threadloom.dashboard.designer.Designer`, it also serves the
+workflow designer at ``/designer`` (``threadloom design``).
 
 Security: it binds 127.0.0.1 by default.  Any other address needs a token
 (one is generated if none is given; :attr:`Dashboard.url` carries it); a
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from ..history import TaskHistory
     from ..task_manager import TaskManager
     from ..thread_pool_manager import ThreadPoolManager
+    from .designer import Designer
 
 __all__ = ["Dashboard", "DashboardError", "parse_bind"]
 
@@ -117,6 +120,8 @@ class Dashboard:
             above it the task views show a sample, so that watching a busy
             pool does not slow it down.  Counters and ``/metrics`` totals are
             the pool's own and stay exact.
+        designer: a :class:`~threadloom.dashboard.designer.Designer` to serve
+            at ``/designer`` (its Run button uses the task manager *source*).
 
     Raises:
         TypeError, ValueError: a bad argument (the message names it).
@@ -133,6 +138,7 @@ class Dashboard:
         *,
         sample_interval: float = 1.0,
         max_task_rate: float | None = MAX_TASK_RATE,
+        designer: Designer | None = None,
     ) -> None:
         if not isinstance(host, str) or not host:
             raise TypeError(f"host must be a non-empty str, not {host!r}")
@@ -154,6 +160,7 @@ class Dashboard:
         self._sample_interval = float(sample_interval)
         self.max_task_rate = max_task_rate
         self._sources = resolve(source, history)
+        self._designer = designer
         self._port = 0
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -207,6 +214,7 @@ class Dashboard:
             loopback=self.loopback,
             port=lambda: self._port,
             sample_interval=self._sample_interval,
+            designer=self._designer,
         )
         if sources.pool is not None:
             # A deeper buffer than the default: a burst of short tasks makes

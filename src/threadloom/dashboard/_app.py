@@ -299,8 +299,10 @@ class DashboardApp:
         loopback: bool,
         port: Callable[[], int],
         sample_interval: float = 1.0,
+        designer: Any = None,
     ) -> None:
         self.sources = sources
+        self.designer = designer
         self.state = state
         self.registry = registry
         self.token = token
@@ -340,6 +342,7 @@ class DashboardApp:
             Route("/api/history/runs", self._json(self.history_runs)),
             Route("/api/history/executions", self._json(self.history_executions)),
             Route("/api/profile", self._json(self.profile)),
+            *([] if designer is None else designer.routes(lambda: sources.manager)),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
         self.starlette = Starlette(routes=routes, lifespan=self._lifespan)
@@ -598,6 +601,7 @@ class DashboardApp:
             "monitor": s.monitor is not None,
             "token_required": self.token is not None,
             "max_updates_per_second": MAX_UPDATES_PER_SECOND,
+            "designer": self.designer is not None,
         }
 
     def overview(self, request: Request) -> dict[str, Any]:

@@ -28,6 +28,21 @@ export async function post(path) {
   return body;
 }
 
+// A POST with a JSON body; a failure carries the HTTP status (409: a conflict).
+export async function postJSON(path, data) {
+  const response = await fetch(path, {
+    method: "POST", credentials: "same-origin",
+    headers: { ...headers(), "Content-Type": "application/json" }, body: JSON.stringify(data),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(body.error || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
 // Server-Sent Events; the browser resumes with Last-Event-ID by itself.
 export function listen({ onUpdate, onReset, onState }) {
   const source = new EventSource("/events");

@@ -3,7 +3,8 @@
 import { getJSON, post } from "./api.js";
 import { clear, el, fill, seconds, statusBadge, svg, when } from "./dom.js";
 
-let selected = null;
+// The designer links a finished run here as /?execution=ID#executions.
+let selected = new URLSearchParams(location.search).get("execution");
 
 export function init() {
   document.getElementById("run-button").addEventListener("click", async () => {

@@ -47,6 +47,7 @@ async function start() {
   const info = await getJSON("/api/info");
   document.title = `threadloom ${info.version}${info.live ? "" : " (history)"}`;
   if (info.manager) executions.loadRegistered();
+  if (info.designer) document.getElementById("designer-link").hidden = false;
   await overview.load();
   window.addEventListener("hashchange", () => show(location.hash.slice(1)));
   show(location.hash.slice(1) || "overview");
