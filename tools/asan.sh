@@ -62,7 +62,7 @@ unset THREADLOOM_NO_EXTENSIONS
 "$python" - "$tree" <<'EOF'
 import sys
 
-import threadloom._core as core
+import threadloom.core._core as core
 
 if not core.__file__.startswith(sys.argv[1]):
     sys.exit(f"asan.sh: imported {core.__file__}, not the sanitized build in {sys.argv[1]}")

@@ -18,11 +18,11 @@ from ._errors import (
     WorkflowError,
     WorkflowProblem,
 )
-from ._future import Future
-from ._impl import NATIVE
 from ._task import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
 from ._version import __version__
+from .core import NATIVE
+from .core._future import Future
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
 
 if TYPE_CHECKING:

@@ -62,9 +62,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "threadloom.distributed needs Dask distributed: pip install 'threadloom[dask]'"
     ) from exc
 
-from ._impl import core
 from ._types import TaskPriority, TaskStatus
 from ._validate import check_priority
+from .core import core
 from .retry import RetryPolicy
 
 __all__ = [

@@ -23,16 +23,16 @@ from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
-from ._future import Future
-from ._impl import core
 from ._types import TaskPriority
 from ._validate import check_priority
+from .core import core
+from .core._future import Future
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._core_py import ManagedTask
     from ._task import ManagedOptions, SubmitOptions, TaskFuture
+    from .core._core_py import ManagedTask
     from .retry import RetryPolicy
 
 __all__ = [

@@ -52,7 +52,6 @@ from ._graph import (
     TriggerRule,
     UnknownDependencyError,
 )
-from ._impl import core
 from ._types import TaskPriority, TaskStatus
 from ._validate import (
     check_count,
@@ -61,6 +60,7 @@ from ._validate import (
     check_seconds,
     check_timeout,
 )
+from .core import core
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import events as tl_events
 from . import profiling as tl_profiling
 from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
-from ._impl import core
 from ._task import TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
 from ._validate import check_name, check_priority, check_retry, check_timeout
+from .core import core
 from .executor import ThreadPoolExecutor, current_worker_executor
 from .retry import RetryPolicy, _check_seconds
 
 if TYPE_CHECKING:
-    from ._core_py import ManagedTask
+    from .core._core_py import ManagedTask
     from .resource_monitor import ResourceMonitor
 
 # A task's tag: flags of what this layer owes it.
