@@ -37,7 +37,7 @@ OLD_HOMES = [
     ("WorkflowError", ["workflow"]),
     ("WorkflowProblem", ["workflow"]),
     ("DashboardError", ["dashboard"]),
-    ("TaskCancelled", ["_task"]),
+    ("TaskCancelled", ["managed"]),
 ]
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from threadloom import RetryPolicy, TaskStatus
-from threadloom._task import TaskFuture
+from threadloom.managed import TaskFuture
 
 from .conftest import TIMEOUT
 

@@ -18,12 +18,12 @@ from ._errors import (
     WorkflowError,
     WorkflowProblem,
 )
-from ._task import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
 from ._version import __version__
 from .core import NATIVE
 from .core._future import Future
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
+from .managed import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 
 if TYPE_CHECKING:
     from ._clock import (

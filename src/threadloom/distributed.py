@@ -268,7 +268,7 @@ def _with_upstream(
     attempt: int,
 ) -> Any:
     if upstream is not None or attempt > 1:
-        from ._task import current_task
+        from .managed import current_task
 
         task = current_task()
         if task.attempt < attempt:

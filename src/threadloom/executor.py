@@ -31,8 +31,8 @@ from .core._future import Future
 if TYPE_CHECKING:
     import asyncio
 
-    from ._task import ManagedOptions, SubmitOptions, TaskFuture
     from .core._core_py import ManagedTask
+    from .managed import ManagedOptions, SubmitOptions, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -442,7 +442,7 @@ class ThreadPoolExecutor(_StdThreadPoolExecutor):
             TypeError: *priority* is neither an int nor a str.
             ValueError: *priority* is an unknown name or out of the 32-bit range.
         """
-        from ._task import SubmitOptions
+        from .managed import SubmitOptions
 
         return SubmitOptions(self, check_priority(priority), name, retry, timeout)
 

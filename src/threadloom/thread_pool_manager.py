@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import events as tl_events
 from . import profiling as tl_profiling
 from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
-from ._task import TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
 from ._validate import check_name, check_priority, check_retry, check_timeout
 from .core import core
 from .executor import ThreadPoolExecutor, current_worker_executor
+from .managed import TaskFuture, current_task
 from .retry import RetryPolicy, _check_seconds
 
 if TYPE_CHECKING:
