@@ -92,7 +92,7 @@ if TYPE_CHECKING:
         TaskManager,
         TaskRunInfo,
     )
-    from .thread_pool_manager import (
+    from .pool import (
         QueueFullPolicy,
         TaskInfo,
         ThreadPoolManager,
@@ -153,9 +153,9 @@ _LAZY = {
     "RegisteredTask": "task_manager",
     "TaskManager": "task_manager",
     "TaskRunInfo": "task_manager",
-    "QueueFullPolicy": "thread_pool_manager",
-    "TaskInfo": "thread_pool_manager",
-    "ThreadPoolManager": "thread_pool_manager",
+    "QueueFullPolicy": "pool",
+    "TaskInfo": "pool",
+    "ThreadPoolManager": "pool",
 }
 
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ._demo import DemoSite
     from .history import ExecutionRecord, TaskHistory, TaskRunRecord
     from .task_manager import TaskManager
-    from .thread_pool_manager import ThreadPoolManager
+    from .pool import ThreadPoolManager
     from .workflow import TaskSpec, Workflow
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -358,7 +358,7 @@ class _Session:
         from .history import TaskHistory
         from .resource_monitor import ResourceMonitor
         from .task_manager import TaskManager
-        from .thread_pool_manager import ThreadPoolManager
+        from .pool import ThreadPoolManager
 
         self.console = console
         self.db = db

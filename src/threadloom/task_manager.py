@@ -64,7 +64,7 @@ from .core import core
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
-from .thread_pool_manager import ThreadPoolManager
+from .pool import ThreadPoolManager
 
 if TYPE_CHECKING:
     from ._clock import Clock
