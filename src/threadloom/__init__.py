@@ -58,6 +58,11 @@ if TYPE_CHECKING:
         TaskHistory,
         TaskRunRecord,
     )
+    from .pool import (
+        QueueFullPolicy,
+        TaskInfo,
+        ThreadPoolManager,
+    )
     from .resource_monitor import (
         PsutilSampler,
         ResourceAlert,
@@ -91,11 +96,6 @@ if TYPE_CHECKING:
         RegisteredTask,
         TaskManager,
         TaskRunInfo,
-    )
-    from .pool import (
-        QueueFullPolicy,
-        TaskInfo,
-        ThreadPoolManager,
     )
 
 # psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:

@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
     from ._demo import DemoSite
     from .history import ExecutionRecord, TaskHistory, TaskRunRecord
-    from .task_manager import TaskManager
     from .pool import ThreadPoolManager
+    from .task_manager import TaskManager
     from .workflow import TaskSpec, Workflow
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -356,9 +356,9 @@ class _Session:
         if cluster is not None:
             _check_cluster(cluster)
         from .history import TaskHistory
+        from .pool import ThreadPoolManager
         from .resource_monitor import ResourceMonitor
         from .task_manager import TaskManager
-        from .pool import ThreadPoolManager
 
         self.console = console
         self.db = db

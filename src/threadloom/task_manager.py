@@ -62,9 +62,9 @@ from ._validate import (
 )
 from .core import core
 from .history import ExecutionRecord, TaskHistory, TaskRunRecord
+from .pool import ThreadPoolManager
 from .retry import RetryPolicy
 from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
-from .pool import ThreadPoolManager
 
 if TYPE_CHECKING:
     from ._clock import Clock
