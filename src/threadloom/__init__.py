@@ -31,9 +31,6 @@ if TYPE_CHECKING:
         ManualClock,
         SystemClock,
     )
-    from ._graph import (
-        TriggerRule,
-    )
     from .events import (
         AlertCleared,
         AlertRaised,
@@ -51,6 +48,15 @@ if TYPE_CHECKING:
         TaskRetrying,
         TaskStarted,
         WorkersChanged,
+    )
+    from .graph.dag import (
+        TriggerRule,
+    )
+    from .graph.manager import (
+        ExecutionInfo,
+        RegisteredTask,
+        TaskManager,
+        TaskRunInfo,
     )
     from .history import (
         ExecutionRecord,
@@ -91,12 +97,6 @@ if TYPE_CHECKING:
         every,
         parse_schedule,
     )
-    from .task_manager import (
-        ExecutionInfo,
-        RegisteredTask,
-        TaskManager,
-        TaskRunInfo,
-    )
 
 # psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:
 # the modules that need them load on first use.  Every name here is also
@@ -106,7 +106,7 @@ _LAZY = {
     "Clock": "_clock",
     "ManualClock": "_clock",
     "SystemClock": "_clock",
-    "TriggerRule": "_graph",
+    "TriggerRule": "graph.dag",
     "AlertCleared": "events",
     "AlertRaised": "events",
     "Event": "events",
@@ -149,10 +149,10 @@ _LAZY = {
     "TimeWindow": "scheduling",
     "every": "scheduling",
     "parse_schedule": "scheduling",
-    "ExecutionInfo": "task_manager",
-    "RegisteredTask": "task_manager",
-    "TaskManager": "task_manager",
-    "TaskRunInfo": "task_manager",
+    "ExecutionInfo": "graph.manager",
+    "RegisteredTask": "graph.manager",
+    "TaskManager": "graph.manager",
+    "TaskRunInfo": "graph.manager",
     "QueueFullPolicy": "pool",
     "TaskInfo": "pool",
     "ThreadPoolManager": "pool",
