@@ -88,14 +88,14 @@ class _BuildExt(build_ext):
 
 
 extension = Extension(
-    "threadloom._core",
-    sources=["src/threadloom/_core.pyx"],
+    "threadloom.core._core",
+    sources=["src/threadloom/core/_core.pyx"],
     include_dirs=["csrc"],
     depends=[
         "csrc/tl_queue.h",
         "csrc/tl_atomic.h",
-        "src/threadloom/_core.pxd",
-        "src/threadloom/_core_managed.pxi",
+        "src/threadloom/core/_core.pxd",
+        "src/threadloom/core/_core_managed.pxi",
     ],
     define_macros=define_macros,
     extra_compile_args=extra_compile_args,

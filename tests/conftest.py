@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 import threadloom
-from threadloom._future import future_class_for
+from threadloom.core._future import future_class_for
 
 NO_EXTENSIONS = os.environ.get("THREADLOOM_NO_EXTENSIONS", "") not in ("", "0")
 
 
 def _load_native() -> ModuleType:
     try:
-        return importlib.import_module("threadloom._core")
+        return importlib.import_module("threadloom.core._core")
     except ImportError as exc:
         if NO_EXTENSIONS:
             pytest.skip(f"native core not built (THREADLOOM_NO_EXTENSIONS=1): {exc}")
@@ -34,7 +34,7 @@ def core(request: pytest.FixtureRequest) -> ModuleType:
     module = (
         _load_native()
         if request.param == "native"
-        else importlib.import_module("threadloom._core_py")
+        else importlib.import_module("threadloom.core._core_py")
     )
     module.set_future_type(future_class_for(module))
     return module

@@ -97,7 +97,7 @@ def threadloom_classes() -> tuple[
         executor = importlib.import_module("threadloom.executor").ThreadPoolExecutor
     future = getattr(threadloom, "Future", None)
     if future is None:
-        future = importlib.import_module("threadloom._future").Future
+        future = importlib.import_module("threadloom.core._future").Future
     return executor, future
 
 
@@ -491,7 +491,7 @@ def run_child(out_path: str, verbose: bool, shard: int, shards: int, deadline: f
 
 def _native_core() -> bool | None:
     try:
-        return bool(importlib.import_module("threadloom._impl").NATIVE)
+        return bool(importlib.import_module("threadloom.core").NATIVE)
     except ImportError:
         return None
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from threadloom._future import Future, future_class_for
+from threadloom.core._future import Future, future_class_for
 
 from .conftest import NO_EXTENSIONS, TIMEOUT
 
@@ -244,7 +244,7 @@ def test_every_item_popped_exactly_once_under_contention(core: ModuleType) -> No
 
 def _native_or_skip() -> ModuleType:
     try:
-        return importlib.import_module("threadloom._core")
+        return importlib.import_module("threadloom.core._core")
     except ImportError:
         if NO_EXTENSIONS:
             pytest.skip("native core not built")
@@ -256,8 +256,8 @@ class QueueAgainstTwin(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.native = importlib.import_module("threadloom._core")
-        self.twin = importlib.import_module("threadloom._core_py")
+        self.native = importlib.import_module("threadloom.core._core")
+        self.twin = importlib.import_module("threadloom.core._core_py")
         self.native_future = future_class_for(self.native)
         self.twin_future = future_class_for(self.twin)
         self.queues = (self.native.TaskQueue(stripes=3), self.twin.TaskQueue())

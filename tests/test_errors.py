@@ -7,10 +7,10 @@ import pickle
 from collections.abc import Iterator
 
 import pytest
+from threadloom.task_manager import TaskManager
 
 import threadloom
 from threadloom import _errors
-from threadloom.task_manager import TaskManager
 from threadloom.thread_pool_manager import ThreadPoolManager
 
 WAIT = 20.0
@@ -31,13 +31,13 @@ OLD_HOMES = [
     ("TaskNotFinished", ["thread_pool_manager"]),
     ("QueueFull", ["thread_pool_manager"]),
     ("HistoryError", ["history"]),
-    ("TaskDependencyError", ["_graph", "task_manager"]),
-    ("UnknownDependencyError", ["_graph", "task_manager"]),
-    ("DependencyCycleError", ["_graph", "task_manager"]),
+    ("TaskDependencyError", ["graph.dag", "task_manager"]),
+    ("UnknownDependencyError", ["graph.dag", "task_manager"]),
+    ("DependencyCycleError", ["graph.dag", "task_manager"]),
     ("WorkflowError", ["workflow"]),
     ("WorkflowProblem", ["workflow"]),
     ("DashboardError", ["dashboard"]),
-    ("TaskCancelled", ["_task"]),
+    ("TaskCancelled", ["managed"]),
 ]
 
 

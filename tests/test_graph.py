@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from threadloom import TaskStatus
-from threadloom._graph import (
+from threadloom.graph.dag import (
     RUN,
     WAIT,
     DependencyCycleError,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from threadloom import RetryPolicy, TaskStatus, UnknownDependencyError
-from threadloom._task import TaskFuture
+from threadloom.managed import TaskFuture
 from threadloom.task_manager import TaskManager
 
 from .conftest import TIMEOUT
@@ -432,7 +432,7 @@ def test_a_failed_task_frees_its_arguments_without_the_cyclic_gc(
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from threadloom._graph import GraphRun, TriggerRule, closure_in_order  # noqa: E402
+from threadloom.graph.dag import GraphRun, TriggerRule, closure_in_order  # noqa: E402
 
 RULES = [rule.value for rule in TriggerRule]
 

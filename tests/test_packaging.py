@@ -78,7 +78,7 @@ BLOCK_CORE = textwrap.dedent(
 
     class BlockCore(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name == "threadloom._core":
+            if name == "threadloom.core._core":
                 raise ImportError("the native core is blocked by the test")
             return None
 
@@ -90,8 +90,8 @@ REPORT_CORE = textwrap.dedent(
     """
     import warnings
     warnings.simplefilter("always")
-    import threadloom, threadloom._impl
-    print("NATIVE", threadloom.NATIVE, threadloom._impl.core.__name__)
+    import threadloom, threadloom.core
+    print("NATIVE", threadloom.NATIVE, threadloom.core.core.__name__)
     """
 )
 
@@ -131,7 +131,7 @@ def test_require_extensions_makes_a_missing_core_an_error() -> None:
 def test_missing_core_falls_back_to_the_twin_with_a_warning() -> None:
     result = import_threadloom(block_core=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["NATIVE", "False", "threadloom._core_py"]
+    assert result.stdout.split() == ["NATIVE", "False", "threadloom.core._core_py"]
     assert "RuntimeWarning" in result.stderr
     assert "pure-Python core" in result.stderr
 
@@ -143,7 +143,7 @@ def test_no_extensions_wins_over_require_extensions() -> None:
         block_core=True, THREADLOOM_NO_EXTENSIONS="1", THREADLOOM_REQUIRE_EXTENSIONS="1"
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["NATIVE", "False", "threadloom._core_py"]
+    assert result.stdout.split() == ["NATIVE", "False", "threadloom.core._core_py"]
     assert "Warning" not in result.stderr
 
 
@@ -152,7 +152,7 @@ def test_require_extensions_loads_the_native_core() -> None:
         pytest.skip("THREADLOOM_NO_EXTENSIONS=1: the native core may not be built")
     result = import_threadloom(block_core=False, THREADLOOM_REQUIRE_EXTENSIONS="1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["NATIVE", "True", "threadloom._core"]
+    assert result.stdout.split() == ["NATIVE", "True", "threadloom.core._core"]
 
 
 # --- the checker, on inputs it must reject ----------------------------------------
@@ -162,9 +162,9 @@ def good_listing(dist_info: str = "threadloom-1.0.dist-info") -> list[str]:
     return [
         "threadloom/__init__.py",
         "threadloom/_version.py",
-        "threadloom/_core.pyi",
+        "threadloom/core/_core.pyi",
         "threadloom/py.typed",
-        "threadloom/_core.cpython-311-x86_64-linux-gnu.so",
+        "threadloom/core/_core.cpython-311-x86_64-linux-gnu.so",
         f"{dist_info}/licenses/LICENSE",
         f"{dist_info}/METADATA",
         f"{dist_info}/entry_points.txt",
@@ -180,15 +180,15 @@ def test_checker_accepts_a_complete_listing() -> None:
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (lambda n: [*n, "threadloom/_core.c"], "should not ship threadloom/_core.c"),
-        (lambda n: [*n, "threadloom/_core.pyx"], "should not ship threadloom/_core.pyx"),
+        (lambda n: [*n, "threadloom/core/_core.c"], "should not ship threadloom/core/_core.c"),
+        (lambda n: [*n, "threadloom/core/_core.pyx"], "should not ship threadloom/core/_core.pyx"),
         (lambda n: [*n, "tests/test_core.py"], "unexpected top-level entry tests/test_core.py"),
         (lambda n: [*n, "threadloom/tests/x.py"], "should not ship threadloom/tests/x.py"),
         (
             lambda n: [x for x in n if "LICENSE" not in x],
             "missing threadloom-1.0.dist-info/licenses/LICENSE",
         ),
-        (lambda n: [x for x in n if not x.endswith(".pyi")], "missing threadloom/_core.pyi"),
+        (lambda n: [x for x in n if not x.endswith(".pyi")], "missing threadloom/core/_core.pyi"),
         (lambda n: [x for x in n if not x.endswith(".typed")], "missing threadloom/py.typed"),
         (lambda n: [x for x in n if not x.endswith(".so")], "expected one compiled"),
     ],
@@ -273,11 +273,11 @@ def test_tests_run_against_the_installed_wheel() -> None:
     wheel = given("THREADLOOM_WHEEL")
     package = Path(threadloom.__file__).resolve().parent
     assert ROOT not in package.parents, f"threadloom imported from the tree: {package}"
-    core = importlib.util.find_spec("threadloom._core")
+    core = importlib.util.find_spec("threadloom.core._core")
     assert core is not None and core.origin is not None
     installed = Path(core.origin)
     with zipfile.ZipFile(wheel) as archive:
-        shipped = archive.read(f"threadloom/{installed.name}")
+        shipped = archive.read(f"threadloom/core/{installed.name}")
     assert installed.read_bytes() == shipped, f"{installed} is not the extension in {wheel.name}"
     assert threadloom.NATIVE
 

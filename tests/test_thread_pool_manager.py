@@ -647,7 +647,7 @@ def test_stress_every_task_ends_once_and_counters_add_up(pure_python: bool) -> N
     else:
         env.pop("THREADLOOM_NO_EXTENSIONS", None)
         try:
-            import threadloom._core  # noqa: F401
+            import threadloom.core._core  # noqa: F401
         except ImportError:
             pytest.skip("the native core is not built")
     n = int(os.environ.get("THREADLOOM_STRESS_TASKS", "200000"))

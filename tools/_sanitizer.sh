@@ -50,7 +50,7 @@ sanitizer_check_core() {
     "$@" - "$tree" "$name" <<'PYTHON'
 import sys
 
-import threadloom._core as core
+import threadloom.core._core as core
 
 tree, name = sys.argv[1:3]
 if not core.__file__.startswith(tree):

@@ -57,10 +57,10 @@ SDIST_REQUIRED = (
     "LICENSE",
     "csrc/tl_queue.h",
     "csrc/tl_atomic.h",
-    "src/threadloom/_core.pyx",
-    "src/threadloom/_core.pxd",
-    "src/threadloom/_core_managed.pxi",
-    "src/threadloom/_core.pyi",
+    "src/threadloom/core/_core.pyx",
+    "src/threadloom/core/_core.pxd",
+    "src/threadloom/core/_core_managed.pxi",
+    "src/threadloom/core/_core.pyi",
     "src/threadloom/_version.py",
     "src/threadloom/py.typed",
     "tests/conftest.py",
@@ -69,7 +69,7 @@ SDIST_REQUIRED = (
 )
 
 SDIST_FORBIDDEN = re.compile(
-    r"(^src/threadloom/_core\.(c|html)$|\.(so|pyd|o|pyc)$|(^|/)__pycache__/|^\.git/)"
+    r"(^src/threadloom/core/_core\.(c|html)$|\.(so|pyd|o|pyc)$|(^|/)__pycache__/|^\.git/)"
 )
 
 
@@ -169,7 +169,7 @@ def build_path_problems(name: str, data: bytes, forbid: Sequence[str]) -> list[s
 
 
 def _is_extension(member: str) -> bool:
-    return bool(re.fullmatch(rf"{PACKAGE}/_core(\.[^/]+)?\.(so|pyd)", member))
+    return bool(re.fullmatch(rf"{PACKAGE}/core/_core(\.[^/]+)?\.(so|pyd)", member))
 
 
 def member_problems(names: Sequence[str], dist_info: str) -> list[str]:
@@ -178,7 +178,7 @@ def member_problems(names: Sequence[str], dist_info: str) -> list[str]:
     required = [
         f"{PACKAGE}/__init__.py",
         f"{PACKAGE}/_version.py",
-        f"{PACKAGE}/_core.pyi",
+        f"{PACKAGE}/core/_core.pyi",
         f"{PACKAGE}/py.typed",
         f"{dist_info}/licenses/LICENSE",
         f"{dist_info}/METADATA",
@@ -188,7 +188,7 @@ def member_problems(names: Sequence[str], dist_info: str) -> list[str]:
     problems += [f"missing {r}" for r in required if r not in names]
     extensions = [n for n in names if _is_extension(n)]
     if len(extensions) != 1:
-        problems.append(f"expected one compiled {PACKAGE}/_core, found {extensions or 'none'}")
+        problems.append(f"expected one compiled {PACKAGE}/core/_core, found {extensions or 'none'}")
     for member in names:
         if member.endswith("/"):
             continue

@@ -77,7 +77,7 @@ mkdir -p "$work/tree"
         --exclude='*.egg-info' --exclude=__pycache__ --exclude=.ci-venv --exclude='.venv*' \
         --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.hypothesis \
         --exclude=.pytest_cache --exclude=.benchmarks \
-        --exclude=src/threadloom/_core.c --exclude=src/threadloom/_core.html -cf - .
+        --exclude=src/threadloom/core/_core.c --exclude=src/threadloom/core/_core.html -cf - .
 ) | (cd "$work/tree" && tar -xf -)
 done_step
 

@@ -18,21 +18,18 @@ from ._errors import (
     WorkflowError,
     WorkflowProblem,
 )
-from ._future import Future
-from ._impl import NATIVE
-from ._task import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 from ._types import TaskPriority, TaskStatus
 from ._version import __version__
+from .core import NATIVE
+from .core._future import Future
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
+from .managed import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 
 if TYPE_CHECKING:
     from ._clock import (
         Clock,
         ManualClock,
         SystemClock,
-    )
-    from ._graph import (
-        TriggerRule,
     )
     from .events import (
         AlertCleared,
@@ -52,11 +49,25 @@ if TYPE_CHECKING:
         TaskStarted,
         WorkersChanged,
     )
+    from .graph.dag import (
+        TriggerRule,
+    )
+    from .graph.manager import (
+        ExecutionInfo,
+        RegisteredTask,
+        TaskManager,
+        TaskRunInfo,
+    )
     from .history import (
         ExecutionRecord,
         HistoryStats,
         TaskHistory,
         TaskRunRecord,
+    )
+    from .pool import (
+        QueueFullPolicy,
+        TaskInfo,
+        ThreadPoolManager,
     )
     from .resource_monitor import (
         PsutilSampler,
@@ -86,17 +97,6 @@ if TYPE_CHECKING:
         every,
         parse_schedule,
     )
-    from .task_manager import (
-        ExecutionInfo,
-        RegisteredTask,
-        TaskManager,
-        TaskRunInfo,
-    )
-    from .thread_pool_manager import (
-        QueueFullPolicy,
-        TaskInfo,
-        ThreadPoolManager,
-    )
 
 # psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:
 # the modules that need them load on first use.  Every name here is also
@@ -106,7 +106,7 @@ _LAZY = {
     "Clock": "_clock",
     "ManualClock": "_clock",
     "SystemClock": "_clock",
-    "TriggerRule": "_graph",
+    "TriggerRule": "graph.dag",
     "AlertCleared": "events",
     "AlertRaised": "events",
     "Event": "events",
@@ -149,13 +149,13 @@ _LAZY = {
     "TimeWindow": "scheduling",
     "every": "scheduling",
     "parse_schedule": "scheduling",
-    "ExecutionInfo": "task_manager",
-    "RegisteredTask": "task_manager",
-    "TaskManager": "task_manager",
-    "TaskRunInfo": "task_manager",
-    "QueueFullPolicy": "thread_pool_manager",
-    "TaskInfo": "thread_pool_manager",
-    "ThreadPoolManager": "thread_pool_manager",
+    "ExecutionInfo": "graph.manager",
+    "RegisteredTask": "graph.manager",
+    "TaskManager": "graph.manager",
+    "TaskRunInfo": "graph.manager",
+    "QueueFullPolicy": "pool",
+    "TaskInfo": "pool",
+    "ThreadPoolManager": "pool",
 }
 
 

@@ -34,8 +34,8 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._graph import TriggerRule
 from ._types import TaskPriority
+from .graph.dag import TriggerRule
 from .retry import RetryPolicy
 from .scheduling import CronSchedule
 from .workflow import TaskSpec, Workflow

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._impl import core
 from ._types import TaskPriority
+from .core import core
 
 if TYPE_CHECKING:
     from .retry import RetryPolicy

@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from ._demo import DemoSite
+    from .graph.manager import TaskManager
     from .history import ExecutionRecord, TaskHistory, TaskRunRecord
-    from .task_manager import TaskManager
-    from .thread_pool_manager import ThreadPoolManager
+    from .pool import ThreadPoolManager
     from .workflow import TaskSpec, Workflow
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -372,10 +372,10 @@ class _Session:
     ) -> None:
         if cluster is not None:
             _check_cluster(cluster)
+        from .graph.manager import TaskManager
         from .history import TaskHistory
+        from .pool import ThreadPoolManager
         from .resource_monitor import ResourceMonitor
-        from .task_manager import TaskManager
-        from .thread_pool_manager import ThreadPoolManager
 
         self.console = console
         self.db = db

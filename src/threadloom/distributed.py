@@ -62,10 +62,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "threadloom.distributed needs Dask distributed: pip install 'threadloom[dask]'"
     ) from exc
 
-from ._core_py import GraphRunner
-from ._impl import core
 from ._types import TaskPriority, TaskStatus
 from ._validate import check_priority
+from .core import core
+from .core._core_py import GraphRunner
 from .retry import RetryPolicy
 
 __all__ = [
@@ -269,7 +269,7 @@ def _with_upstream(
     attempt: int,
 ) -> Any:
     if upstream is not None or attempt > 1:
-        from ._task import current_task
+        from .managed import current_task
 
         task = current_task()
         if task.attempt < attempt:

@@ -889,7 +889,7 @@ _current_task: Callable[[], Any] | None = None
 def _load_current_task() -> Callable[[], Any]:
     # Imported on first use: this module sits below the task layer.
     global _current_task
-    from ._task import current_task
+    from .managed import current_task
 
     _current_task = current_task
     return current_task

@@ -23,17 +23,17 @@ from concurrent.futures._base import LOGGER
 from concurrent.futures.thread import BrokenThreadPool
 from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 
-from ._future import Future
-from ._impl import core
 from ._map import TypedMap
 from ._types import TaskPriority
 from ._validate import check_priority
+from .core import core
+from .core._future import Future
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ._core_py import ManagedTask
-    from ._task import ManagedOptions, SubmitOptions, TaskFuture
+    from .core._core_py import ManagedTask
+    from .managed import ManagedOptions, SubmitOptions, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -445,7 +445,7 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
             TypeError: *priority* is neither an int nor a str.
             ValueError: *priority* is an unknown name or out of the 32-bit range.
         """
-        from ._task import SubmitOptions
+        from .managed import SubmitOptions
 
         return SubmitOptions(self, check_priority(priority), name, retry, timeout)
 

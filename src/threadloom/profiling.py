@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
-from ._task import current_task
 from ._version import __version__
+from .managed import current_task
 
 
 def _events() -> Any:

@@ -15,7 +15,7 @@ LOGGER = logging.getLogger("threadloom")
 def _check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
     # One check for every duration, the core's: the same message everywhere,
     # and nothing above threading.TIMEOUT_MAX reaches a timer or a wait.
-    from ._impl import core
+    from .core import core
 
     seconds: float = core.check_seconds(name, value, allow_zero)
     return seconds

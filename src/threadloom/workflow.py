@@ -61,9 +61,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import WorkflowError, WorkflowProblem
-from ._graph import TriggerRule
 from ._types import TaskPriority
 from ._validate import check_priority
+from .graph.dag import TriggerRule
 from .retry import RetryPolicy
 from .scheduling import CronSchedule, IntervalSchedule, OneOffSchedule, Schedule, every
 
@@ -73,7 +73,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found]
 
 if TYPE_CHECKING:
-    from .task_manager import TaskManager
+    from .graph.manager import TaskManager
 
 __all__ = [
     "MAX_SECONDS",

@@ -30,8 +30,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from .._impl import NATIVE
 from .._types import TaskPriority, TaskStatus
+from ..core import NATIVE
 from ._collector import LiveState
 from ._layout import layered_layout
 from ._sources import Sources

@@ -21,8 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .._impl import NATIVE
 from .._types import TaskPriority
+from ..core import NATIVE
 from ._collector import Histogram, LiveState
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 # Typed surface of the native core (_core.pyx).  It mirrors the pure-Python
-# twin, _core_py.py, which type checkers otherwise see through _impl.py.
+# twin, _core_py.py, which type checkers otherwise see through core/__init__.py.
 from collections.abc import Callable, Iterable
 from typing import Any
 

@@ -13,14 +13,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from ._errors import TaskCancelled
-from ._future import Future
-from ._impl import core
 from ._map import TypedMap
 from ._types import TaskStatus
 from ._validate import check_name, check_priority, check_retry, check_timeout
+from .core import core
+from .core._future import Future
 
 if TYPE_CHECKING:
-    from ._core_py import ManagedTask
+    from .core._core_py import ManagedTask
     from .executor import ThreadPoolExecutor
     from .retry import RetryPolicy
 

@@ -1137,8 +1137,8 @@ def _check_idle_timeout(value: float | None) -> float | None:
 # a finished task is freed by reference counting.
 # --------------------------------------------------------------------------
 
-from ._errors import TaskCancelled  # noqa: E402
-from ._types import TaskStatus  # noqa: E402
+from .._errors import TaskCancelled  # noqa: E402
+from .._types import TaskStatus  # noqa: E402
 
 _ST_QUEUED = TaskStatus.QUEUED
 _ST_RUNNING = TaskStatus.RUNNING

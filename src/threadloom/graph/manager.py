@@ -43,33 +43,33 @@ from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import events as tl_events
-from ._errors import UnknownExecutionError, UnknownTaskError
-from ._graph import (
-    DependencyCycleError,
-    DependencyGraph,
-    TaskDependencyError,
-    TriggerRule,
-    UnknownDependencyError,
-)
-from ._impl import core
-from ._types import TaskPriority, TaskStatus
-from ._validate import (
+from .. import events as tl_events
+from .._errors import UnknownExecutionError, UnknownTaskError
+from .._types import TaskPriority, TaskStatus
+from .._validate import (
     check_count,
     check_priority,
     check_retry,
     check_seconds,
     check_timeout,
 )
-from .history import ExecutionRecord, TaskHistory, TaskRunRecord, tags_json
-from .retry import RetryPolicy
-from .scheduling import MissReason, Schedule, Scheduler, parse_schedule
-from .thread_pool_manager import ThreadPoolManager
+from ..core import core
+from ..history import ExecutionRecord, TaskHistory, TaskRunRecord, tags_json
+from ..pool import ThreadPoolManager
+from ..retry import RetryPolicy
+from ..scheduling import MissReason, Schedule, Scheduler, parse_schedule
+from .dag import (
+    DependencyCycleError,
+    DependencyGraph,
+    TaskDependencyError,
+    TriggerRule,
+    UnknownDependencyError,
+)
 
 if TYPE_CHECKING:
-    from ._clock import Clock
-    from .profiling import Profiler
-    from .resource_monitor import ResourceMonitor
+    from .._clock import Clock
+    from ..profiling import Profiler
+    from ..resource_monitor import ResourceMonitor
 
 __all__ = [
     "DependencyCycleError",
@@ -319,7 +319,7 @@ class TaskManager:
         self._backend: Any = None
         self._owns_backend = False
         if cluster is not None:
-            from .distributed import DaskBackend
+            from ..distributed import DaskBackend
 
             self._owns_backend = not isinstance(cluster, DaskBackend)
             self._backend = cluster if not self._owns_backend else DaskBackend(cluster)

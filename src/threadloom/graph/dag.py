@@ -16,8 +16,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-from ._errors import DependencyCycleError, TaskDependencyError, UnknownDependencyError
-from ._types import TaskStatus
+from .._errors import DependencyCycleError, TaskDependencyError, UnknownDependencyError
+from .._types import TaskStatus
 
 __all__ = [
     "DependencyCycleError",

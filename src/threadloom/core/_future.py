@@ -24,7 +24,7 @@ from concurrent.futures._base import (
 )
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._impl import core
+from . import core
 
 __all__ = ["Future"]
 
