@@ -85,7 +85,7 @@ __all__ = [
     "UnknownTaskError",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("threadloom.task_manager")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
