@@ -67,9 +67,9 @@ from .dag import (
 )
 
 if TYPE_CHECKING:
-    from .._clock import Clock
     from ..profiling import Profiler
     from ..resource_monitor import ResourceMonitor
+    from ..scheduling.clock import Clock
 
 __all__ = [
     "DependencyCycleError",
