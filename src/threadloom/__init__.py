@@ -59,18 +59,18 @@ if TYPE_CHECKING:
         TaskHistory,
         TaskRunRecord,
     )
-    from .pool import (
-        QueueFullPolicy,
-        TaskInfo,
-        ThreadPoolManager,
-    )
-    from .resource_monitor import (
+    from .monitor import (
         PsutilSampler,
         ResourceAlert,
         ResourceCallback,
         ResourceMonitor,
         ResourceSample,
         Sampler,
+    )
+    from .pool import (
+        QueueFullPolicy,
+        TaskInfo,
+        ThreadPoolManager,
     )
     from .retry import (
         RetryPolicy,
@@ -127,12 +127,12 @@ _LAZY = {
     "HistoryStats": "history",
     "TaskHistory": "history",
     "TaskRunRecord": "history",
-    "PsutilSampler": "resource_monitor",
-    "ResourceAlert": "resource_monitor",
-    "ResourceCallback": "resource_monitor",
-    "ResourceMonitor": "resource_monitor",
-    "ResourceSample": "resource_monitor",
-    "Sampler": "resource_monitor",
+    "PsutilSampler": "monitor",
+    "ResourceAlert": "monitor",
+    "ResourceCallback": "monitor",
+    "ResourceMonitor": "monitor",
+    "ResourceSample": "monitor",
+    "Sampler": "monitor",
     "RetryPolicy": "retry",
     "CronSchedule": "scheduling",
     "IntervalJob": "scheduling",

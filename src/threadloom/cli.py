@@ -357,8 +357,8 @@ class _Session:
             _check_cluster(cluster)
         from .graph.manager import TaskManager
         from .history import TaskHistory
+        from .monitor import ResourceMonitor
         from .pool import ThreadPoolManager
-        from .resource_monitor import ResourceMonitor
 
         self.console = console
         self.db = db

@@ -67,8 +67,8 @@ from .dag import (
 )
 
 if TYPE_CHECKING:
+    from ..monitor import ResourceMonitor
     from ..profiling import Profiler
-    from ..resource_monitor import ResourceMonitor
     from ..scheduling.clock import Clock
 
 __all__ = [
