@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .. import __version__
+from .._version import __version__
 from .console import (
     EXIT_CODES,
     EXIT_FAILED,
