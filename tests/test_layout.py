@@ -108,10 +108,12 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> Iterator[Impo
     package = name if is_package else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(), str(path))
     for node, when in _walk(tree, "module"):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
+        else:
             if node.level:
                 base = package.split(".")
                 base = base[: len(base) - (node.level - 1)]
