@@ -267,7 +267,7 @@ class _NameStats:
 
 
 class Profiler:
-    """Profiles the tasks of the pools it is given to (see the module docstring).
+    """Profiles the tasks of the pools it is given to (see threadloom.profiling's docstring).
 
     Args:
         sample_rate: stack samples per second (0: no sampling, timings only).

@@ -7,7 +7,7 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 # Cron is computed by cronsim rather than croniter.  cronsim follows Debian cron
-# where it matters to us: daylight-saving gaps and repeats (see the module
+# where it matters to us: daylight-saving gaps and repeats (see the package
 # docstring; croniter has a long record of DST bugs and instead offers
 # non-standard extras we do not want, such as Jenkins "H" and a year field); the
 # day-of-month/day-of-week OR rule with Debian's star exception; strict parsing
@@ -102,7 +102,7 @@ class CronSchedule(Schedule):
     ``LW`` (day of month), ``5L`` and ``MON#2`` (day of week) and the macros
     ``@yearly``/``@annually``, ``@monthly``, ``@weekly``, ``@daily``/``@midnight``,
     ``@hourly`` are accepted.  When both day fields are restricted, a day matching
-    either fires (Debian cron).  DST: see the module docstring.
+    either fires (Debian cron).  DST: see the docstring of threadloom.scheduling.
 
     Args:
         expr: The expression.
