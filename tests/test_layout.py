@@ -5,6 +5,7 @@ drop-in executor needs."""
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -224,3 +225,54 @@ def test_import_threadloom_does_not_load(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+# The public module paths, the seed's among them: each stays importable, and a
+# seed module gives the very objects of the module that now holds them.
+PUBLIC_MODULES = [
+    "threadloom",
+    "threadloom.executor",
+    "threadloom.managed",
+    "threadloom.pool",
+    "threadloom.thread_pool_manager",
+    "threadloom.task_manager",
+    "threadloom.resource_monitor",
+    "threadloom.monitor",
+    "threadloom.graph",
+    "threadloom.scheduling",
+    "threadloom.history",
+    "threadloom.events",
+    "threadloom.workflow",
+    "threadloom.retry",
+    "threadloom.distributed",
+    "threadloom.profiling",
+    "threadloom.dashboard",
+    "threadloom.cli",
+]
+SEED_MODULES = {
+    "threadloom.thread_pool_manager": "threadloom.pool",
+    "threadloom.task_manager": "threadloom.graph.manager",
+    "threadloom.resource_monitor": "threadloom.monitor",
+}
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_module_paths_stay_importable(name: str) -> None:
+    module = importlib.import_module(name)
+    for exported in getattr(module, "__all__", ()):
+        assert getattr(module, exported, None) is not None, f"{name}.{exported}"
+
+
+@pytest.mark.parametrize(("seed", "home"), sorted(SEED_MODULES.items()))
+def test_seed_modules_reexport_their_new_home(seed: str, home: str) -> None:
+    seed_module, home_module = importlib.import_module(seed), importlib.import_module(home)
+    assert seed_module.__all__
+    for name in seed_module.__all__:
+        assert getattr(seed_module, name) is getattr(home_module, name), name
+    # Nothing but the re-exports: the code lives in one place.
+    defined = [
+        node
+        for node in ast.parse(Path(str(seed_module.__file__)).read_text()).body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    ]
+    assert defined == []
