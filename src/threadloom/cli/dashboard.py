@@ -8,11 +8,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .console import EXIT_CODES, EXIT_OK, Interrupts, UsageError, add_db, positive_seconds
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-from .console import EXIT_CODES, EXIT_OK, Interrupts, UsageError, add_db, positive_seconds
 
 # --------------------------------------------------------------------------- the dashboard
 

@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from .._demo import DemoSite
-
 from .console import (
     DEFAULT_DB,
     EXIT_FAILED,
@@ -34,6 +29,11 @@ from .session import (
     profiler_option,
     report_profile,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .._demo import DemoSite
 
 # --------------------------------------------------------------------------- demo
 

@@ -14,12 +14,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .._types import TaskStatus
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from ..history import ExecutionRecord, TaskHistory, TaskRunRecord
-
 from .console import (
     EXIT_CODES,
     EXIT_OK,
@@ -37,6 +31,11 @@ from .console import (
     print_table,
     status_text,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..history import ExecutionRecord, TaskHistory, TaskRunRecord
 
 # --------------------------------------------------------------------------- history and stats
 

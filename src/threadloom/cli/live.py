@@ -7,15 +7,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._types import TaskPriority, TaskStatus
+from .console import STATUS_STYLE, TERMINAL_ORDER, clean, literal_text
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-
-if TYPE_CHECKING:
     from .session import Session
-
-from .console import STATUS_STYLE, TERMINAL_ORDER, clean, literal_text
 
 # --------------------------------------------------------------------------- the live view
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-
 from .console import add_command, add_db, add_live, add_workers, console_width, positive_seconds
 from .run import cmd_run
 from .session import add_profile_options
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def cmd_profile(args: argparse.Namespace, console: Console) -> int:

@@ -7,12 +7,6 @@ import datetime as _dt
 from typing import TYPE_CHECKING, Any
 
 from .._types import TaskStatus
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from ..workflow import Workflow
-
 from .console import (
     EXIT_FAILED,
     EXIT_OK,
@@ -46,6 +40,11 @@ from .session import (
     profiler_option,
     report_profile,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..workflow import Workflow
 
 # --------------------------------------------------------------------------- run
 

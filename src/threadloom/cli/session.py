@@ -17,18 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import TaskStatus
 from ..events import Event, ExecutionFinished, ExecutionStarted, TaskFinished
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from ..graph.manager import TaskManager
-    from ..history import ExecutionRecord, TaskRunRecord
-    from ..pool import ThreadPoolManager
-    from ..workflow import TaskSpec, Workflow
-
-if TYPE_CHECKING:
-    from .live import View
-
 from .console import (
     TERMINAL_ORDER,
     Interrupts,
@@ -41,6 +29,15 @@ from .console import (
     ms,
 )
 from .dashboard import serve_dashboard
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..graph.manager import TaskManager
+    from ..history import ExecutionRecord, TaskRunRecord
+    from ..pool import ThreadPoolManager
+    from ..workflow import TaskSpec, Workflow
+    from .live import View
 
 # --------------------------------------------------------------------------- progress tracking
 

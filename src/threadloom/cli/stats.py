@@ -9,11 +9,6 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from ..history import TaskRunRecord
-
 from .console import (
     EXIT_CODES,
     EXIT_OK,
@@ -29,6 +24,11 @@ from .console import (
 )
 from .history import open_history, query_runs, time_options
 from .session import print_recorded_profile, recorded_json, recorded_profiles
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..history import TaskRunRecord
 
 
 def cmd_stats(args: argparse.Namespace, console: Console) -> int:

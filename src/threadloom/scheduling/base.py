@@ -11,10 +11,11 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, get_args
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 from .windows import BoundPeriod, Period, TimeWindow, WindowSpec, coerce_spans
 from .zones import ONE_MICROSECOND, to_utc
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # How far past the last fire time a search goes before deciding that a schedule
 # has no more fire times; cronsim itself gives up after 50 years.

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 # 2025 before being adopted by pallets-eco, a risk for a core dependency.
 from cronsim import CronSim, CronSimError
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 from .base import Schedule, SchedulePolicies
 from .windows import Period
 from .zones import UTC, resolve_tz
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _CRON_MACROS = {
     "@yearly": "0 0 1 1 *",

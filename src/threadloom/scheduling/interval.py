@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import schedule as _schedule_pkg
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 from .base import Schedule, SchedulePolicies
 from .zones import UTC, local_timezone, resolve_tz, to_utc, wall_to_utc
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 _UNITS = ("seconds", "minutes", "hours", "days", "weeks")
 _WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 from .base import Schedule, SchedulePolicies
 from .zones import ONE_MICROSECOND, resolve_tz, to_utc
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class OneOffSchedule(Schedule):

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import schedule as _schedule_pkg
 
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
 from .base import Schedule, SchedulePolicies
 from .cron import CronSchedule
 from .interval import IntervalSchedule
 from .oneoff import OneOffSchedule
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def parse_schedule(

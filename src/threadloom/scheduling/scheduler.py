@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .. import events as tl_events
+from .base import Schedule
 from .clock import Clock, SystemClock
+from .parser import parse_schedule
+from .zones import UTC
 
 if TYPE_CHECKING:
     pass
-from .base import Schedule
-from .parser import parse_schedule
-from .zones import UTC
 
 logger = logging.getLogger("threadloom.scheduling")
 

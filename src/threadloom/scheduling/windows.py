@@ -8,9 +8,10 @@ from collections.abc import Iterable
 from datetime import datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
+from .zones import to_utc, wall_to_utc
+
 if TYPE_CHECKING:
     pass
-from .zones import to_utc, wall_to_utc
 
 # --------------------------------------------------------------------------- windows
 
