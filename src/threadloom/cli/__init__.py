@@ -1,4 +1,4 @@
-"""The ``threadloom`` command: ``demo``, ``run``, ``history`` and ``stats``.
+"""The ``threadloom`` command: demo, run, history, stats, dashboard and profile.
 
 Exit codes (every command):
 
