@@ -1097,7 +1097,7 @@ def test_check_reports_every_problem_and_exits_2(tmp_path: Path) -> None:
 def test_threadloom_log_records_keep_control_characters_off_the_terminal(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from threadloom.cli import _StderrHandler
+    from threadloom.cli.console import StderrHandler as _StderrHandler
 
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from threadloom._clock import Clock, ManualClock, SystemClock
+from threadloom.scheduling.clock import Clock, ManualClock, SystemClock
 
 UTC = timezone.utc
 START = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ import pytest
 
 from threadloom import RetryPolicy, TaskManager, TaskStatus, ThreadPoolManager
 from threadloom import events as ev
-from threadloom._clock import ManualClock
 from threadloom.resource_monitor import ResourceMonitor
 from threadloom.scheduling import CronSchedule, Scheduler
+from threadloom.scheduling.clock import ManualClock
 
 WAIT = 10.0
 

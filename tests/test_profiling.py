@@ -635,7 +635,7 @@ def test_dashboard_draws_the_flame_graph_in_a_browser() -> None:
 
 
 def test_distinct_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import threadloom.profiling as profiling
+    import threadloom.profiling.profiler as profiling
 
     monkeypatch.setattr(profiling, "MAX_NAMES", 3)
     with ThreadPoolManager(1, 1, profile=True) as pool:

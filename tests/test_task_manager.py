@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import pytest
 
 from threadloom import RetryPolicy, TaskCancelled, TaskPriority, TaskStatus, current_task
-from threadloom._clock import ManualClock
 from threadloom.history import TaskHistory
 from threadloom.scheduling import every
+from threadloom.scheduling.clock import ManualClock
 from threadloom.task_manager import (
     DependencyCycleError,
     TaskDependencyError,

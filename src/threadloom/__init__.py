@@ -26,11 +26,6 @@ from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadP
 from .managed import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 
 if TYPE_CHECKING:
-    from ._clock import (
-        Clock,
-        ManualClock,
-        SystemClock,
-    )
     from .events import (
         AlertCleared,
         AlertRaised,
@@ -64,18 +59,18 @@ if TYPE_CHECKING:
         TaskHistory,
         TaskRunRecord,
     )
-    from .pool import (
-        QueueFullPolicy,
-        TaskInfo,
-        ThreadPoolManager,
-    )
-    from .resource_monitor import (
+    from .monitor import (
         PsutilSampler,
         ResourceAlert,
         ResourceCallback,
         ResourceMonitor,
         ResourceSample,
         Sampler,
+    )
+    from .pool import (
+        QueueFullPolicy,
+        TaskInfo,
+        ThreadPoolManager,
     )
     from .retry import (
         RetryPolicy,
@@ -97,15 +92,20 @@ if TYPE_CHECKING:
         every,
         parse_schedule,
     )
+    from .scheduling.clock import (
+        Clock,
+        ManualClock,
+        SystemClock,
+    )
 
 # psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:
 # the modules that need them load on first use.  Every name here is also
 # imported under TYPE_CHECKING above, so that type checkers and IDEs see it
 # (tests/test_exports.py holds the two lists together).
 _LAZY = {
-    "Clock": "_clock",
-    "ManualClock": "_clock",
-    "SystemClock": "_clock",
+    "Clock": "scheduling.clock",
+    "ManualClock": "scheduling.clock",
+    "SystemClock": "scheduling.clock",
     "TriggerRule": "graph.dag",
     "AlertCleared": "events",
     "AlertRaised": "events",
@@ -127,12 +127,12 @@ _LAZY = {
     "HistoryStats": "history",
     "TaskHistory": "history",
     "TaskRunRecord": "history",
-    "PsutilSampler": "resource_monitor",
-    "ResourceAlert": "resource_monitor",
-    "ResourceCallback": "resource_monitor",
-    "ResourceMonitor": "resource_monitor",
-    "ResourceSample": "resource_monitor",
-    "Sampler": "resource_monitor",
+    "PsutilSampler": "monitor",
+    "ResourceAlert": "monitor",
+    "ResourceCallback": "monitor",
+    "ResourceMonitor": "monitor",
+    "ResourceSample": "monitor",
+    "Sampler": "monitor",
     "RetryPolicy": "retry",
     "CronSchedule": "scheduling",
     "IntervalJob": "scheduling",

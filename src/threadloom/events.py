@@ -887,10 +887,11 @@ _current_task: Callable[[], Any] | None = None
 
 
 def _load_current_task() -> Callable[[], Any]:
-    # Imported on first use: this module sits below the task layer.
+    # Imported on first use, so that importing the event types alone stays cheap.
     global _current_task
-    from .managed import current_task
+    from .core import core
 
+    current_task: Callable[[], Any] = core.current_task
     _current_task = current_task
     return current_task
 

@@ -29,7 +29,7 @@ from .retry import RetryPolicy, _check_seconds
 
 if TYPE_CHECKING:
     from .core._core_py import ManagedTask
-    from .resource_monitor import ResourceMonitor
+    from .monitor import ResourceMonitor
 
 # A task's tag: flags of what this layer owes it.
 _HOLDS_SLOT = 1  # a queue slot, until its attempt starts (or it ends unstarted)

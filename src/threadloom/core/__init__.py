@@ -1,4 +1,9 @@
-"""Selects the native core or its pure-Python twin.
+"""The core: the native hot path, its pure-Python twin, and the selection between them.
+
+The native core is ``_core`` (Cython: ``_core.pyx``, ``_core_managed.pxi``,
+``_core.pxd``, typed by ``_core.pyi``; its C headers are in ``csrc/`` at the top
+of the repository); ``_core_py`` is its twin, the oracle of the differential
+tests; ``_future`` is the ``Future`` both complete.  This module selects one.
 
 ``THREADLOOM_NO_EXTENSIONS=1`` selects the twin.  Without it the native core
 is used; if it cannot be imported (a source checkout that was never built) the

@@ -67,9 +67,9 @@ from .dag import (
 )
 
 if TYPE_CHECKING:
-    from .._clock import Clock
+    from ..monitor import ResourceMonitor
     from ..profiling import Profiler
-    from ..resource_monitor import ResourceMonitor
+    from ..scheduling.clock import Clock
 
 __all__ = [
     "DependencyCycleError",
@@ -85,7 +85,7 @@ __all__ = [
     "UnknownTaskError",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("threadloom.task_manager")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

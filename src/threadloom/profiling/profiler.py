@@ -1,56 +1,8 @@
-"""Task profiling: where each kind of task spends its time, and what to change.
-
-Opt in with ``ThreadPoolManager(profile=True)`` (or ``TaskManager(profile=True)``,
-or ``--profile`` on the CLI); a pool without a profiler runs exactly the code it
-ran before (its fast submit path included).  With one, every attempt of a
-timed task runs inside a small wrapper on its worker that reads two clocks
-around the call (``time.perf_counter`` for wall time, ``time.thread_time`` for
-the worker thread's CPU time) and appends one record to a deque.  Nothing else
-happens on the worker: the sampler thread folds the records into per-name
-aggregates.  Every task is timed up to ``max_task_rate`` tasks a second
-(1,000 by default); beyond it the rest keep the pool's fast path, untouched,
-and the report says what share was timed (``coverage``).
-
-What is measured, per task name (the task's ``name``, else its function's
-qualified name):
-
-* wall and CPU time of each attempt, queue wait (submission to first start),
-  attempts and failed attempts, deadlines missed, percentiles of each;
-* the share of wall time off the CPU (waiting on IO or locks, or for the GIL),
-  told apart (on Linux) from time spent runnable but waiting for a core
-  because the machine is busy: the sampler reads each busy worker's
-  ``/proc/self/task/<tid>/schedstat``, so a CPU-bound task on an overloaded
-  machine is not taken for an IO-bound one;
-* with ``trace_memory=True``, the traced memory each attempt left allocated
-  (``tracemalloc``; it slows allocation-heavy code about 2x, hence off by
-  default; with several tasks running at once the figure also counts what the
-  others allocated meanwhile, so read it as an estimate);
-* a sampled call tree: one thread wakes ``sample_rate`` times a second, takes
-  ``sys._current_frames()`` and, for every worker that is running a task,
-  walks its stack down to the task's wrapper and counts that stack against
-  the task's name.
-
-Why sample ``sys._current_frames()`` ourselves rather than use yappi or
-pyinstrument: both hook every Python call (``sys.setprofile``) or profile the
-thread that started them.  A per-call hook costs a few hundred nanoseconds per
-call, on every call, on every worker: on tasks that are themselves a few
-microseconds it is a 2-10x slowdown, far beyond the budget of a profiler that
-is meant to stay on.  A sampler costs per sample, not per call: at 100 Hz,
-walking a few stacks of 20-50 frames takes well under 1% of one core, whatever
-the tasks do (Dask's worker profiler makes the same choice).  The price is
-statistical: a function is seen in proportion to the time spent in it, and
-names that ran for less than a few sample intervals have few or no samples.
-
-:meth:`Profiler.report` turns the aggregates into a :class:`ProfileReport`
-with :class:`Recommendation` s (Little's law for IO-bound names waiting in the
-queue, processes or a free-threaded build for GIL-bound names, retry hot
-spots, starving low priorities, missed deadlines, memory growing per task);
-:meth:`Profiler.speedscope` exports the samples for https://www.speedscope.app.
-"""
+"""The profiler: times each attempt on its worker, samples the workers' stacks,
+and folds both into per-name figures (see the package docstring for what and why)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -60,36 +12,29 @@ import time
 import tracemalloc
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any
 
-from ._version import __version__
-from .managed import current_task
+from .._version import __version__
+from ..managed import current_task
+from .advice import (
+    CPU_SHARE,
+    CPU_USER_SHARE,
+    GIL_BUSY,
+    IO_SHARE,
+    advise,
+    cpu_demand,
+    runnable_fraction,
+)
+from .report import CallNode, Distribution, FunctionCost, NameProfile, ProfileReport
 
 
 def _events() -> Any:
     # Imported on first use, as the pool imports this module.
-    from . import events
+    from .. import events
 
     return events
 
-
-__all__ = [
-    "SPEEDSCOPE_SCHEMA",
-    "CallNode",
-    "Distribution",
-    "FunctionCost",
-    "NameProfile",
-    "ProfileReport",
-    "Profiler",
-    "Recommendation",
-    "RecordedProfile",
-    "format_report",
-    "load_profiles",
-    "report_from_dict",
-    "save_profile",
-]
 
 SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
@@ -106,17 +51,6 @@ MAX_NAMES = 2_000
 OTHER_NAMES = "(other names)"
 #: Frames kept per sampled stack (the innermost are dropped beyond it).
 MAX_STACK_DEPTH = 128
-# A name is CPU-bound when its CPU share (corrected for GIL sharing) is at
-# least this, IO-bound when its off-CPU share is at least _IO_SHARE.
-_CPU_SHARE = 0.5
-_IO_SHARE = 0.7
-# Names at least this much on the CPU compete for the GIL; the GIL is busy
-# when task CPU per second of profile reaches _GIL_BUSY.
-_CPU_USER_SHARE = 0.15
-_GIL_BUSY = 0.4
-# A priority starves when its tasks wait this many times longer than the
-# higher priorities arriving meanwhile.
-_STARVING_RATIO = 5.0
 
 
 def _task_label(func: Callable[..., Any]) -> str:
@@ -329,224 +263,11 @@ class _NameStats:
 # -- report records ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Distribution:
-    """Count, mean and percentiles of one measure (seconds, or bytes for memory)."""
-
-    count: int
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    max: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "count": self.count,
-            "mean": self.mean,
-            "p50": self.p50,
-            "p90": self.p90,
-            "p99": self.p99,
-            "max": self.max,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionCost:
-    """One function's share of a name's samples: ``self_share`` with it on top of
-    the stack, ``total_share`` with it anywhere on the stack."""
-
-    function: str
-    file: str
-    line: int
-    self_share: float
-    total_share: float
-    samples: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "function": self.function,
-            "file": self.file,
-            "line": self.line,
-            "self_share": self.self_share,
-            "total_share": self.total_share,
-            "samples": self.samples,
-        }
-
-
-@dataclass(slots=True)
-class CallNode:
-    """A node of a sampled call tree: ``total`` samples through it, ``self`` in it."""
-
-    function: str
-    file: str
-    line: int
-    total: int = 0
-    self: int = 0
-    children: dict[tuple[str, str, int], CallNode] = field(default_factory=dict)
-
-    def heaviest_path(self) -> list[CallNode]:
-        """From this node down, always into the child with the most samples."""
-        path = [self]
-        node = self
-        while node.children:
-            node = max(node.children.values(), key=lambda child: child.total)
-            path.append(node)
-        return path
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "function": self.function,
-            "file": self.file,
-            "line": self.line,
-            "total": self.total,
-            "self": self.self,
-            "children": [
-                child.to_dict() for child in sorted(self.children.values(), key=lambda c: -c.total)
-            ],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class NameProfile:
-    """Everything measured about the tasks of one name.
-
-    ``kind`` is ``"cpu"`` (Python holding the GIL most of its wall time),
-    ``"io"`` (mostly off the CPU: waiting on IO or locks) or ``"mixed"``.
-    ``cpu_share`` is the share of wall time on a CPU (``time.thread_time``),
-    ``runnable_share`` the share spent ready to run but waiting for a core
-    (the machine's other work; sampled from Linux's per-thread scheduler
-    statistics, 0 elsewhere), ``off_cpu_share`` the rest: waiting on IO,
-    locks or the GIL.
-    """
-
-    name: str
-    kind: str
-    tasks: int
-    attempts: int
-    failed_attempts: int
-    retried_tasks: int
-    deadline_missed: int
-    timeout: float | None
-    wall: Distribution
-    cpu: Distribution
-    wait: Distribution
-    cpu_share: float
-    runnable_share: float
-    off_cpu_share: float
-    arrival_rate: float
-    memory_growth: Distribution | None
-    memory_grew_share: float
-    samples: int
-    top_functions: tuple[FunctionCost, ...]
-    errors: tuple[tuple[str, int], ...]
-    priorities: tuple[int, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "tasks": self.tasks,
-            "attempts": self.attempts,
-            "failed_attempts": self.failed_attempts,
-            "retried_tasks": self.retried_tasks,
-            "deadline_missed": self.deadline_missed,
-            "timeout": self.timeout,
-            "wall": self.wall.to_dict(),
-            "cpu": self.cpu.to_dict(),
-            "wait": self.wait.to_dict(),
-            "cpu_share": self.cpu_share,
-            "runnable_share": self.runnable_share,
-            "off_cpu_share": self.off_cpu_share,
-            "arrival_rate": self.arrival_rate,
-            "memory_growth": None if self.memory_growth is None else self.memory_growth.to_dict(),
-            "memory_grew_share": self.memory_grew_share,
-            "samples": self.samples,
-            "top_functions": [f.to_dict() for f in self.top_functions],
-            "errors": dict(self.errors),
-            "priorities": list(self.priorities),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """One piece of advice: what to change (``advice``), why (``reason``), and
-    the figures both rest on (``numbers``).
-
-    ``kind`` is one of ``"workers"``, ``"gil"``, ``"retries"``,
-    ``"starvation"``, ``"deadlines"``, ``"memory"``; ``subject`` the task name
-    (or ``"priority N"``).
-    """
-
-    kind: str
-    subject: str
-    advice: str
-    reason: str
-    numbers: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "subject": self.subject,
-            "advice": self.advice,
-            "reason": self.reason,
-            "numbers": dict(self.numbers),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileReport:
-    """A profile's summary: per-name figures and the recommendations.
-
-    ``gil_load`` is the task CPU time per second of profile (about 1.0 when
-    Python code keeps the GIL busy); ``concurrency`` the mean number of tasks
-    running at once; ``coverage`` the share of the pools' tasks that were
-    timed (below 1 when more than ``max_task_rate`` per second came: counts
-    are then of the timed tasks, and rates are scaled up by it).
-    """
-
-    duration: float
-    sample_rate: float
-    samples: int
-    max_workers: int | None
-    cores: int
-    gil_load: float
-    concurrency: float
-    names: tuple[NameProfile, ...]
-    recommendations: tuple[Recommendation, ...]
-    coverage: float = 1.0
-
-    def name(self, name: str) -> NameProfile:
-        """The profile of task name *name*.
-
-        Raises:
-            KeyError: no task of that name was profiled.
-        """
-        for profile in self.names:
-            if profile.name == name:
-                return profile
-        raise KeyError(f"no profiled task named {name!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "duration": self.duration,
-            "sample_rate": self.sample_rate,
-            "samples": self.samples,
-            "max_workers": self.max_workers,
-            "cores": self.cores,
-            "gil_load": self.gil_load,
-            "concurrency": self.concurrency,
-            "coverage": self.coverage,
-            "names": [n.to_dict() for n in self.names],
-            "recommendations": [r.to_dict() for r in self.recommendations],
-        }
-
-
 # -- the profiler -------------------------------------------------------------------
 
 
 class Profiler:
-    """Profiles the tasks of the pools it is given to (see the module docstring).
+    """Profiles the tasks of the pools it is given to (see threadloom.profiling's docstring).
 
     Args:
         sample_rate: stack samples per second (0: no sampling, timings only).
@@ -1040,7 +761,7 @@ class Profiler:
         if max_workers is None and self._max_workers is not None:
             max_workers = self._max_workers()
         if cores is None:
-            from ._limits import usable_cpu_count
+            from .._limits import usable_cpu_count
 
             cores = max(1, usable_cpu_count().count)
         with self._lock:
@@ -1060,7 +781,7 @@ class Profiler:
         # The window tasks were in the pool, not the profiler's idle time around it.
         duration = busy if busy > 0 else self._duration()
         # Untimed tasks ran too: scale the totals by the share that was timed.
-        runnable = {n: _runnable_share(sched.get(n)) for n in stats_by_name}
+        runnable = {n: runnable_fraction(sched.get(n)) for n in stats_by_name}
         wall_total = sum(s.wall.total for s in stats_by_name.values()) / coverage
         cpu_total = sum(s.cpu.total for s in stats_by_name.values()) / coverage
         # The share of the time the tasks could have run: a machine busy with
@@ -1077,7 +798,7 @@ class Profiler:
                 s.wall.total
                 for n, s in stats_by_name.items()
                 if s.wall.total > 0
-                and _demand(s.cpu.total / s.wall.total, runnable[n]) >= _CPU_USER_SHARE
+                and cpu_demand(s.cpu.total / s.wall.total, runnable[n]) >= CPU_USER_SHARE
             )
             / duration
             if duration > 0
@@ -1095,7 +816,7 @@ class Profiler:
                     gil_load,
                     cpu_users / coverage,
                     coverage,
-                    _runnable_share(sched.get(name)),
+                    runnable_fraction(sched.get(name)),
                 )
             )
         report = ProfileReport(
@@ -1110,7 +831,7 @@ class Profiler:
             recommendations=(),
             coverage=coverage,
         )
-        advice = _advise(report, waits)
+        advice = advise(report, waits)
         return ProfileReport(
             duration=report.duration,
             sample_rate=report.sample_rate,
@@ -1151,18 +872,6 @@ def _read_schedstat(native_id: int) -> tuple[int, int] | None:
     finally:
         os.close(fd)
     return int(fields[0]), int(fields[1])
-
-
-def _demand(cpu_share: float, runnable: float) -> float:
-    """The share of the time a task was on a CPU out of the time it could
-    have been (wall time minus the time the machine kept it waiting for one)."""
-    return min(1.0, cpu_share / max(1.0 - runnable, 0.1))
-
-
-def _runnable_share(totals: tuple[float, ...] | None) -> float:
-    if not totals or totals[0] <= 0:
-        return 0.0
-    return max(0.0, min(1.0, totals[2] / totals[0]))
 
 
 def _top_functions(
@@ -1209,19 +918,19 @@ def _name_profile(
     wall = stats.wall.total
     cpu_share = stats.cpu.total / wall if wall > 0 else 0.0
     runnable = min(runnable, max(0.0, 1.0 - cpu_share))
-    demand = _demand(cpu_share, runnable)
+    demand = cpu_demand(cpu_share, runnable)
     off_cpu = 1.0 - cpu_share - runnable if wall > 0 else 0.0
     # With the GIL busy (near one core of task CPU per second) and k tasks
     # running Python at once, a task that only wants the CPU gets about 1/k
     # of its wall time on it: the rest is waiting for the GIL, not for IO.
     gil_share = demand
-    if gil_load >= _GIL_BUSY and demand >= _CPU_USER_SHARE:
+    if gil_load >= GIL_BUSY and demand >= CPU_USER_SHARE:
         gil_share = demand * max(cpu_users, 1.0)
     if wall <= 0:
         kind = "unknown"
-    elif demand >= _CPU_SHARE or gil_share >= _CPU_SHARE:
+    elif demand >= CPU_SHARE or gil_share >= CPU_SHARE:
         kind = "cpu"
-    elif 1.0 - demand >= _IO_SHARE:
+    elif 1.0 - demand >= IO_SHARE:
         kind = "io"
     else:
         kind = "mixed"
@@ -1255,232 +964,6 @@ def _name_profile(
     )
 
 
-def _free_threaded() -> bool:
-    is_enabled = getattr(sys, "_is_gil_enabled", None)
-    return is_enabled is not None and not is_enabled()
-
-
-def _seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.2f} s"
-    return f"{value * 1000:.1f} ms"
-
-
-def _bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"  # pragma: no cover
-
-
-def _advise(report: ProfileReport, waits: list[tuple[int, float, float]]) -> list[Recommendation]:
-    advice: list[Recommendation] = []
-    names = report.names
-    workers = report.max_workers
-    # Little's law: tasks in service = arrival rate x time in service.
-    demand = sum(p.arrival_rate * p.wall.mean for p in names if p.kind != "cpu")
-    for p in names:
-        if (
-            p.kind == "io"
-            and p.tasks > 1
-            and p.wait.mean > p.wall.mean
-            and workers is not None
-            and demand > workers
-        ):
-            # Never more workers than the load has tasks in flight.
-            target = max(workers + 1, math.ceil(min(demand, sum(q.tasks for q in names))))
-            others = demand - p.arrival_rate * p.wall.mean
-            reason = (
-                f"{p.name!r} spends {p.off_cpu_share:.0%} of its run time off the CPU and "
-                f"waits {_seconds(p.wait.mean)} in the queue on average, more than it runs "
-                f"({_seconds(p.wall.mean)}): the pool is too small for an IO-bound load"
-            )
-            law = f"{p.arrival_rate:.1f} tasks/s x {p.wall.mean:.2f} s"
-            if others > 0.05:
-                law += f" + {others:.1f} for the other names"
-            advice.append(
-                Recommendation(
-                    kind="workers",
-                    subject=p.name,
-                    advice=(
-                        f"raise max_workers from {workers} to about {target} (Little's law: {law})"
-                    ),
-                    reason=reason,
-                    numbers={
-                        "max_workers": workers,
-                        "recommended_workers": target,
-                        "arrival_rate": p.arrival_rate,
-                        "mean_wall": p.wall.mean,
-                        "mean_wait": p.wait.mean,
-                        "off_cpu_share": p.off_cpu_share,
-                    },
-                )
-            )
-    for p in names:
-        if p.kind != "cpu" or _free_threaded():
-            continue
-        if p.cpu.mean * p.cpu.count < 0.1 * report.duration:
-            # Not enough of the load to matter (tiny tasks classify noisily).
-            continue
-        parallel = min(report.cores, workers or report.cores, max(p.tasks, 1))
-        if parallel < 2:
-            continue
-        advice.append(
-            Recommendation(
-                kind="gil",
-                subject=p.name,
-                advice=(
-                    f"these tasks cannot use more than one core here; run them on processes "
-                    f"with the Dask backend (--cluster local:{parallel}) or a free-threaded "
-                    f"build; expected speed-up about {parallel}x"
-                ),
-                reason=(
-                    f"{p.name!r} runs Python on the CPU {p.cpu_share:.0%} of its wall time while "
-                    f"task CPU uses {report.gil_load:.2f} cores of {report.cores}: it holds the "
-                    f"GIL, so more threads only take turns"
-                ),
-                numbers={
-                    "cpu_share": p.cpu_share,
-                    "gil_load": report.gil_load,
-                    "cores": report.cores,
-                    "expected_speedup": parallel,
-                },
-            )
-        )
-    for p in names:
-        if p.attempts and p.failed_attempts >= 3 and (p.attempts - p.tasks) / p.attempts >= 0.2:
-            error, count = p.errors[0] if p.errors else ("an error", p.failed_attempts)
-            wasted = p.wall.mean * p.failed_attempts
-            advice.append(
-                Recommendation(
-                    kind="retries",
-                    subject=p.name,
-                    advice=(
-                        f"fix what makes {p.name!r} fail ({error}, {count} times) or lengthen "
-                        f"its retry backoff: {p.attempts - p.tasks} of its {p.attempts} attempts "
-                        f"were retries"
-                    ),
-                    reason=(
-                        f"{p.retried_tasks} of {p.tasks} tasks needed a retry; failed attempts "
-                        f"used about {_seconds(wasted)} of worker time"
-                    ),
-                    numbers={
-                        "attempts": p.attempts,
-                        "tasks": p.tasks,
-                        "failed_attempts": p.failed_attempts,
-                        "retry_share": (p.attempts - p.tasks) / p.attempts,
-                        "wasted_seconds": wasted,
-                    },
-                )
-            )
-    advice.extend(_starvation(waits))
-    for p in names:
-        if p.deadline_missed:
-            advice.append(
-                Recommendation(
-                    kind="deadlines",
-                    subject=p.name,
-                    advice=(
-                        f"{p.deadline_missed} of {p.tasks} {p.name!r} tasks missed their deadline"
-                        + (f" of {_seconds(p.timeout)}" if p.timeout is not None else "")
-                        + f": raise the timeout to about {_seconds(p.wait.p99 + p.wall.p99)} "
-                        f"(p99 wait + p99 run) or cut the queue wait"
-                    ),
-                    reason=(
-                        f"queue wait p90 {_seconds(p.wait.p90)}, run time p90 "
-                        f"{_seconds(p.wall.p90)}"
-                    ),
-                    numbers={
-                        "missed": p.deadline_missed,
-                        "tasks": p.tasks,
-                        "wait_p90": p.wait.p90,
-                        "wall_p90": p.wall.p90,
-                        **({} if p.timeout is None else {"timeout": p.timeout}),
-                    },
-                )
-            )
-    for p in names:
-        growth = p.memory_growth
-        if (
-            growth is not None
-            and growth.count >= 3
-            and p.memory_grew_share >= 0.8
-            and growth.mean >= 4096
-        ):
-            advice.append(
-                Recommendation(
-                    kind="memory",
-                    subject=p.name,
-                    advice=(
-                        f"{p.name!r} keeps about {_bytes(growth.mean)} per task after it "
-                        f"returns: look for a cache or a list that outlives the task"
-                    ),
-                    reason=(
-                        f"traced memory grew after {p.memory_grew_share:.0%} of "
-                        f"{growth.count} attempts, {_bytes(growth.mean * growth.count)} in all"
-                    ),
-                    numbers={
-                        "mean_growth_bytes": growth.mean,
-                        "grew_share": p.memory_grew_share,
-                        "attempts": growth.count,
-                    },
-                )
-            )
-    return advice
-
-
-def _starvation(waits: list[tuple[int, float, float]]) -> list[Recommendation]:
-    """Priorities that wait far longer than the higher priorities arriving meanwhile."""
-    by_priority: dict[int, list[tuple[float, float]]] = {}
-    for priority, submitted, wait in waits:
-        by_priority.setdefault(priority, []).append((submitted, wait))
-    advice = []
-    for priority in sorted(by_priority):
-        own = sorted(by_priority[priority])
-        if len(own) < 4:
-            continue
-        first, last = own[0][0], own[-1][0] + max(w for _, w in own)
-        higher = [
-            (s, w)
-            for p, entries in by_priority.items()
-            if p > priority
-            for s, w in entries
-            if first <= s <= last
-        ]
-        if len(higher) < len(own):
-            continue
-        mean_own = sum(w for _, w in own) / len(own)
-        longest = max(w for _, w in own)
-        mean_higher = sum(w for _, w in higher) / len(higher)
-        # Waiting longer than higher priorities is what priorities are for;
-        # starving is waiting many times longer while they keep coming.
-        if mean_own > _STARVING_RATIO * mean_higher and mean_own > 0:
-            advice.append(
-                Recommendation(
-                    kind="starvation",
-                    subject=f"priority {priority}",
-                    advice=(
-                        f"priority {priority} tasks are starving: raise their priority as they "
-                        f"wait, reserve workers for them, or add workers"
-                    ),
-                    reason=(
-                        f"they waited {_seconds(mean_own)} on average (up to {_seconds(longest)}) "
-                        f"while {len(higher)} higher-priority tasks arrived and waited "
-                        f"{_seconds(mean_higher)}"
-                    ),
-                    numbers={
-                        "priority": priority,
-                        "mean_wait": mean_own,
-                        "max_wait": longest,
-                        "higher_arrivals": len(higher),
-                        "higher_mean_wait": mean_higher,
-                    },
-                )
-            )
-    return advice
-
-
 def profiler_from(profile: object) -> Profiler | None:
     """The profiler a ``profile=`` argument asks for (True: a new default one).
 
@@ -1494,193 +977,3 @@ def profiler_from(profile: object) -> Profiler | None:
     if isinstance(profile, Profiler):
         return profile
     raise TypeError(f"profile must be a bool or a Profiler, not {type(profile).__name__}")
-
-
-def format_report(report: ProfileReport, *, top: int = 3, max_names: int = 15) -> list[str]:
-    """The report as plain text lines (the CLI prints these).
-
-    The names that took the most worker time come first; beyond *max_names*
-    (and beyond as many recommendations) a line says how many were left out.
-    """
-    coverage = "" if report.coverage >= 1 else f"; {report.coverage:.0%} of the tasks timed"
-    lines = [
-        f"profiled {_seconds(report.duration)}: {len(report.names)} task names, "
-        f"{report.samples} stack samples at {report.sample_rate:g} Hz; task CPU "
-        f"{report.gil_load:.2f} cores of {report.cores}, "
-        f"{report.concurrency:.1f} tasks running on average{coverage}",
-        "",
-        f"{'name':<28} {'kind':<6} {'tasks':>6} {'tries':>6} {'wall p50':>9} {'p90':>9} "
-        f"{'cpu %':>6} {'wait p50':>9} {'p90':>9}",
-    ]
-    ranked = sorted(report.names, key=lambda p: -(p.wall.mean * p.wall.count))
-    for p in ranked[:max_names]:
-        name = p.name if len(p.name) <= 28 else p.name[:27] + "~"
-        lines.append(
-            f"{name:<28} {p.kind:<6} {p.tasks:>6} {p.attempts:>6} "
-            f"{_seconds(p.wall.p50):>9} {_seconds(p.wall.p90):>9} {p.cpu_share:>6.0%} "
-            f"{_seconds(p.wait.p50):>9} {_seconds(p.wait.p90):>9}"
-        )
-    if len(ranked) > max_names:
-        lines.append(
-            f"... and {len(ranked) - max_names} more names (--json for all; "
-            f"--profile-by function groups them by the function they call)"
-        )
-    for p in ranked[:max_names]:
-        if not p.top_functions:
-            continue
-        lines.append("")
-        lines.append(f"top functions of {p.name!r} (self / total share of samples):")
-        for f in p.top_functions[:top]:
-            where = f"{os.path.basename(f.file)}:{f.line}"
-            lines.append(f"  {f.self_share:6.1%} {f.total_share:6.1%}  {f.function}  ({where})")
-    lines.append("")
-    if report.recommendations:
-        lines.append("recommendations:")
-        for r in report.recommendations[:max_names]:
-            lines.append(f"- {r.subject}: {r.advice}")
-            lines.append(f"    because {r.reason}")
-        if len(report.recommendations) > max_names:
-            lines.append(f"... and {len(report.recommendations) - max_names} more (--json for all)")
-    else:
-        lines.append("recommendations: none (nothing measured calls for a change)")
-    return lines
-
-
-# -- recorded profiles ----------------------------------------------------------------
-
-_PROFILES_TABLE = """
-CREATE TABLE IF NOT EXISTS threadloom_profiles (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    recorded_at REAL NOT NULL,
-    source TEXT NOT NULL,
-    report TEXT NOT NULL,
-    speedscope TEXT NOT NULL
-)
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedProfile:
-    """A profile saved with a history file (see :func:`save_profile`)."""
-
-    profile_id: int
-    recorded_at: float
-    source: str
-    report: dict[str, Any]
-    speedscope: dict[str, Any]
-
-
-def save_profile(
-    path: str | os.PathLike[str], profiler: Profiler, report: ProfileReport, source: str
-) -> int | None:
-    """Store *report* and the profiler's speedscope export in the history file
-    *path* (its own table, beside the task runs); return the row id.
-
-    A ``":memory:"`` history keeps nothing: returns None.
-    """
-    import json
-    import sqlite3
-
-    if str(path) == ":memory:":
-        return None
-    with sqlite3.connect(path, timeout=30.0) as conn:
-        conn.execute(_PROFILES_TABLE)
-        cursor = conn.execute(
-            "INSERT INTO threadloom_profiles (recorded_at, source, report, speedscope) "
-            "VALUES (?, ?, ?, ?)",
-            (
-                time.time(),
-                source,
-                json.dumps(report.to_dict(), allow_nan=False, default=_json_default),
-                json.dumps(profiler.speedscope()),
-            ),
-        )
-        row_id = cursor.lastrowid
-    return row_id
-
-
-def _json_default(value: object) -> object:
-    raise TypeError(f"not JSON: {type(value).__name__}")
-
-
-def load_profiles(path: str | os.PathLike[str], limit: int = 10) -> list[RecordedProfile]:
-    """The profiles stored in history file *path*, newest first (none: an empty list)."""
-    import json
-    import sqlite3
-
-    if str(path) == ":memory:" or not os.path.exists(path):
-        return []
-    uri = "file:" + os.path.abspath(path) + "?mode=ro"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=30.0)) as conn:
-        try:
-            rows = conn.execute(
-                "SELECT id, recorded_at, source, report, speedscope FROM threadloom_profiles "
-                "ORDER BY id DESC LIMIT ?",
-                (limit,),
-            ).fetchall()
-        except sqlite3.OperationalError:
-            return []  # no profile was ever recorded in this file
-    return [
-        RecordedProfile(int(r[0]), float(r[1]), str(r[2]), json.loads(r[3]), json.loads(r[4]))
-        for r in rows
-    ]
-
-
-def report_from_dict(data: dict[str, Any]) -> ProfileReport:
-    """A :class:`ProfileReport` from its :meth:`~ProfileReport.to_dict` form (e.g. stored)."""
-
-    def dist(value: dict[str, Any] | None) -> Distribution | None:
-        if value is None:
-            return None
-        return Distribution(
-            int(value["count"]),
-            float(value["mean"]),
-            float(value["p50"]),
-            float(value["p90"]),
-            float(value["p99"]),
-            float(value["max"]),
-        )
-
-    def required(value: dict[str, Any]) -> Distribution:
-        result = dist(value)
-        assert result is not None
-        return result
-
-    names = tuple(
-        NameProfile(
-            name=n["name"],
-            kind=n["kind"],
-            tasks=n["tasks"],
-            attempts=n["attempts"],
-            failed_attempts=n["failed_attempts"],
-            retried_tasks=n["retried_tasks"],
-            deadline_missed=n["deadline_missed"],
-            timeout=n["timeout"],
-            wall=required(n["wall"]),
-            cpu=required(n["cpu"]),
-            wait=required(n["wait"]),
-            cpu_share=n["cpu_share"],
-            runnable_share=n.get("runnable_share", 0.0),
-            off_cpu_share=n["off_cpu_share"],
-            arrival_rate=n["arrival_rate"],
-            memory_growth=dist(n["memory_growth"]),
-            memory_grew_share=n["memory_grew_share"],
-            samples=n["samples"],
-            top_functions=tuple(FunctionCost(**f) for f in n["top_functions"]),
-            errors=tuple(n["errors"].items()),
-            priorities=tuple(n["priorities"]),
-        )
-        for n in data["names"]
-    )
-    return ProfileReport(
-        duration=data["duration"],
-        sample_rate=data["sample_rate"],
-        samples=data["samples"],
-        max_workers=data["max_workers"],
-        cores=data["cores"],
-        gil_load=data["gil_load"],
-        concurrency=data["concurrency"],
-        names=names,
-        recommendations=tuple(Recommendation(**r) for r in data["recommendations"]),
-        coverage=data.get("coverage", 1.0),
-    )
