@@ -192,3 +192,53 @@ def test_memory(benchmark: Any) -> None:
         pool.stop()
     benchmark.extra_info["registered_bytes_per_task"] = registered / n
     benchmark.extra_info["execution_peak_bytes_per_node"] = peak / n
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ["random", "chain", "fan"])
+def test_phases(benchmark: Any, name: str) -> None:
+    """Where a node's time goes: registration, execution, and the history writer's tail.
+
+    ``extra_info`` holds each phase in µs a node (best round), and how many of
+    the rows the writer had committed when the execution ended.
+    """
+    import time
+
+    dag = shape(name)
+    n = len(dag)
+    directory = tempfile.mkdtemp()
+    pool_manager = ThreadPoolManager(min_workers=WORKERS, max_workers=WORKERS).start()
+    counter = iter(range(1000))
+    phases: list[tuple[float, float, float, int]] = []
+
+    def run() -> None:
+        path = Path(directory) / f"p{next(counter)}.db"
+        started = time.perf_counter()
+        manager = TaskManager(thread_pool=pool_manager, history=path, keep_executions=1)
+        manager.start()
+        ids: list[str] = []
+        register = manager.register_task
+        for i in range(n):
+            ids.append(register(f"n{i}", noop, dependencies=[ids[d] for d in dag[i]]))
+        registered = time.perf_counter()
+        manager.execute_tasks(ids, wait=True)
+        executed = time.perf_counter()
+        written_by_then = manager.history.stats().written
+        manager.stop()
+        stopped = time.perf_counter()
+        phases.append(
+            (registered - started, executed - registered, stopped - executed, written_by_then)
+        )
+
+    try:
+        benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    finally:
+        pool_manager.stop()
+    best = min(phases, key=lambda p: p[0] + p[1] + p[2])
+    benchmark.extra_info.update(
+        nodes=n,
+        register_us_per_node=best[0] / n * 1e6,
+        execute_us_per_node=best[1] / n * 1e6,
+        history_tail_us_per_node=best[2] / n * 1e6,
+        rows_written_when_execution_ended=best[3],
+    )
