@@ -7,10 +7,10 @@ import pickle
 from collections.abc import Iterator
 
 import pytest
-from threadloom.task_manager import TaskManager
 
 import threadloom
 from threadloom import _errors
+from threadloom.task_manager import TaskManager
 from threadloom.thread_pool_manager import ThreadPoolManager
 
 WAIT = 20.0

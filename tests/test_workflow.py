@@ -9,11 +9,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from threadloom.task_manager import TaskManager
 
 from threadloom import RetryPolicy, TaskPriority, TaskStatus
 from threadloom.graph.dag import TriggerRule
 from threadloom.scheduling import CronSchedule, IntervalSchedule, OneOffSchedule
+from threadloom.task_manager import TaskManager
 from threadloom.workflow import (
     TaskSpec,
     Workflow,
