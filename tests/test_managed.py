@@ -288,6 +288,86 @@ def test_a_graph_runs_in_dependency_order_and_passes_results(
     assert [runner.node_state(i) for i in range(3)] == [TaskStatus.COMPLETED] * 3
 
 
+class SlottedNode:
+    __slots__ = (
+        "args",
+        "dependencies",
+        "enabled",
+        "func",
+        "kwargs",
+        "max_retries",
+        "name",
+        "priority",
+        "results_param",
+        "retry",
+        "tags",
+        "task_id",
+        "timeout",
+        "trigger_rule",
+    )
+
+    def __init__(self, name: str, deps: list[str], func: Any, *args: Any) -> None:
+        self.task_id = self.name = name
+        self.func, self.args = func, args
+        self.kwargs: dict[str, Any] = {}
+        self.dependencies = tuple(deps)
+        self.priority, self.max_retries, self.retry, self.timeout = 1, 0, None, None
+        self.enabled, self.trigger_rule, self.results_param, self.tags = (
+            True,
+            "all_success",
+            None,
+            (),
+        )
+
+
+class RenamedNode(SlottedNode):
+    """A subclass whose ``name`` is computed: the runner must read what getattr() reads."""
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return "renamed-" + str(SLOT_NAME.__get__(self))
+
+    @name.setter
+    def name(self, value: str) -> None:
+        SLOT_NAME.__set__(self, value)
+
+
+SLOT_NAME: Any = SlottedNode.__dict__["name"]
+
+
+def test_a_graph_reads_its_tasks_as_getattr_does(dispatcher: Any, mcore: ModuleType) -> None:
+    # The native runner reads slots by offset where the tasks' type allows it:
+    # plain slots, a subclass that overrides one with a property, a mixed list.
+    seen: list[tuple[str, Any]] = []
+
+    def record(value: Any) -> Any:
+        seen.append((mcore.current_task().name, value))
+        return value
+
+    for first in (SlottedNode, RenamedNode):
+        seen.clear()
+        other = RenamedNode if first is SlottedNode else SlottedNode
+        tasks = [
+            first("a", [], record, 1),
+            other("b", ["a"], record, 2),
+            first("c", ["a", "b"], record, 3),
+        ]
+        tasks[2].enabled = False
+        runner, ended = run_graph(dispatcher, mcore, tasks)
+        names = {task.task_id: task.name for task in tasks}
+        assert seen == [(names["a"], 1), (names["b"], 2)]
+        assert sorted(ended) == [0, 1, 2]
+        assert [runner.node_state(i) for i in range(3)] == [
+            TaskStatus.COMPLETED,
+            TaskStatus.COMPLETED,
+            TaskStatus.SKIPPED,
+        ]
+        rows = runner.run_rows([0, 1, 2], "e", {}, lambda error: (None, None, None), str)
+        assert [row[3] for row in rows] == [names["a"], names["b"], names["c"]]
+
+
 def test_a_failure_decides_dependents_by_their_rules(dispatcher: Any, mcore: ModuleType) -> None:
     def boom() -> None:
         raise ValueError("boom")

@@ -12,6 +12,16 @@
 # counting, never left to the cyclic GC.
 
 from cpython.object cimport PyObject
+from cpython.object cimport Py_TYPE
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDef:
+        const char *name
+        int type
+        Py_ssize_t offset
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+    int T_OBJECT_EX
 from threadloom._errors import TaskCancelled
 from threadloom._types import TaskStatus
 import heapq as _heapq
@@ -1290,6 +1300,58 @@ cdef dict _RULE_CODES = {
 }
 
 
+cdef inline int _rule_code(rule) except -1:
+    if rule is None:
+        return RULE_ALL_SUCCESS
+    return <int>_RULE_CODES[str(rule.value) if hasattr(rule, "value") else str(rule)]
+
+
+# The fields a graph runner reads from a node's task, by position.
+cdef enum:
+    F_TASK_ID = 0
+    F_DEPENDENCIES = 1
+    F_PRIORITY = 2
+    F_TRIGGER_RULE = 3
+    F_ENABLED = 4
+    F_KWARGS = 5
+    F_RESULTS_PARAM = 6
+    F_MAX_RETRIES = 7
+    F_RETRY = 8
+    F_FUNC = 9
+    F_ARGS = 10
+    F_NAME = 11
+    F_TIMEOUT = 12
+    F_TAGS = 13
+    F_COUNT = 14
+
+cdef tuple _NODE_FIELDS = (
+    "task_id", "dependencies", "priority", "trigger_rule", "enabled", "kwargs",
+    "results_param", "max_retries", "retry", "func", "args", "name", "timeout", "tags",
+)
+cdef bint _node_slot_offsets(type cls, Py_ssize_t *offsets) except -1:
+    """Fill *offsets* with where *cls* keeps each of _NODE_FIELDS; False where
+    reading them there would not be what getattr() does (no plain object slot
+    found first on the MRO, or a custom __getattribute__)."""
+    cdef Py_ssize_t field
+    if cls.__getattribute__ is not object.__getattribute__:
+        return False
+    mro = cls.__mro__
+    for field in range(F_COUNT):
+        name = _NODE_FIELDS[field]
+        descriptor = None
+        for klass in mro:
+            descriptor = klass.__dict__.get(name)
+            if descriptor is not None:
+                break
+        if (
+            type(descriptor).__name__ != "member_descriptor"
+            or (<PyMemberDescrObject *><PyObject *>descriptor).d_member.type != T_OBJECT_EX
+        ):
+            return False
+        offsets[field] = (<PyMemberDescrObject *><PyObject *>descriptor).d_member.offset
+    return True
+
+
 cdef inline int _judge(int rule, int total, int succeeded, int failed, int skipped) noexcept:
     """threadloom._graph.judge: NS_LAUNCHED (run), NS_WAITING, NS_SKIPPED or NS_UPSTREAM_FAILED."""
     if rule == RULE_ONE_SUCCESS and succeeded:
@@ -1424,6 +1486,19 @@ cdef class GraphRunner:
     cdef public object on_finished
     #: ``wrap(func, args, kwargs) -> (func, args, kwargs)`` applied at launch, or None.
     cdef public object call_wrapper
+    # The nodes' tasks are read by slot offset where their type allows it
+    # (a TaskManager's registered tasks: 14 fields a node, each a type and MRO
+    # lookup through getattr()); _slot_type is NULL otherwise.
+    cdef PyObject *_slot_type
+    cdef Py_ssize_t _slot_offsets[14]
+
+    cdef inline object _field(self, object task, int field):
+        cdef PyObject *value
+        if <PyObject *>Py_TYPE(task) == self._slot_type:
+            value = (<PyObject **>((<char *><PyObject *>task) + self._slot_offsets[field]))[0]
+            if value != NULL:
+                return <object>value
+        return getattr(task, <str>_NODE_FIELDS[field])
 
     def __cinit__(self, Dispatcher dispatch, list tasks):
         cdef Py_ssize_t n = len(tasks)
@@ -1436,9 +1511,14 @@ cdef class GraphRunner:
         self._errors = [None] * n
         self._futures = [None] * n
         self._unfinished = n
+        self._slot_type = NULL
+        if n and _node_slot_offsets(type(tasks[0]), self._slot_offsets):
+            # Borrowed: the tasks list holds instances, and they their type.
+            self._slot_type = <PyObject *>Py_TYPE(tasks[0])
         for i in range(n):
-            index[(<object>tasks[i]).task_id] = i
-            edges += len((<object>tasks[i]).dependencies)
+            task = tasks[i]
+            index[self._field(task, F_TASK_ID)] = i
+            edges += len(self._field(task, F_DEPENDENCIES))
         self._total = <int *>calloc(n + 1, sizeof(int))
         self._succeeded = <int *>calloc(n + 1, sizeof(int))
         self._failed = <int *>calloc(n + 1, sizeof(int))
@@ -1465,18 +1545,23 @@ cdef class GraphRunner:
             raise MemoryError()
         # Dependencies by index (CSR), and the fan-out of each node.
         k = 0
+        last_rule = None
+        cdef int last_code = RULE_ALL_SUCCESS
         for i in range(n):
             task = tasks[i]
             self._dep_first[i] = k
-            for dep in task.dependencies:
+            for dep in self._field(task, F_DEPENDENCIES):
                 j = <Py_ssize_t>index[dep]
                 self._deps[k] = j
                 self._first[j] += 1
                 k += 1
             self._total[i] = <int>(k - self._dep_first[i])
-            self._priority[i] = <int64_t>task.priority
-            rule = task.trigger_rule
-            self._rules[i] = RULE_ALL_SUCCESS if rule is None else <int>_RULE_CODES[str(rule.value) if hasattr(rule, "value") else str(rule)]
+            self._priority[i] = <int64_t>self._field(task, F_PRIORITY)
+            rule = self._field(task, F_TRIGGER_RULE)
+            if rule is not last_rule:
+                last_code = _rule_code(rule)
+                last_rule = rule
+            self._rules[i] = last_code
         self._dep_first[n] = k
         # Dependents (CSR): turn the fan-out counts into offsets, then fill.
         cdef Py_ssize_t running = 0, count
@@ -1627,28 +1712,29 @@ cdef class GraphRunner:
         error = None
         if self._cancel_all or self._cancel[i]:
             code = NS_CANCELLED
-        elif not task.enabled:
+        elif not self._field(task, F_ENABLED):
             code = NS_SKIPPED
         if code != NS_WAITING:
             with cython.critical_section(self):
                 self._end(i, code, ready, ended, work, codes)
             return
-        kwargs = task.kwargs
+        kwargs = self._field(task, F_KWARGS)
         kwargs = dict(kwargs) if kwargs else None
-        results_param = task.results_param
+        results_param = self._field(task, F_RESULTS_PARAM)
         if results_param is not None:
             if kwargs is None:
                 kwargs = {}
             kwargs[results_param] = self._upstream_of(i)
-        retry = task.retry if task.max_retries else None
-        func = task.func
-        args = task.args
+        retry = self._field(task, F_RETRY) if self._field(task, F_MAX_RETRIES) else None
+        func = self._field(task, F_FUNC)
+        args = self._field(task, F_ARGS)
         self._queued_ns[i] = tl_now_ns()
         try:
             if self.call_wrapper is not None:
                 func, args, kwargs = self.call_wrapper(func, args, kwargs)
             future = self._dispatch._submit_managed(
-                func, args, kwargs, self._priority[i], task.name, retry, task.timeout,
+                func, args, kwargs, self._priority[i], self._field(task, F_NAME), retry,
+                self._field(task, F_TIMEOUT),
                 self, None, None, False, None, i,
             )
         except QueueClosed:
@@ -1850,7 +1936,7 @@ cdef class GraphRunner:
             if state < NS_COMPLETED:
                 raise ValueError(f"node {i} has not ended")
             task = self._tasks[i]
-            task_id = task.task_id
+            task_id = self._field(task, F_TASK_ID)
             status = <object>_NODE_STATUS[state]
             last_status[task_id] = status
             queued_ns = self._queued_ns[i]
@@ -1863,9 +1949,9 @@ cdef class GraphRunner:
                 error_type = error_message = trace = None
             else:
                 error_type, error_message, trace = describe_error(error)
-            tags = task.tags
+            tags = self._field(task, F_TAGS)
             rows.append((
-                prefix + task_id, execution_id, task_id, task.name, status._value_,
+                prefix + task_id, execution_id, task_id, self._field(task, F_NAME), status._value_,
                 self._attempts[i],
                 _wall(queued_ns) if queued_ns else None,
                 _wall(started_ns) if started_ns else None,
@@ -1899,23 +1985,13 @@ cdef class GraphRunner:
         for k in range(self._dep_first[i], self._dep_first[i + 1]):
             j = self._deps[k]
             if self._state[j] == NS_COMPLETED:
-                upstream[(<object>self._tasks[j]).name] = self._results[j]
+                upstream[self._field(self._tasks[j], F_NAME)] = self._results[j]
         return _types.MappingProxyType(upstream)
 
 
 # --------------------------------------------------------------------------
 # Building records with __slots__ (a TaskManager's registered tasks)
 # --------------------------------------------------------------------------
-
-cdef extern from "Python.h":
-    ctypedef struct PyMemberDef:
-        const char *name
-        int type
-        Py_ssize_t offset
-    ctypedef struct PyMemberDescrObject:
-        PyMemberDef *d_member
-    int T_OBJECT_EX
-
 
 def slot_offsets(cls, names):
     """The memory offsets of *cls*'s ``__slots__`` member *names*, for :func:`new_slotted`.
