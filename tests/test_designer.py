@@ -687,3 +687,27 @@ def test_values_json_cannot_carry_keep_their_toml_types(tmp_path: Path) -> None:
         assert served.manager.wait_for_execution(result["execution_id"], WAIT)
         execution = served.client.get(f"/api/executions/{result['execution_id']}").json()
         assert execution["status"] == "completed", execution
+
+
+def test_the_modules_of_the_files_tasks_join_the_palette(tmp_path: Path) -> None:
+    # textwrap is neither given with --module nor in the python_path directory.
+    path = tmp_path / "flow.toml"
+    path.write_text('[tasks.a]\ncall = "textwrap:dedent"\nargs = ["  x"]\n')
+    with serving(path) as served:
+        document = served.document()
+        palette = {e["call"]: e for e in document["palette"]}
+        indent = palette["textwrap:indent"]
+        assert indent["signature"] == "(text, prefix, predicate=None)"
+        assert indent["doc"].startswith("Adds 'prefix' to the beginning of selected lines")
+        assert not any(call.startswith("textwrap:_") for call in palette)
+        # On the allow-list: a second task may use it; what is not listed is refused.
+        body = _body(document)
+        body["tasks"].append(
+            {"name": "b", "fields": {"call": "textwrap:indent", "args": ["x", "> "]}}
+        )
+        response = served.post("validate", body)
+        assert (response.status_code, response.json()["problems"]) == (200, [])
+        body["tasks"][1]["fields"]["call"] = "textwrap:_wrap_chunks"
+        refused = served.post("validate", body)
+        assert refused.status_code == 400
+        assert "'textwrap:_wrap_chunks' is refused: it is not in the palette" in refused.text
