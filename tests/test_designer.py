@@ -7,6 +7,7 @@ a copy of examples/workflow.toml, and talks to it over HTTP as the page does.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import json
 import os
@@ -380,6 +381,25 @@ def test_new_tasks_are_appended_as_tables(tmp_path: Path) -> None:
             "exceptions must be builtins or come from the palette",
         ),
         ({"call": "workflow_tasks:heartbeat", "code": "import os"}, "unknown field 'code'"),
+        # Every field's text is checked, not only the labels': a schedule, a retry
+        # table, a flag, the names of kwargs (their values are the function's data).
+        (
+            {"call": "workflow_tasks:heartbeat", "schedule": "<script>alert(1)</script>"},
+            "field 'schedule' is refused: '<script>alert(1)</script>' holds markup",
+        ),
+        (
+            {"call": "workflow_tasks:heartbeat", "schedule": {"every": 3, "unit": "<b>s</b>"}},
+            "field 'schedule.unit' is refused",
+        ),
+        (
+            {"call": "workflow_tasks:heartbeat", "retry": {"delay": "<img src=x onerror=1>"}},
+            "field 'retry.delay' is refused",
+        ),
+        ({"call": "workflow_tasks:heartbeat", "enabled": "<b>"}, "field 'enabled' is refused"),
+        (
+            {"call": "workflow_tasks:heartbeat", "kwargs": {"<script>": 1}},
+            "field 'kwargs' is refused: '<script>' holds markup",
+        ),
     ],
 )
 def test_hostile_fields_are_refused_and_nothing_changes(
@@ -582,3 +602,112 @@ def test_a_module_next_to_the_file_can_be_named_with_module(tmp_path: Path) -> N
     assert designer.palette[f"{name}:mine"].signature == "(x: int) -> int"
     assert f"{name}:dumps" not in designer.palette  # imported there, not defined
     assert name in sys.modules
+
+
+def test_a_file_with_an_unknown_field_can_be_checked_fixed_and_saved(tmp_path: Path) -> None:
+    name = f"designer_typo_{next(_numbers)}"
+    (tmp_path / f"{name}.py").write_text("def step():\n    return 1\n")
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        f'# the flow\n[tasks.a]\ncall = "{name}:step"\nprioirty = "high"   # a typo\n'
+        f'\n[tasks.b]\ncall = "{name}:step"\ndepends_on = ["a"]\n'
+    )
+    before = path.read_bytes()
+    with serving(path) as served:
+        document = served.document()
+        assert [(p["task"], p["field"]) for p in document["problems"]] == [("a", "prioirty")]
+        # The page sends the file's field back: checked, not refused.
+        checked = served.post("validate", _body(document))
+        assert checked.status_code == 200, checked.text
+        assert [p["message"] for p in checked.json()["problems"]] == [
+            "unknown field; did you mean 'priority'?"
+        ]
+        unchanged = served.post("save", _body(document))
+        assert unchanged.status_code == 200, unchanged.text
+        assert path.read_bytes() == before
+        # Another unknown field is still refused.
+        body = _body(document, b={"call": f"{name}:step", "code": "import os"})
+        refused = served.post("save", body)
+        assert refused.status_code == 400
+        assert "unknown field 'code'" in refused.json()["error"]
+        # Fixed: the typo removed, the right field set.
+        fixed = _body(served.document(), a={"call": f"{name}:step", "priority": "high"})
+        response = served.post("save", fixed)
+        assert response.status_code == 200, response.text
+        assert response.json()["problems"] == []
+    assert tomllib.loads(path.read_text())["tasks"]["a"] == {
+        "call": f"{name}:step",
+        "priority": "high",
+    }
+    assert path.read_text().startswith("# the flow\n")
+
+
+def test_values_json_cannot_carry_keep_their_toml_types(tmp_path: Path) -> None:
+    name = f"designer_dates_{next(_numbers)}"
+    (tmp_path / f"{name}.py").write_text(
+        "import datetime\n\n"
+        "def since(moment: datetime.datetime, day: datetime.date, scale: float) -> str:\n"
+        "    assert isinstance(moment, datetime.datetime), moment\n"
+        "    assert isinstance(day, datetime.date), day\n"
+        "    return type(scale).__name__\n"
+    )
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        f'[tasks.a]\ncall = "{name}:since"\n'
+        "args = [1979-05-27T07:32:00Z, 1979-05-27]\nkwargs = { scale = 2.0 }\n"
+        "schedule = { once = 2040-01-01T09:00:00 }\ntimeout = 10.0\n"
+    )
+    before = path.read_bytes()
+    with serving(path) as served:
+        document = served.document()
+        # The page holds them as JSON: strings and plain numbers.
+        fields = document["tasks"][0]["fields"]
+        assert fields["args"] == ["1979-05-27T07:32:00+00:00", "1979-05-27"]
+        assert fields["kwargs"] == {"scale": 2}
+        assert document["problems"] == []
+        response = served.post("save", _body(document))
+        assert response.status_code == 200, response.text
+        assert response.json()["problems"] == []
+        assert path.read_bytes() == before
+        # Another field edited: the dates stay TOML dates, 2.0 a float.
+        edited = served.post("save", _body(document, a={**fields, "timeout": 5}))
+        assert edited.status_code == 200, edited.text
+        saved = tomllib.loads(path.read_text())["tasks"]["a"]
+        assert saved["args"] == [
+            datetime.datetime(1979, 5, 27, 7, 32, tzinfo=datetime.timezone.utc),
+            datetime.date(1979, 5, 27),
+        ]
+        assert saved["kwargs"] == {"scale": 2.0} and isinstance(saved["kwargs"]["scale"], float)
+        assert saved["schedule"] == {"once": datetime.datetime(2040, 1, 1, 9, 0)}
+        assert saved["timeout"] == 5
+        # A run gets the file's values too: the function asserts their types.
+        run = served.post("run", _body(served.document()))
+        assert run.status_code == 200, run.text
+        result = run.json()
+        assert served.manager.wait_for_execution(result["execution_id"], WAIT)
+        execution = served.client.get(f"/api/executions/{result['execution_id']}").json()
+        assert execution["status"] == "completed", execution
+
+
+def test_the_modules_of_the_files_tasks_join_the_palette(tmp_path: Path) -> None:
+    # textwrap is neither given with --module nor in the python_path directory.
+    path = tmp_path / "flow.toml"
+    path.write_text('[tasks.a]\ncall = "textwrap:dedent"\nargs = ["  x"]\n')
+    with serving(path) as served:
+        document = served.document()
+        palette = {e["call"]: e for e in document["palette"]}
+        indent = palette["textwrap:indent"]
+        assert indent["signature"] == "(text, prefix, predicate=None)"
+        assert indent["doc"].startswith("Adds 'prefix' to the beginning of selected lines")
+        assert not any(call.startswith("textwrap:_") for call in palette)
+        # On the allow-list: a second task may use it; what is not listed is refused.
+        body = _body(document)
+        body["tasks"].append(
+            {"name": "b", "fields": {"call": "textwrap:indent", "args": ["x", "> "]}}
+        )
+        response = served.post("validate", body)
+        assert (response.status_code, response.json()["problems"]) == (200, [])
+        body["tasks"][1]["fields"]["call"] = "textwrap:_wrap_chunks"
+        refused = served.post("validate", body)
+        assert refused.status_code == 400
+        assert "'textwrap:_wrap_chunks' is refused: it is not in the palette" in refused.text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -167,7 +168,7 @@ def connect(page: Any, upstream: str, downstream: str) -> None:
 def click_node(page: Any, name: str) -> None:
     x, y = centre(node(page, name).locator("rect.body"))
     page.mouse.click(x, y)
-    expect(node(page, name)).to_have_class("node selected")
+    expect(node(page, name)).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
 
 
 def edge_middle(page: Any, upstream: str, downstream: str) -> tuple[float, float]:
@@ -439,3 +440,105 @@ def test_the_dashboard_links_to_the_designer(page: Any, example: Path) -> None:
         link.click()
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         expect(page.locator("#file-name")).to_have_text("workflow.toml")
+
+
+def fill_field(page: Any, selector: str, value: str) -> None:
+    """Type into a panel field and leave it, as a person does (the change event)."""
+    page.locator(selector).fill(value)
+    page.locator(selector).press("Tab")
+
+
+def test_every_panel_field_edits_the_files_field(
+    page: Any, tmp_path: Path, steps_module: str
+) -> None:
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        f'# my flow\n[tasks.a]\ncall = "{steps_module}:extract"\n\n'
+        f'[tasks.b]\ncall = "{steps_module}:transform"\ndepends_on = ["a"]\n'
+    )
+    with serving(path) as (url, _):
+        open_designer(page, url)
+        click_node(page, "a")
+        fill_field(page, "#field-name", "source")
+        expect(node(page, "source")).to_have_count(1)
+        expect(page.locator('.edge-group[data-from="source"][data-to="b"]')).to_have_count(1)
+        fill_field(page, "#field-kwargs", '{"count": 5}')
+        page.locator("#field-priority").select_option("high")
+        page.locator("#field-retry-mode").select_option("count")
+        fill_field(page, "#field-retry-count", "4")
+        fill_field(page, "#field-timeout", "2.5")
+        fill_field(page, "#field-tags", "load, nightly")
+        # A kwarg the signature lacks: the checker's message on the kwargs field.
+        fill_field(page, "#field-kwargs", '{"count": 5, "colour": "red"}')
+        expect(page.locator('.field[data-field="kwargs"] .field-problems li')).to_contain_text(
+            "got an unexpected keyword argument 'colour'"
+        )
+        expect(node(page, "source")).to_have_attribute("data-problems", "1")
+        fill_field(page, "#field-kwargs", '{"count": 5}')
+        expect(node(page, "source")).to_have_attribute("data-problems", "0")
+        click_node(page, "b")
+        expect(page.locator("#field-depends_on li span")).to_have_text(["source"])
+        page.locator("#field-trigger_rule").select_option("all_done")
+        fill_field(page, "#field-results_param", "upstream")
+        # transform() takes no parameter named upstream: shown on that field.
+        expect(
+            page.locator('.field[data-field="results_param"] .field-problems li')
+        ).not_to_have_count(0)
+        fill_field(page, "#field-results_param", "")
+        fill_field(page, "#field-args", "[]")
+        save(page)
+        expect(page.locator("#problem-list li")).to_have_count(0)
+    assert tasks_in(path) == {
+        "source": {
+            "call": f"{steps_module}:extract",
+            "kwargs": {"count": 5},
+            "priority": "high",
+            "retry": 4,
+            "timeout": 2.5,
+            "tags": ["load", "nightly"],
+        },
+        "b": {
+            "call": f"{steps_module}:transform",
+            "depends_on": ["source"],
+            "trigger_rule": "all_done",
+            "args": [],
+        },
+    }
+    assert path.read_text().startswith("# my flow\n")
+
+
+def test_a_typo_and_a_missing_dependency_show_on_their_fields_and_are_removed(
+    page: Any, tmp_path: Path, steps_module: str
+) -> None:
+    path = tmp_path / "flow.toml"
+    path.write_text(
+        f'# my flow\n[tasks.a]\ncall = "{steps_module}:extract"\n'
+        'prioirty = "high"   # a typo\n\n'
+        f'[tasks.b]\ncall = "{steps_module}:transform"\n'
+        'depends_on = ["a", "gone"]   # gone was deleted\n'
+    )
+    with serving(path) as (url, _):
+        open_designer(page, url)
+        expect(page.locator("#problem-list li")).to_have_count(2)
+        click_node(page, "a")
+        typo = page.locator('.field[data-field="prioirty"]')
+        expect(typo.locator(".field-problems li")).to_have_text(
+            ["unknown field; did you mean 'priority'?"]
+        )
+        typo.locator(".remove-field").click()
+        expect(page.locator('.field[data-field="prioirty"]')).to_have_count(0)
+        expect(node(page, "a")).to_have_attribute("data-problems", "0")
+        click_node(page, "b")
+        deps = page.locator('.field[data-field="depends_on"]')
+        expect(deps.locator(".field-problems li")).to_contain_text("unknown task 'gone'")
+        expect(deps.locator("li.unknown span")).to_have_text("gone (no such task)")
+        deps.locator('li[data-dep="gone"] .remove-dep').click()
+        expect(node(page, "b")).to_have_attribute("data-problems", "0")
+        expect(page.locator("#field-depends_on li span")).to_have_text(["a"])
+        save(page)
+        expect(page.locator("#problem-list li")).to_have_count(0)
+    assert tasks_in(path) == {
+        "a": {"call": f"{steps_module}:extract"},
+        "b": {"call": f"{steps_module}:transform", "depends_on": ["a"]},
+    }
+    assert path.read_text().startswith("# my flow\n")

@@ -13,16 +13,23 @@ The page (``/designer``) edits the file's tasks; the server owns the file:
 * The palette is an allow-list (see :mod:`._palette`): a task's ``call`` must
   name one of its callables (or a call the file already holds), and the
   browser only ever sends such names, never code.  New task names are plain
-  words; labels (tags, dependencies, rules, descriptions) may not carry markup,
-  quotes or control characters the file does not already hold; ``retry_on``
-  names builtins or exceptions of the palette's modules.  Anything else is
-  refused (400) with a message naming it, and nothing is written or run.
+  words; the text of every field but the call's arguments (tags, dependencies,
+  rules, descriptions, schedules, retry tables, ``kwargs`` names) may not carry
+  markup, quotes or control characters the file does not already hold;
+  ``retry_on`` names builtins or exceptions of the palette's modules; a field
+  the workflow file does not define is refused unless the file already holds
+  it (so that a file with a typo can still be opened, fixed and saved).
+  Anything else is refused (400) with a message naming it, and nothing is
+  written or run.
 * Every edit is checked by :func:`threadloom.workflow.workflow_problems`, the
   checker of ``threadloom run``, so the page shows the messages ``run`` would.
 * Save merges the tasks into the file with :mod:`tomlkit`, which keeps what
   it does not change (comments, layout, the ``[workflow]`` table) as it was,
-  and writes atomically.  Each save names the version (content hash) it was
-  based on: if the file changed on disk since, the save is refused (409).
+  and writes atomically.  Values JSON cannot carry (TOML dates and times,
+  ``10.0`` as a float) come back as the page sends them, as strings and
+  numbers: where they equal the file's value, the file's value is kept.
+  Each save names the version (content hash) it was based on: if the file
+  changed on disk since, the save is refused (409).
 * Run registers the tasks with the dashboard's task manager and executes the
   whole graph once; the page follows it on the dashboard's event stream.
 """
@@ -40,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +96,13 @@ TASK_FIELDS = (
 )
 #: New task names: what a person types, safe in TOML keys, URLs and markup.
 TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
-#: What labels (dependencies, tags, rules, priorities, descriptions) may not hold
-#: unless the file already does: markup, quotes and control characters.  Arguments
-#: are data for the function and may hold anything (they are shown as text).
+#: What the text of a field (dependencies, tags, rules, schedules, descriptions...)
+#: may not hold unless the file already does: markup, quotes and control characters.
+#: Arguments are data for the function and may hold anything (they are shown as text).
 MARKUP = re.compile(r"[<>\"'`&\x00-\x1f\x7f]")
-#: The fields checked against MARKUP.
-LABEL_FIELDS = ("depends_on", "priority", "trigger_rule", "results_param", "tags", "description")
+#: The fields whose values are the function's data, not checked against MARKUP
+#: (the names of ``kwargs`` are).
+DATA_FIELDS = ("args", "kwargs")
 #: Bytes of a request body the designer reads.
 MAX_BODY = 2 * 1024 * 1024
 #: Tasks in one document.
@@ -174,6 +182,8 @@ class Designer:
         )
         self._file_names: set[str] = set()
         self._file_labels: set[str] = set()
+        self._file_keys: set[str] = set()  # fields the file holds that workflows do not define
+        self._file_tasks: dict[str, dict[str, Any]] = {}  # the file's tasks as last read
         self.allowed: set[str] = set(self.palette)
         self.allowed_modules: set[str] = set()
         self._learn_file(document)
@@ -183,19 +193,20 @@ class Designer:
 
         Its calls are allowed even if they name no function the palette found
         (a class, a callable object); its task names even if the designer would
-        not accept them as new names.
+        not accept them as new names; its text and its unknown fields even if
+        the designer would refuse them from the page.
         """
         tasks = document.get("tasks", {})
         self._file_names |= set(tasks) if isinstance(tasks, dict) else set()
-        for table in tasks.values() if isinstance(tasks, dict) else ():
+        self._file_tasks = {}
+        for name, table in tasks.items() if isinstance(tasks, dict) else ():
             if not isinstance(table, dict):
                 continue
-            retry = table.get("retry")
-            labels = [table.get(key) for key in LABEL_FIELDS]
-            labels.append(retry.get("retry_on") if isinstance(retry, dict) else None)
-            for label in labels:
-                items = label if isinstance(label, list) else [label]
-                self._file_labels |= {str(i) for i in items if isinstance(i, str)}
+            plain = table.unwrap() if hasattr(table, "unwrap") else dict(table)
+            self._file_tasks[str(name)] = plain
+            self._file_keys |= {str(k) for k in plain if k not in TASK_FIELDS}
+            for key, value in plain.items():
+                self._file_labels |= set(_texts_of(key, value))
         self.allowed |= _calls_of(document)
         self.allowed_modules = {split_call(c)[0] for c in self.allowed}
 
@@ -243,11 +254,11 @@ class Designer:
             self._version = version
         tasks_table = document.get("tasks", {})
         tasks = []
+        plain: dict[str, Any] = {}
         if isinstance(tasks_table, dict):
             for name, table in tasks_table.items():
-                fields = table.unwrap() if hasattr(table, "unwrap") else table
-                tasks.append({"name": name, "fields": _to_json(fields)})
-        data = {"workflow": self._header, "tasks": {t["name"]: t["fields"] for t in tasks}}
+                plain[name] = table.unwrap() if hasattr(table, "unwrap") else table
+                tasks.append({"name": name, "fields": _to_json(plain[name])})
         return {
             "path": str(self.path),
             "file": self.path.name,
@@ -257,7 +268,7 @@ class Designer:
             "palette": [e.to_json() for e in self.palette.values()],
             "trigger_rules": [r.value for r in TriggerRule],
             "priorities": [p.name.lower() for p in TaskPriority],
-            "problems": self._problems(_from_json_tasks(data["tasks"])),
+            "problems": self._problems(plain),
         }
 
     # -- checking ------------------------------------------------------------------
@@ -290,20 +301,19 @@ class Designer:
                     "starting with a letter or '_' (at most 100 characters)",
                 )
             for key in fields:
-                if key not in TASK_FIELDS:
+                if key not in TASK_FIELDS and key not in self._file_keys:
                     raise RequestRefused(
                         400,
                         f"task {name!r}: unknown field {key!r} (known: {', '.join(TASK_FIELDS)})",
                     )
             self._accept_call(name, fields.get("call"))
-            for key in LABEL_FIELDS:
-                if key in fields:
-                    self._accept_labels(name, key, fields[key])
+            for key, value in fields.items():
+                self._accept_text(name, key, value)
             retry = fields.get("retry")
             if isinstance(retry, Mapping) and "retry_on" in retry:
-                self._accept_labels(name, "retry.retry_on", retry["retry_on"])
                 self._accept_exceptions(name, retry["retry_on"])
-            tasks[name] = dict(fields)
+            old = self._file_tasks.get(name, {})
+            tasks[name] = {k: _restore(old[k], v) if k in old else v for k, v in fields.items()}
         return _from_json_tasks(tasks)
 
     def _accept_call(self, task: str, call: object) -> None:
@@ -327,15 +337,10 @@ class Designer:
                 "nothing was changed",
             )
 
-    def _accept_labels(self, task: str, field: str, value: object) -> None:
-        values = value if isinstance(value, list) else [value]
-        for item in values:
-            if (
-                isinstance(item, str)
-                and MARKUP.search(item)
-                and item not in self._file_labels
-                and item not in self._file_names
-            ):
+    def _accept_text(self, task: str, key: str, value: object) -> None:
+        for field, item in _texts_with_fields(key, value):
+            known = item in self._file_labels or item in self._file_names
+            if MARKUP.search(item) and not known:
                 raise RequestRefused(
                     400,
                     f"task {task!r}: field {field!r} is refused: {item!r} holds markup, "
@@ -421,6 +426,7 @@ class Designer:
             data = new_text.encode("utf-8")
             _write_atomically(self.path, data)
             self._version = _version_of(data)
+            self._learn_file(document)
         return {"version": self._version, "problems": self._problems(tasks)}
 
     # -- running -------------------------------------------------------------------
@@ -581,6 +587,51 @@ def _without_back_edges(parents: Mapping[str, Sequence[str]]) -> dict[str, list[
     return kept
 
 
+def _texts_with_fields(key: str, value: object) -> Iterator[tuple[str, str]]:
+    """The strings of a task's field *key* that MARKUP applies to, with where they are.
+
+    All of them (keys of tables included), except the values of the call's
+    arguments (``args``, and ``kwargs`` but for its names).
+    """
+    if key == "args":
+        return
+    if key == "kwargs":
+        if isinstance(value, Mapping):
+            yield from (("kwargs", str(k)) for k in value)
+        return
+    stack: list[tuple[str, object]] = [(key, value)]
+    while stack:
+        field, item = stack.pop()
+        if isinstance(item, str):
+            yield field, item
+        elif isinstance(item, Mapping):
+            for inner_key, inner in item.items():
+                yield f"{field}.{inner_key}", str(inner_key)
+                stack.append((f"{field}.{inner_key}", inner))
+        elif isinstance(item, list):
+            stack.extend((field, inner) for inner in item)
+
+
+def _texts_of(key: str, value: object) -> Iterator[str]:
+    return (text for _, text in _texts_with_fields(key, value))
+
+
+def _restore(old: Any, new: Any) -> Any:
+    """*new* (as the page sent it, JSON) with the file's *old* values where they are equal.
+
+    JSON has no dates and JavaScript no ``10.0`` apart from ``10``: a value the
+    page got from the file and sent back unchanged becomes the file's again,
+    part by part, so that the checker, a run and the file see what the file holds.
+    """
+    if _same_value(_to_json(old), new):
+        return old
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [_restore(a, b) for a, b in zip(old, new, strict=True)]
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return {k: _restore(old[k], v) if k in old else v for k, v in new.items()}
+    return new
+
+
 def _calls_of(document: Any) -> set[str]:
     """The ``call`` strings of a workflow document's tasks."""
     tasks = document.get("tasks", {})
@@ -725,6 +776,10 @@ def _toml_item(value: Any) -> Any:
     return value
 
 
+def _field_rank(key: str) -> int:
+    return TASK_FIELDS.index(key) if key in TASK_FIELDS else 0
+
+
 def _merge_tasks(document: Any, tasks: Mapping[str, Mapping[str, Any]]) -> None:
     """Make *document*'s ``[tasks]`` hold *tasks*, touching only what differs."""
     import tomlkit
@@ -740,9 +795,8 @@ def _merge_tasks(document: Any, tasks: Mapping[str, Mapping[str, Any]]) -> None:
         task = table.get(name)
         if task is None:
             task = tomlkit.table()
-            for key in TASK_FIELDS:
-                if key in fields:
-                    task[key] = _toml_item(fields[key])
+            for key in sorted(fields, key=lambda k: (k not in TASK_FIELDS, _field_rank(k))):
+                task[key] = _toml_item(fields[key])
             table[name] = task
             continue
         for key in list(task.keys()):

@@ -11,6 +11,9 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,99}$/;
 const RETRY_KEYS = ["max_retries", "delay", "backoff", "max_delay", "jitter"];
 const UNITS = ["seconds", "minutes", "hours", "days", "weeks", "monday", "tuesday", "wednesday",
   "thursday", "friday", "saturday", "sunday"];
+// The fields of a workflow file's task (the server's TASK_FIELDS).
+const TASK_FIELDS = new Set(["call", "args", "kwargs", "depends_on", "priority", "retry", "timeout",
+  "trigger_rule", "results_param", "schedule", "tags", "description", "enabled"]);
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out", "skipped", "upstream_failed"]);
 
 const state = {
@@ -454,6 +457,7 @@ function renderPanel() {
   form.append(field("call", "call", el("div", {},
     el("div", { class: "signature", text: `${fields.call ?? ""}${entry ? entry.signature : ""}` }),
     entry && entry.doc ? el("div", { class: "hint", text: entry.doc }) : null)));
+  form.append(field("depends_on", "depends_on (connect tasks on the canvas)", dependencyList(name, fields)));
   form.append(field("args", "args (a JSON list)", jsonInput("args", fields.args, Array.isArray, "a list, e.g. [\"eu\"]", update)));
   form.append(field("kwargs", "kwargs (a JSON object)", jsonInput("kwargs", fields.kwargs,
     (v) => v !== null && typeof v === "object" && !Array.isArray(v), 'an object, e.g. {"days": 3}', update)));
@@ -478,10 +482,38 @@ function renderPanel() {
   form.append(field("enabled", "enabled", el("input", { type: "checkbox", id: "field-enabled",
     ...(fields.enabled === false ? {} : { checked: "" }),
     onchange: (e) => update("enabled", e.target.checked ? undefined : false) })));
+  // Fields the file holds that a workflow does not define (a typo): shown, so
+  // that the checker's problem has a place and the field can be removed.
+  for (const key of Object.keys(fields).filter((k) => !TASK_FIELDS.has(k))) {
+    form.append(field(key, `${key} (not a workflow field)`, el("div", { class: "extra-field" },
+      el("code", { text: JSON.stringify(fields[key]) }),
+      el("button", { type: "button", class: "remove-field", "data-key": key, text: "Remove",
+        onclick: () => { update(key, undefined); renderPanel(); } }))));
+  }
   form.append(el("div", { class: "field", "data-field": "" }, el("ul", { class: "field-problems" })));
   form.append(el("button", { type: "button", id: "delete-task", text: `Delete task ${name}`, onclick: deleteSelected }));
   renderFieldProblems();
   if (fields.schedule !== undefined) previewSchedule(fields.schedule);
+}
+
+function dependencyList(name, fields) {
+  const list = el("ul", { class: "deps", id: "field-depends_on" });
+  const all = Array.isArray(fields.depends_on) ? fields.depends_on : [];
+  for (const dep of new Set(all)) {
+    const known = state.tasks.has(dep);
+    list.append(el("li", { "data-dep": String(dep), class: known ? "" : "unknown" },
+      el("span", { text: known ? String(dep) : `${dep} (no such task)` }),
+      el("button", { type: "button", class: "remove-dep", title: `remove the dependency on ${dep}`, text: "×",
+        onclick: () => {
+          const current = state.tasks.get(name);
+          const rest = (Array.isArray(current.depends_on) ? current.depends_on : []).filter((d) => d !== dep);
+          if (rest.length) current.depends_on = rest; else delete current.depends_on;
+          changed();
+          renderPanel();
+        } })));
+  }
+  if (!all.length) list.append(el("li", { class: "hint", text: "none" }));
+  return list;
 }
 
 function field(key, label, control) {
