@@ -219,11 +219,11 @@ def test_split_packages_import_only_siblings_below() -> None:
     upward = []
     for i in all_imports():
         package, _, importer = i.importer.rpartition(".")
-        order = PACKAGE_LAYERS.get(package)
-        if order is None or i.imported.rpartition(".")[0] != package:
+        siblings = PACKAGE_LAYERS.get(package)
+        if siblings is None or i.imported.rpartition(".")[0] != package:
             continue
         imported = i.imported.rpartition(".")[2]
-        if order.index(imported) >= order.index(importer):
+        if siblings.index(imported) >= siblings.index(importer):
             upward.append(f"{i.importer}:{i.line} imports {i.imported} ({i.when})")
     assert upward == []
 
