@@ -48,8 +48,11 @@ spots, starving low priorities, missed deadlines, memory growing per task);
 :meth:`Profiler.speedscope` exports the samples for https://www.speedscope.app.
 
 The modules: ``report`` (the report records and their text form), ``advice``
-(the recommendations), ``profiler`` (the timing wrapper, the sampler thread,
-the per-name figures) and ``storage`` (profiles kept in the history file).
+(the recommendations), ``stats`` (the per-name figures and their percentile
+reservoirs), ``stacks`` (call trees, top functions and the speedscope
+export of the sampled stacks), ``schedstat`` (the kernel's scheduler
+statistics of a thread), ``profiler`` (the timing wrapper, the sampler
+thread, the report) and ``storage`` (profiles kept in the history file).
 """
 
 from .profiler import (
@@ -57,7 +60,6 @@ from .profiler import (
     DEFAULT_SAMPLE_RATE,
     MAX_NAMES,
     OTHER_NAMES,
-    SPEEDSCOPE_SCHEMA,
     Profiler,
     profiler_from,
 )
@@ -70,6 +72,7 @@ from .report import (
     Recommendation,
     format_report,
 )
+from .stacks import SPEEDSCOPE_SCHEMA
 from .storage import RecordedProfile, load_profiles, report_from_dict, save_profile
 
 __all__ = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import sys
 import threading
 import time
@@ -15,18 +14,17 @@ from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 from typing import Any
 
-from .._version import __version__
 from ..managed import current_task
 from .advice import (
-    CPU_SHARE,
     CPU_USER_SHARE,
-    GIL_BUSY,
-    IO_SHARE,
     advise,
     cpu_demand,
     runnable_fraction,
 )
-from .report import CallNode, Distribution, FunctionCost, NameProfile, ProfileReport
+from .report import CallNode, FunctionCost, ProfileReport
+from .schedstat import SCHEDSTAT, read_schedstat
+from .stacks import call_tree, speedscope, top_functions
+from .stats import NameStats, name_profile
 
 
 def _events() -> Any:
@@ -35,8 +33,6 @@ def _events() -> Any:
 
     return events
 
-
-SPEEDSCOPE_SCHEMA = "https://www.speedscope.app/file-format-schema.json"
 
 #: Default samples per second of the stack sampler.
 DEFAULT_SAMPLE_RATE = 100.0
@@ -166,103 +162,6 @@ class _ProfiledCall:
         )
 
 
-# -- aggregates -------------------------------------------------------------------
-
-
-class _Reservoir:
-    """Exact count and sum; a bounded uniform sample of the values for percentiles."""
-
-    __slots__ = ("_rng", "count", "limit", "max", "total", "values")
-
-    def __init__(self, limit: int) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.max = 0.0
-        self.limit = limit
-        self.values: list[float] = []
-        self._rng = 0x9E3779B9
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        if value > self.max:
-            self.max = value
-        if len(self.values) < self.limit:
-            self.values.append(value)
-            return
-        # Algorithm R with a cheap xorshift (the stdlib's random is shared state).
-        x = self._rng
-        x ^= (x << 13) & 0xFFFFFFFF
-        x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
-        self._rng = x
-        slot = x % self.count
-        if slot < self.limit:
-            self.values[slot] = value
-
-    def distribution(self) -> Distribution:
-        if not self.count:
-            return Distribution(0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        ordered = sorted(self.values)
-        return Distribution(
-            self.count,
-            self.total / self.count,
-            _quantile(ordered, 0.5),
-            _quantile(ordered, 0.9),
-            _quantile(ordered, 0.99),
-            self.max,
-        )
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    if not ordered:
-        return 0.0
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-class _NameStats:
-    __slots__ = (
-        "attempts",
-        "cpu",
-        "deadline_missed",
-        "errors",
-        "failed_attempts",
-        "first_submit",
-        "last_submit",
-        "memory",
-        "memory_grew",
-        "priorities",
-        "retried_tasks",
-        "tasks",
-        "timeout",
-        "wait",
-        "wall",
-    )
-
-    def __init__(self, limit: int) -> None:
-        self.tasks = 0
-        self.attempts = 0
-        self.failed_attempts = 0
-        self.retried_tasks = 0
-        self.deadline_missed = 0
-        self.errors: Counter[str] = Counter()
-        self.wall = _Reservoir(limit)
-        self.cpu = _Reservoir(limit)
-        self.wait = _Reservoir(limit)
-        self.memory = _Reservoir(limit)
-        self.memory_grew = 0
-        self.first_submit = math.inf
-        self.last_submit = -math.inf
-        self.timeout: float | None = None
-        self.priorities: Counter[int] = Counter()
-
-
-# -- report records ---------------------------------------------------------------
-
-
 # -- the profiler -------------------------------------------------------------------
 
 
@@ -345,7 +244,7 @@ class Profiler:
         self._lock = threading.Lock()
         # The event bus of the pool it profiles (see attach), or None.
         self._bus: Any = None
-        self._stats: dict[str, _NameStats] = {}
+        self._stats: dict[str, NameStats] = {}
         # (priority, submitted_at, wait) of first attempts, for starvation.
         self._waits: deque[tuple[int, float, float]] = deque(maxlen=max_values * 4)
         # Sampled stacks per name: stack (frame indexes, root first) -> seconds.
@@ -507,7 +406,7 @@ class Profiler:
         running = list(self._running.items())
         if not running:
             return
-        if _SCHEDSTAT:
+        if SCHEDSTAT:
             self._sample_scheduler(running)
         frames = sys._current_frames()  # noqa: SLF001 (the interpreter's frame API, as Dask's profiler)
         index = self._frame_index
@@ -559,7 +458,7 @@ class Profiler:
             native = self._natives.get(ident)
             if native is None:
                 continue
-            reading = _read_schedstat(native)
+            reading = read_schedstat(native)
             if reading is None:
                 continue
             cpu, runq = reading
@@ -611,7 +510,7 @@ class Profiler:
                     name = OTHER_NAMES
                     stats = stats_by_name.get(name)
                 if stats is None:
-                    stats = stats_by_name[name] = _NameStats(limit)
+                    stats = stats_by_name[name] = NameStats(limit)
             if timeout is not None:
                 stats.timeout = timeout
             if attempt == 0:
@@ -680,28 +579,14 @@ class Profiler:
         with self._lock:
             stacks = dict(self._stacks.get(name, {}))
             frames = list(self._frames)
-        root = CallNode(name, "", 0)
-        interval = 1.0 / self.sample_rate if self.sample_rate else 1.0
-        for stack, seconds in stacks.items():
-            count = max(1, round(seconds / interval))
-            root.total += count
-            node = root
-            for position in stack:
-                key = frames[position]
-                child = node.children.get(key)
-                if child is None:
-                    child = node.children[key] = CallNode(*key)
-                child.total += count
-                node = child
-            node.self += count
-        return root
+        return call_tree(name, stacks, frames, self.sample_rate)
 
     def top_functions(self, name: str, limit: int = 10) -> tuple[FunctionCost, ...]:
         """The functions of name *name* with the most samples on top of the stack."""
         with self._lock:
             stacks = dict(self._stacks.get(name, {}))
             frames = list(self._frames)
-        return _top_functions(stacks, frames, limit)
+        return top_functions(stacks, frames, limit)
 
     def speedscope(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """The sampled stacks as a speedscope file (one "sampled" profile per name).
@@ -712,42 +597,7 @@ class Profiler:
             wanted = sorted(self._stacks) if names is None else list(names)
             stacks = {n: dict(self._stacks.get(n, {})) for n in wanted}
             frames = list(self._frames)
-        used: dict[int, int] = {}
-        shared: list[dict[str, Any]] = []
-        profiles = []
-        for name in wanted:
-            samples: list[list[int]] = []
-            weights: list[float] = []
-            for stack, seconds in sorted(stacks[name].items(), key=lambda item: -item[1]):
-                mapped = []
-                for position in stack:
-                    index = used.get(position)
-                    if index is None:
-                        index = used[position] = len(shared)
-                        function, file, line = frames[position]
-                        shared.append({"name": function, "file": file, "line": line})
-                    mapped.append(index)
-                samples.append(mapped)
-                weights.append(round(seconds, 6))
-            profiles.append(
-                {
-                    "type": "sampled",
-                    "name": name,
-                    "unit": "seconds",
-                    "startValue": 0,
-                    "endValue": round(sum(weights), 6),
-                    "samples": samples,
-                    "weights": weights,
-                }
-            )
-        return {
-            "$schema": SPEEDSCOPE_SCHEMA,
-            "shared": {"frames": shared},
-            "profiles": profiles,
-            "name": "threadloom task profile",
-            "activeProfileIndex": 0,
-            "exporter": f"threadloom {__version__}",
-        }
+        return speedscope(wanted, stacks, frames)
 
     # -- the report ---------------------------------------------------------------------
     def report(self, *, max_workers: int | None = None, cores: int | None = None) -> ProfileReport:
@@ -806,12 +656,12 @@ class Profiler:
         )
         profiles = []
         for name in sorted(set(stats_by_name) | set(stacks)):
-            stats = stats_by_name.get(name) or _NameStats(1)
+            stats = stats_by_name.get(name) or NameStats(1)
             profiles.append(
-                _name_profile(
+                name_profile(
                     name,
                     stats,
-                    _top_functions(stacks.get(name, {}), frames, 10),
+                    top_functions(stacks.get(name, {}), frames, 10),
                     name_samples.get(name, 0),
                     gil_load,
                     cpu_users / coverage,
@@ -848,120 +698,6 @@ class Profiler:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Profiler {state} sample_rate={self.sample_rate:g} samples={self._samples}>"
-
-
-def _schedstat_available() -> bool:
-    try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat", "rb") as f:
-            return len(f.read().split()) >= 2
-    except OSError:
-        return False
-
-
-_SCHEDSTAT = sys.platform.startswith("linux") and _schedstat_available()
-
-
-def _read_schedstat(native_id: int) -> tuple[int, int] | None:
-    """(ns on a CPU, ns runnable waiting for one) of a thread, or None."""
-    try:
-        fd = os.open(f"/proc/self/task/{native_id}/schedstat", os.O_RDONLY)
-    except OSError:
-        return None  # the thread exited
-    try:
-        fields = os.read(fd, 128).split()
-    finally:
-        os.close(fd)
-    return int(fields[0]), int(fields[1])
-
-
-def _top_functions(
-    stacks: dict[tuple[int, ...], float], frames: list[tuple[str, str, int]], limit: int
-) -> tuple[FunctionCost, ...]:
-    total = sum(stacks.values())
-    if total <= 0:
-        return ()
-    own: dict[int, float] = {}
-    anywhere: dict[int, float] = {}
-    hits: Counter[int] = Counter()
-    for stack, seconds in stacks.items():
-        own[stack[-1]] = own.get(stack[-1], 0.0) + seconds
-        for position in set(stack):
-            anywhere[position] = anywhere.get(position, 0.0) + seconds
-            hits[position] += 1
-    ranked = sorted(anywhere, key=lambda p: (-own.get(p, 0.0), -anywhere[p]))
-    result = []
-    for position in ranked[:limit]:
-        function, file, line = frames[position]
-        result.append(
-            FunctionCost(
-                function=function,
-                file=file,
-                line=line,
-                self_share=own.get(position, 0.0) / total,
-                total_share=anywhere[position] / total,
-                samples=hits[position],
-            )
-        )
-    return tuple(result)
-
-
-def _name_profile(
-    name: str,
-    stats: _NameStats,
-    top: tuple[FunctionCost, ...],
-    samples: int,
-    gil_load: float,
-    cpu_users: float,
-    coverage: float,
-    runnable: float,
-) -> NameProfile:
-    wall = stats.wall.total
-    cpu_share = stats.cpu.total / wall if wall > 0 else 0.0
-    runnable = min(runnable, max(0.0, 1.0 - cpu_share))
-    demand = cpu_demand(cpu_share, runnable)
-    off_cpu = 1.0 - cpu_share - runnable if wall > 0 else 0.0
-    # With the GIL busy (near one core of task CPU per second) and k tasks
-    # running Python at once, a task that only wants the CPU gets about 1/k
-    # of its wall time on it: the rest is waiting for the GIL, not for IO.
-    gil_share = demand
-    if gil_load >= GIL_BUSY and demand >= CPU_USER_SHARE:
-        gil_share = demand * max(cpu_users, 1.0)
-    if wall <= 0:
-        kind = "unknown"
-    elif demand >= CPU_SHARE or gil_share >= CPU_SHARE:
-        kind = "cpu"
-    elif 1.0 - demand >= IO_SHARE:
-        kind = "io"
-    else:
-        kind = "mixed"
-    span = stats.last_submit - stats.first_submit if stats.tasks > 1 else 0.0
-    mean_wall = stats.wall.total / stats.wall.count if stats.wall.count else 0.0
-    window = max(span, mean_wall, 1e-9)
-    arrival = stats.tasks / window / coverage if stats.tasks else 0.0
-    memory = stats.memory.distribution() if stats.memory.count else None
-    return NameProfile(
-        name=name,
-        kind=kind,
-        tasks=stats.tasks,
-        attempts=stats.attempts,
-        failed_attempts=stats.failed_attempts,
-        retried_tasks=stats.retried_tasks,
-        deadline_missed=stats.deadline_missed,
-        timeout=stats.timeout,
-        wall=stats.wall.distribution(),
-        cpu=stats.cpu.distribution(),
-        wait=stats.wait.distribution(),
-        cpu_share=cpu_share,
-        runnable_share=runnable,
-        off_cpu_share=off_cpu,
-        arrival_rate=arrival,
-        memory_growth=memory,
-        memory_grew_share=stats.memory_grew / stats.memory.count if stats.memory.count else 0.0,
-        samples=samples,
-        top_functions=top,
-        errors=tuple(stats.errors.most_common()),
-        priorities=tuple(sorted(stats.priorities)),
-    )
 
 
 def profiler_from(profile: object) -> Profiler | None:

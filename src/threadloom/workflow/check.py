@@ -1,95 +1,30 @@
-"""Workflow files: task graphs described in TOML, validated before anything runs.
-
-A workflow file names tasks (a Python callable by import path, its arguments,
-priority, retry policy, timeout, trigger rule, schedule) and their
-dependencies::
-
-    [workflow]
-    name = "prices"                # shown in output (default: the file's stem)
-    workers = 4                    # the pool's maximum; `threadloom run --workers` wins
-    timezone = "UTC"               # of the schedules (default: local)
-    python_path = ["."]            # put on sys.path, relative to this file (default ["."])
-    cluster = "local:4"            # run on Dask (or "tcp://HOST:8786"); `run --cluster` wins
-
-    [tasks.fetch]
-    call = "workflow_tasks:fetch_rates"   # module:attribute (or module.attribute)
-    args = ["EUR"]
-    kwargs = { days = 3 }
-    priority = "high"                     # low, normal, high, critical, or an int
-    retry = { max_retries = 3, delay = 0.5, backoff = 2.0 }   # or: retry = 3
-    timeout = 10.0                        # seconds, from queueing to the end
-    tags = ["fetch"]
-
-    [tasks.report]
-    call = "workflow_tasks:report"
-    depends_on = ["fetch"]
-    trigger_rule = "all_done"             # see threadloom.task_manager.TriggerRule
-    results_param = "upstream"            # receives {dependency name: result}
-    schedule = "*/10 * * * * *"           # cron (5 fields, or 6 with seconds first)
-    # schedule = { every = 30, unit = "seconds" }   # an interval
-    # schedule = { cron = "0 9 * * MON-FRI", timezone = "Europe/Paris", misfire_grace_time = 60 }
-
-:func:`load_workflow` reads and checks the whole file and raises one
-:class:`WorkflowError` listing every problem found, each naming the file, the
-task and the field.  :func:`register_workflow` then registers the tasks with a
-:class:`~threadloom.task_manager.TaskManager`.
-
-A workflow file is code: loading it imports the modules its ``call`` and
-``retry_on`` fields name (running whatever they run at import) and puts its
-``python_path`` directories on ``sys.path``; running it calls any function of
-any importable module (``call = "os:system"`` is valid).  Load only files you
-would run as a script.  :func:`check_workflow` validates a file without
-importing anything, so it is safe on a file you have not read yet.
-"""
+"""The checker: one document validated field by field, every problem collected
+(callables imported, or only their import paths checked; schedules built)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import difflib
-import functools
 import graphlib
 import heapq
 import importlib
 import inspect
-import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._errors import WorkflowError, WorkflowProblem
-from ._types import TaskPriority
-from ._validate import check_priority
-from .graph.dag import TriggerRule
-from .retry import RetryPolicy
-from .scheduling import CronSchedule, IntervalSchedule, OneOffSchedule, Schedule, every
+from .._errors import WorkflowError, WorkflowProblem
+from .._types import TaskPriority
+from .._validate import check_priority
+from ..graph.dag import TriggerRule
+from ..retry import RetryPolicy
+from ..scheduling import CronSchedule, IntervalSchedule, OneOffSchedule, Schedule, every
+from .model import MAX_SECONDS, MAX_WORKERS, TaskSpec, Workflow, WorkflowCheck
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found]
-
-if TYPE_CHECKING:
-    from .graph.manager import TaskManager
-
-__all__ = [
-    "MAX_SECONDS",
-    "MAX_WORKERS",
-    "TaskSpec",
-    "Workflow",
-    "WorkflowCheck",
-    "WorkflowError",
-    "WorkflowProblem",
-    "check_workflow",
-    "load_workflow",
-    "parse_schedule",
-    "parse_workflow",
-    "register_workflow",
-    "workflow_problems",
-]
+__all__ = ["Checker"]
 
 _TOP_FIELDS = ("workflow", "tasks")
 _WORKFLOW_FIELDS = ("name", "workers", "timezone", "python_path", "cluster")
@@ -136,242 +71,11 @@ _INTERVAL_UNITS = (
     "sunday",
 )
 
-#: The most worker threads a workflow (or ``threadloom run --workers``) may ask for.
-MAX_WORKERS = 10_000
-#: The longest duration any field accepts, in seconds (a year).  Longer is a
-#: mistake, and past ``threading.TIMEOUT_MAX`` it would break the timers.
-MAX_SECONDS = 365 * 86_400
 #: The most retries a task may ask for.
 _MAX_RETRIES = 1_000_000
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-    """A validated task of a workflow, ready to register.
-
-    Attributes:
-        name: The task's name (its key under ``[tasks]``).
-        func: The callable, imported.
-        call: Where *func* came from (``module:attribute``), for display.
-        retry: The retry policy, or None for no retries.
-        timeout: Seconds from queueing to the end, or None.
-        schedule: When the task fires on its own, or None.
-        depends_on: Names of the tasks it depends on.
-    """
-
-    name: str
-    func: Callable[..., Any]
-    call: str = ""
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
-    depends_on: tuple[str, ...] = ()
-    priority: int = TaskPriority.NORMAL
-    retry: RetryPolicy | None = None
-    timeout: float | None = None
-    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
-    results_param: str | None = None
-    schedule: Schedule | None = None
-    tags: tuple[str, ...] = ()
-    description: str = ""
-    enabled: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Workflow:
-    """A validated workflow: tasks in dependency order (every task after its dependencies).
-
-    Attributes:
-        source: The file it was read from (or the name given to :func:`parse_workflow`).
-        name: Its name.
-        tasks: Name -> task, in dependency order.
-        workers: The pool's maximum worker count it asks for, or None.
-        cluster: The Dask cluster to run on (``local:N`` or a scheduler
-            address; see :mod:`threadloom.distributed`), or None for the pool.
-    """
-
-    source: str
-    name: str
-    tasks: Mapping[str, TaskSpec]
-    workers: int | None = None
-    cluster: str | None = None
-
-    @property
-    def scheduled(self) -> list[TaskSpec]:
-        """The enabled tasks that have a schedule."""
-        return [t for t in self.tasks.values() if t.schedule is not None and t.enabled]
-
-    def closure(self, names: Iterable[str]) -> list[str]:
-        """Return *names* and everything they depend on, in dependency order."""
-        wanted: set[str] = set()
-        stack = list(names)
-        while stack:
-            name = stack.pop()
-            if name not in wanted:
-                wanted.add(name)
-                stack.extend(self.tasks[name].depends_on)
-        return [name for name in self.tasks if name in wanted]
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkflowCheck:
-    """What :func:`check_workflow` found in a valid file (nothing imported).
-
-    Attributes:
-        source: The file.
-        name: The workflow's name.
-        tasks: The task names, in dependency order.
-        scheduled: The enabled tasks that have a schedule.
-        workers: The pool's maximum worker count it asks for, or None.
-    """
-
-    source: str
-    name: str
-    tasks: tuple[str, ...]
-    scheduled: tuple[str, ...]
-    workers: int | None = None
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_workflow(path: str | os.PathLike[str]) -> Workflow:
-    """Read, validate and import a workflow file.
-
-    Directories in ``[workflow] python_path`` (default: the file's own
-    directory) are put at the front of ``sys.path`` so that its callables can
-    live next to it; they stay there, as the tasks may import lazily.
-
-    Args:
-        path: The TOML file.
-
-    Returns:
-        The workflow, every callable imported and every schedule parsed.
-
-    Raises:
-        WorkflowError: The file cannot be read, is not TOML, or is invalid; the
-            error lists every problem found.
-    """
-    source = os.fspath(path)
-    data = _read_toml(source)
-    return parse_workflow(data, source=source, base_dir=Path(source).resolve().parent)
-
-
-def check_workflow(path: str | os.PathLike[str]) -> WorkflowCheck:
-    """Validate a workflow file without importing or running anything from it.
-
-    Checks what :func:`load_workflow` checks, except what needs the code:
-    ``call`` and ``retry_on`` are checked as ``module:function`` syntax only
-    (not imported, so neither their existence nor the arguments against the
-    function's signature), and ``python_path`` is not put on ``sys.path``.
-
-    Args:
-        path: The TOML file.
-
-    Returns:
-        The workflow's name, tasks in dependency order and scheduled tasks.
-
-    Raises:
-        WorkflowError: Every problem found.
-    """
-    source = os.fspath(path)
-    data = _read_toml(source)
-    checker = _Checker(source, Path(source).resolve().parent, import_code=False)
-    return checker.check(data)
-
-
-def _read_toml(source: str) -> Any:
-    def fail(message: str) -> WorkflowError:
-        return WorkflowError([WorkflowProblem(source, None, None, message)])
-
-    try:
-        with open(source, "rb") as file:
-            return tomllib.load(file)
-    except FileNotFoundError:
-        raise fail("no such file") from None
-    except IsADirectoryError:
-        raise fail("is a directory") from None
-    except OSError as exc:
-        raise fail(f"cannot read: {exc}") from None
-    except UnicodeDecodeError as exc:
-        byte = exc.object[exc.start]
-        raise fail(
-            f"not UTF-8 text (a TOML file must be UTF-8): byte {byte:#04x} at offset {exc.start}"
-        ) from None
-    except RecursionError:
-        raise fail("not readable: arrays or tables are nested too deeply") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise fail(f"not valid TOML: {exc}") from None
-
-
-def parse_workflow(
-    data: Mapping[str, Any], *, source: str = "<workflow>", base_dir: str | os.PathLike[str] = "."
-) -> Workflow:
-    """Validate a workflow already parsed from TOML (or built as a dict).
-
-    Args:
-        data: The document: a ``workflow`` table and a ``tasks`` table of tables.
-        source: The name problems are reported under.
-        base_dir: The directory ``python_path`` entries are relative to.
-
-    Returns:
-        The workflow.
-
-    Raises:
-        WorkflowError: Every problem found.
-    """
-    return _Checker(source, Path(base_dir)).workflow(data)
-
-
-def workflow_problems(
-    data: Mapping[str, Any],
-    *,
-    source: str = "<workflow>",
-    base_dir: str | os.PathLike[str] = ".",
-    import_code: bool = True,
-) -> list[WorkflowProblem]:
-    """Every problem :func:`parse_workflow` would raise for *data*, as a list.
-
-    The same checks and messages, for a caller that shows problems as they
-    appear (the workflow designer) rather than stopping at them.  With
-    *import_code* False, it checks what :func:`check_workflow` checks.
-
-    Returns:
-        The problems, in file order; empty if the document is valid.
-    """
-    checker = _Checker(source, Path(base_dir), import_code=import_code)
-    try:
-        checker.document(data)
-    except WorkflowError:
-        pass  # a structural problem ended the check early; it is in checker.problems
-    except RecursionError:
-        checker.problem(None, None, "values are nested too deeply")
-    return list(checker.problems)
-
-
-def parse_schedule(
-    value: object, timezone: str | None = None, *, source: str = "<workflow>", task: str = ""
-) -> Schedule:
-    """Build a task's ``schedule`` field as a workflow file would (cron string or table).
-
-    Args:
-        value: The field's value, e.g. ``"0 9 * * MON-FRI"`` or ``{every = 30, unit = "seconds"}``.
-        timezone: The workflow's time zone (None: local).
-        source: The name problems are reported under.
-        task: The task problems are reported under.
-
-    Raises:
-        WorkflowError: The schedule is invalid (the messages of :func:`load_workflow`).
-    """
-    checker = _Checker(source, Path("."), import_code=False)
-    schedule = checker.schedule(task, value, timezone)
-    if checker.problems or schedule is None:
-        if not checker.problems:
-            checker.problem(task, "schedule", "no schedule given")
-        raise WorkflowError(checker.problems)
-    return schedule
-
-
-class _Checker:
+class Checker:
     """Validates one document, collecting problems instead of stopping at the first.
 
     With *import_code* False nothing is imported and ``sys.path`` is left
@@ -993,55 +697,3 @@ def _kind(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return f"{type(value).__name__} {value!r}"
-
-
-# --------------------------------------------------------------------------- registering
-
-
-def register_workflow(
-    workflow: Workflow, manager: TaskManager, *, schedules: bool = True
-) -> dict[str, str]:
-    """Register every task of *workflow* with *manager*, dependencies first.
-
-    Each task's arguments are bound to its function with
-    :func:`functools.partial`, so that no argument name is taken by
-    ``register_task``'s own keywords.
-
-    Args:
-        workflow: The workflow.
-        manager: The task manager (started or not).
-        schedules: Register the schedules (False: the tasks only run when executed).
-
-    Returns:
-        Task name -> task id.
-
-    Raises:
-        WorkflowError: The manager refused a task (for instance a name already
-            registered, or a one-off time in the past); the tasks registered
-            before it stay registered.
-    """
-    ids: dict[str, str] = {}
-    for spec in workflow.tasks.values():
-        func: Callable[..., Any] = spec.func
-        if spec.args or spec.kwargs:
-            func = functools.partial(spec.func, *spec.args, **spec.kwargs)
-        try:
-            ids[spec.name] = manager.register_task(
-                spec.name,
-                func,
-                dependencies=[ids[d] for d in spec.depends_on],
-                priority=spec.priority,
-                retry=spec.retry,
-                timeout=spec.timeout,
-                schedule=spec.schedule if schedules else None,
-                enabled=spec.enabled,
-                description=spec.description or spec.call,
-                tags=spec.tags,
-                trigger_rule=spec.trigger_rule,
-                results_param=spec.results_param,
-            )
-        except (TypeError, ValueError) as exc:
-            raise WorkflowError(
-                [WorkflowProblem(workflow.source, spec.name, None, f"cannot register: {exc}")]
-            ) from exc
-    return ids
