@@ -31,8 +31,7 @@ from .core import Future, after_fork_in_child, core
 if TYPE_CHECKING:
     import asyncio
 
-    from .core._core_py import ManagedTask
-    from .managed import ManagedOptions, SubmitOptions, TaskFuture
+    from .managed import ManagedOptions, SubmitOptions, TaskContext, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -491,8 +490,8 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-        on_done: Callable[[ManagedTask, TaskFuture[Any]], object] | None = None,
-        on_start: Callable[[ManagedTask, TaskFuture[Any]], object] | None = None,
+        on_done: Callable[[TaskContext, TaskFuture[Any]], object] | None = None,
+        on_start: Callable[[TaskContext, TaskFuture[Any]], object] | None = None,
         tag: Any = None,
         run_in_caller: bool = False,
     ) -> TaskFuture[Any]:

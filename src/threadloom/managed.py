@@ -19,7 +19,6 @@ from ._validate import check_name, check_priority, check_retry, check_timeout
 from .core import Future, core
 
 if TYPE_CHECKING:
-    from .core._core_py import ManagedTask
     from .executor import ThreadPoolExecutor
     from .retry import RetryPolicy
 
@@ -54,7 +53,7 @@ class TaskFuture(Future[_T]):
     """The future of a managed task: a ``concurrent.futures.Future`` that also
     knows its task id, name, priority, attempts and status."""
 
-    _task: ManagedTask
+    _task: TaskContext
 
     @property
     def task(self) -> TaskContext:

@@ -32,11 +32,10 @@ from ._validate import (
 )
 from .core import core
 from .executor import ThreadPoolExecutor, current_worker_executor
-from .managed import TaskFuture, current_task
+from .managed import TaskContext, TaskFuture, current_task
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from .core._core_py import ManagedTask
     from .monitor import ResourceMonitor
 
 # A task's tag: flags of what this layer owes it.
@@ -553,7 +552,7 @@ class ThreadPoolManager(core.PoolBase):
             + (f" and stayed full for {self.queue_full_timeout} s" if policy == "block" else "")
         )
 
-    def _task_started(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
+    def _task_started(self, task: TaskContext, future: TaskFuture[Any]) -> None:
         # A slot is held from admission until the attempt starts, or until the
         # task ends without starting (cancelled or timed out while queued).
         # The two hooks never both see the tag: a task that started ends after
@@ -577,7 +576,7 @@ class ThreadPoolManager(core.PoolBase):
         if parked is not None:
             parked.task.requeue_now(parked)
 
-    def _task_ended(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
+    def _task_ended(self, task: TaskContext, future: TaskFuture[Any]) -> None:
         flags = task.tag
         if flags and flags & _OBSERVED:
             observer = self._observers.pop(future, None)
@@ -587,7 +586,7 @@ class ThreadPoolManager(core.PoolBase):
         if self._slots is not None:
             self._task_started(task, future)
 
-    def _admit_retry(self, task: ManagedTask, future: TaskFuture[Any]) -> bool:
+    def _admit_retry(self, task: TaskContext, future: TaskFuture[Any]) -> bool:
         # A due retry is queued work again: it needs a slot like a new task,
         # but never waits for one (this is a worker or the timer thread).
         slots = self._slots
