@@ -1,6 +1,6 @@
-"""The seed's TaskManager example (CONCURRENCY_MANAGEMENT.md), imports pointed at threadloom.
+"""The original API's TaskManager example, imports pointed at threadloom.
 
-The body below is the seed's, unchanged (hence ``fmt: off``); the seed forgot ``import time``.
+The body below is the original's, unchanged (hence ``fmt: off``); it forgot ``import time``.
 """
 
 import time

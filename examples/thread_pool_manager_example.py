@@ -1,6 +1,6 @@
-"""The seed's ThreadPoolManager example, with its imports pointed at threadloom.
+"""The original API's ThreadPoolManager example, with its imports pointed at threadloom.
 
-The seed used `time` without importing it; that import is the only addition.
+The original used `time` without importing it; that import is the only addition.
 """
 
 import time

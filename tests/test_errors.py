@@ -38,6 +38,7 @@ OLD_HOMES = [
     ("WorkflowProblem", ["workflow"]),
     ("DashboardError", ["dashboard"]),
     ("TaskCancelled", ["managed"]),
+    ("ClusterUnreachableError", ["distributed"]),
 ]
 
 

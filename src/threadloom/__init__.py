@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    ClusterUnreachableError,
     DashboardError,
     DependencyCycleError,
     HistoryError,
@@ -20,8 +21,7 @@ from ._errors import (
 )
 from ._types import TaskPriority, TaskStatus
 from ._version import __version__
-from .core import NATIVE
-from .core._future import Future
+from .core import NATIVE, Future
 from .executor import BrokenThreadPool, ExecutorStatistics, Percentiles, ThreadPoolExecutor
 from .managed import ManagedOptions, SubmitOptions, TaskContext, TaskFuture, current_task
 
@@ -72,6 +72,9 @@ if TYPE_CHECKING:
         TaskInfo,
         ThreadPoolManager,
     )
+    from .profiling import (
+        Profiler,
+    )
     from .retry import (
         RetryPolicy,
     )
@@ -101,7 +104,7 @@ if TYPE_CHECKING:
 # psutil, sqlite3, cronsim and schedule cost tens of milliseconds to import:
 # the modules that need them load on first use.  Every name here is also
 # imported under TYPE_CHECKING above, so that type checkers and IDEs see it
-# (tests/test_exports.py holds the two lists together).
+# (tests/test_init.py holds the two lists together).
 _LAZY = {
     "Clock": "scheduling.clock",
     "ManualClock": "scheduling.clock",
@@ -133,6 +136,7 @@ _LAZY = {
     "ResourceMonitor": "monitor",
     "ResourceSample": "monitor",
     "Sampler": "monitor",
+    "Profiler": "profiling",
     "RetryPolicy": "retry",
     "CronSchedule": "scheduling",
     "IntervalJob": "scheduling",
@@ -176,6 +180,7 @@ __all__ = [
     "AlertRaised",
     "BrokenThreadPool",
     "Clock",
+    "ClusterUnreachableError",
     "CronSchedule",
     "DashboardError",
     "DependencyCycleError",
@@ -198,6 +203,7 @@ __all__ = [
     "OneOffSchedule",
     "Percentiles",
     "Period",
+    "Profiler",
     "PsutilSampler",
     "QueueFull",
     "QueueFullPolicy",

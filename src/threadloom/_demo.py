@@ -4,7 +4,7 @@
 (an ephemeral port), with per-source latency, transient failures (HTTP 503) and
 one dead link (HTTP 404), so that the pipeline meets what a crawler meets.
 
-The pipeline (:func:`build_workflow`) is the system the seed was built for,
+The pipeline (:func:`build_workflow`) is the kind of system threadloom is built for,
 in miniature: for each source, fetch its latest articles (IO-bound, retried
 with exponential backoff on transient failures), parse each one (CPU-bound:
 HTML to text, keywords, named entities, a similarity fingerprint), aggregate
@@ -73,7 +73,7 @@ SOURCES = (
     Source("legacy-blog", TaskPriority.NORMAL, 0.120, 0.25, dead_slot=4),
 )
 ARTICLES_PER_SOURCE = 6
-#: What the analysts care about (the seed's "focus points").
+#: What the analysts care about (its "focus points").
 FOCUS_POINTS = ("latency", "energy", "markets", "robotics")
 #: Every other second (the six-field form: seconds first).
 FEED_CRON = "*/2 * * * * *"

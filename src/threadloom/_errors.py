@@ -1,7 +1,8 @@
 """Every public exception of threadloom, in one place (the core included).
 
-Each is re-exported from the module that raises it (so the seed's imports keep
-working) and from :mod:`threadloom`.  ``BrokenThreadPool`` stays the stdlib's
+Each is re-exported from the module that raises it (so imports written for
+the original API keep working) and from :mod:`threadloom`.
+``BrokenThreadPool`` stays the stdlib's
 :class:`concurrent.futures.thread.BrokenThreadPool`, so code written for the
 stdlib executor catches ours.
 """
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 __all__ = [
+    "ClusterUnreachableError",
     "DashboardError",
     "DependencyCycleError",
     "HistoryError",
@@ -115,6 +117,10 @@ class DependencyCycleError(TaskDependencyError):
     def __init__(self, cycle: Sequence[str]) -> None:
         self.cycle = tuple(cycle)
         super().__init__(f"dependency cycle: {' -> '.join(self.cycle)}")
+
+
+class ClusterUnreachableError(ConnectionError):
+    """The Dask scheduler at the address given could not be reached."""
 
 
 class DashboardError(RuntimeError):

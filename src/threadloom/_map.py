@@ -138,7 +138,7 @@ class TypedMap:
             TypeError: *buffersize* is not an int.
         """
         executor, priority = self._map_on()
-        return executor._map_at(  # noqa: SLF001 (the executor's map engine, reached through the hook below)
+        return executor.map_at(
             priority, fn, iterables, timeout=timeout, chunksize=chunksize, buffersize=buffersize
         )
 

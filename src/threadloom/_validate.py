@@ -9,6 +9,7 @@ wherever it is given.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from ._types import TaskPriority
@@ -21,6 +22,7 @@ __all__ = [
     "PRIORITY_NAMES",
     "check_count",
     "check_name",
+    "check_percent",
     "check_priority",
     "check_retry",
     "check_seconds",
@@ -81,17 +83,37 @@ def check_timeout(timeout: object) -> float | None:
     return float(core.check_seconds("timeout", timeout, False))
 
 
-def check_count(name: str, value: object) -> int:
-    """Return *value*, an int >= 0 (a count such as ``max_retries``), or raise naming *name*.
+def check_percent(name: str, value: object, *, margin: bool = False) -> float:
+    """Return *value* as a float percentage, or raise naming *name*.
+
+    A threshold is in (0, 100]; with *margin*, a margin (percentage points
+    below a threshold) is in [0, 100).
+
+    Raises:
+        TypeError: not a number (a bool is not one).
+        ValueError: out of that range, or not finite.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    if margin:
+        if not (math.isfinite(value) and 0 <= value < 100):
+            raise ValueError(f"{name} must be in [0, 100), not {value!r}")
+    elif not (math.isfinite(value) and 0 < value <= 100):
+        raise ValueError(f"{name} must be a percentage in (0, 100], not {value!r}")
+    return float(value)
+
+
+def check_count(name: str, value: object, minimum: int = 0) -> int:
+    """Return *value*, an int >= *minimum* (a count: ``max_retries``), or raise naming *name*.
 
     Raises:
         TypeError: not an int (a bool is not one).
-        ValueError: negative.
+        ValueError: below *minimum*.
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, not {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value}")
     return value
 
 

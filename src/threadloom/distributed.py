@@ -62,10 +62,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "threadloom.distributed needs Dask distributed: pip install 'threadloom[dask]'"
     ) from exc
 
+from ._errors import ClusterUnreachableError
 from ._types import TaskPriority, TaskStatus
 from ._validate import check_priority
-from .core import core
-from .core._core_py import GraphRunner
+from .core import PyGraphRunner, core
 from .retry import RetryPolicy
 
 __all__ = [
@@ -107,10 +107,6 @@ def dask_priority(priority: int) -> int:
 
 
 # -- connecting ---------------------------------------------------------------
-
-
-class ClusterUnreachableError(ConnectionError):
-    """The Dask scheduler at the address given could not be reached."""
 
 
 _LOCAL = re.compile(r"local(?::(\d+))?")
@@ -771,7 +767,7 @@ _DEFAULT_OPTIONS = _Options()
 _WAITING, _LAUNCHED, _COMPLETED, _FAILED, _CANCELLED, _TIMED_OUT, _SKIPPED = range(7)
 
 
-class DaskGraphRunner(GraphRunner):
+class DaskGraphRunner(PyGraphRunner):
     """One execution of a task graph on a Dask cluster; the core GraphRunner's interface.
 
     The client decides what runs (trigger rules need every upstream's end):
@@ -780,8 +776,8 @@ class DaskGraphRunner(GraphRunner):
     which this class extends with where a ready node goes.  Dask moves the
     data: a node is submitted with the futures of its completed upstreams as
     inputs, so their results go worker to worker.  The futures of completed
-    nodes are held until :meth:`forget_results`, which is what keeps their
-    results on the cluster for dependents and for :meth:`result`.
+    nodes are held for as long as the runner lives, which is what keeps
+    their results on the cluster for dependents and for :meth:`result`.
     """
 
     def __init__(self, backend: DaskBackend, tasks: list[Any]) -> None:
@@ -1025,11 +1021,6 @@ class DaskGraphRunner(GraphRunner):
             self._results[i] = future.result()
             self._fetched[i] = True
         return self._results[i]
-
-    def forget_results(self) -> None:
-        """Release the results (on the cluster too)."""
-        self._kept = [None] * self.size
-        self._results = [None] * self.size
 
     def fetch_results(self) -> None:
         """Bring every completed node's result to the client (before it disconnects)."""

@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, ParamSpec, TypeVar, overload
 from ._map import TypedMap
 from ._types import TaskPriority
 from ._validate import check_priority
-from .core import core
-from .core._future import Future
+from .core import Future, after_fork_in_child, core
 
 if TYPE_CHECKING:
     import asyncio
 
-    from .core._core_py import ManagedTask
-    from .managed import ManagedOptions, SubmitOptions, TaskFuture
+    from .managed import ManagedOptions, SubmitOptions, TaskContext, TaskFuture
     from .retry import RetryPolicy
 
 __all__ = [
@@ -48,6 +46,7 @@ _P = ParamSpec("_P")
 
 _NORMAL = int(TaskPriority.NORMAL)
 _USER_PRIORITY_MAX = 2**31 - 1
+_INT32_MIN = -(2**31)
 
 # --------------------------------------------------------------------------
 # Process-wide state: interpreter exit and fork.
@@ -86,11 +85,12 @@ def _after_fork_in_child() -> None:
     # and is run by workers the child starts on its next submit.
     global _global_lock
     _global_lock = threading.Lock()
+    executors = list(_live_executors)
+    for executor in executors:
+        executor._after_fork_in_child()  # noqa: SLF001 (same module)
     # The timer thread is gone too; pending deadlines and retries stay armed
     # and a new thread serves them.
-    core.TIMERS._after_fork_in_child()  # noqa: SLF001 (the core's fork hook, run by its one owner)
-    for executor in list(_live_executors):
-        executor._after_fork_in_child()  # noqa: SLF001 (same module)
+    after_fork_in_child(executor.dispatcher for executor in executors)
 
 
 if hasattr(os, "register_at_fork"):
@@ -333,7 +333,7 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
             executor = executor_ref()
             if executor is None:
                 return RuntimeError("cannot schedule new futures after shutdown")
-            return executor._rejection()  # noqa: SLF001 (same module)
+            return executor.rejection()
 
         return reject
 
@@ -369,7 +369,7 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
         try:
             return self._dispatch.submit(_NORMAL, fn, args, kwargs)  # type: ignore[no-any-return]
         except core.QueueClosed:
-            raise self._rejection() from None
+            raise self.rejection() from None
 
     # The overloads tell a type checker which futures a view's submit returns:
     # a TaskFuture once a name, retry policy or timeout is given.
@@ -453,7 +453,23 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
         """Count a task refused above the pool (a full queue) in ``statistics().rejected``."""
         self._dispatch.counters.add(core.COUNT_REJECTED)
 
-    def _rejection(self) -> BaseException:
+    @property
+    def dispatcher(self) -> core.Dispatcher:
+        """The core dispatcher this pool runs on (its queue, workers and counters).
+
+        The protocol of the layers above (``options()``, ``ThreadPoolManager``):
+        they submit through it.  User code should submit through the executor.
+        """
+        return self._dispatch
+
+    def rejection(self) -> BaseException:
+        """The error for a submission refused because the pool is closed; counts it.
+
+        ``BrokenThreadPool`` if an initializer failed, else ``RuntimeError``
+        ("cannot schedule new futures after shutdown"), as ``submit`` raises,
+        and the refusal is counted in ``statistics().rejected``.  The layers
+        above raise it so that every layer says the same.
+        """
         self._dispatch.counters.add(core.COUNT_REJECTED)
         if self._broken:
             return BrokenThreadPool(self._broken)
@@ -474,17 +490,19 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
         name: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-        on_done: Callable[[ManagedTask, TaskFuture[Any]], object] | None = None,
-        on_start: Callable[[ManagedTask, TaskFuture[Any]], object] | None = None,
+        on_done: Callable[[TaskContext, TaskFuture[Any]], object] | None = None,
+        on_start: Callable[[TaskContext, TaskFuture[Any]], object] | None = None,
         tag: Any = None,
         run_in_caller: bool = False,
     ) -> TaskFuture[Any]:
         """Queue a managed task with explicit hooks; return its :class:`TaskFuture`.
 
         This is how ``ThreadPoolManager`` and ``TaskManager`` submit; users
-        normally call ``options(...).submit``.  Arguments are not checked here
-        (the caller did): *priority* an int, *retry* a ``RetryPolicy`` or None,
-        *timeout* float seconds or None.
+        normally call ``options(...).submit``.  *priority* is checked as
+        everywhere (:func:`~threadloom._validate.check_priority`: an int that
+        fits in 32 bits, or a :class:`TaskPriority` name); the other arguments
+        are not (the caller did): *retry* a ``RetryPolicy`` or None, *timeout*
+        float seconds or None.
 
         Args:
             on_done: ``on_done(task, future)`` once, after the future resolved,
@@ -499,9 +517,15 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
                 ``caller_runs`` backpressure policy).
 
         Raises:
+            TypeError: *priority* is neither an int nor a str.
+            ValueError: *priority* is an unknown name or out of the 32-bit range.
             RuntimeError: the pool was shut down.
             BrokenThreadPool: an initializer failed.
         """
+        if type(priority) is not int or not _INT32_MIN <= priority <= _USER_PRIORITY_MAX:
+            # The common case costs one type test; everything else is checked
+            # (and a name or an IntEnum normalised) the one way.
+            priority = check_priority(priority)
         try:
             return self._dispatch.submit_managed(  # type: ignore[no-any-return]
                 fn,
@@ -518,7 +542,7 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
                 _run_coroutine if run_in_caller else None,
             )
         except core.QueueClosed:
-            raise self._rejection() from None
+            raise self.rejection() from None
 
     def graph_runner(self, tasks: list[Any]) -> Any:
         """A runner of one execution of a task graph on this pool (``TaskManager``'s engine).
@@ -545,7 +569,7 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
     def _map_on(self) -> tuple[ThreadPoolExecutor, int]:
         return self, _NORMAL
 
-    def _map_at(
+    def map_at(
         self,
         priority: int,
         fn: Callable[..., _T],
@@ -555,6 +579,11 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
         chunksize: int,
         buffersize: int | None,
     ) -> Iterator[_T]:
+        """``map`` at *priority*: the engine of ``map`` and ``options(priority=...).map``.
+
+        *iterables* is the tuple ``map`` was given; the other arguments and the
+        errors are ``map``'s (see :meth:`TypedMap.map <threadloom._map.TypedMap.map>`).
+        """
         if buffersize is not None and (
             isinstance(buffersize, bool) or not isinstance(buffersize, int)
         ):
@@ -611,7 +640,7 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
                 priority, core.run_chunk, (fn, items, start, stop, star, _run_coroutine), None
             )
         except core.QueueClosed:
-            raise self._rejection() from None
+            raise self.rejection() from None
 
     # -- shutdown ---------------------------------------------------------
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -695,9 +724,9 @@ class ThreadPoolExecutor(TypedMap, _StdThreadPoolExecutor):  # type: ignore[misc
                 self._dispatch.counters.add(core.COUNT_FAILED, failed)
 
     def _after_fork_in_child(self) -> None:
+        # Its dispatcher is reset by the core (after_fork_in_child above).
         self._shutdown_lock = threading.RLock()
         self._threads = set()
-        self._dispatch._after_fork_in_child()  # noqa: SLF001 (the core's fork hook, run by its one owner)
 
     # -- sizing -----------------------------------------------------------
     def resize(self, max_workers: int, min_workers: int | None = None) -> None:

@@ -16,11 +16,9 @@ from ._errors import TaskCancelled
 from ._map import TypedMap
 from ._types import TaskStatus
 from ._validate import check_name, check_priority, check_retry, check_timeout
-from .core import core
-from .core._future import Future
+from .core import Future, core
 
 if TYPE_CHECKING:
-    from .core._core_py import ManagedTask
     from .executor import ThreadPoolExecutor
     from .retry import RetryPolicy
 
@@ -40,14 +38,14 @@ _P = ParamSpec("_P")
 TaskContext = core.ManagedTask
 
 
-def current_task() -> ManagedTask:
+def current_task() -> TaskContext:
     """The context of the managed task running on this thread.
 
     Raises:
         RuntimeError: not called from inside a managed task (one submitted
             through ``ThreadPoolExecutor.options()`` or ``ThreadPoolManager``).
     """
-    task: ManagedTask = core.current_task()
+    task: TaskContext = core.current_task()
     return task
 
 
@@ -55,10 +53,10 @@ class TaskFuture(Future[_T]):
     """The future of a managed task: a ``concurrent.futures.Future`` that also
     knows its task id, name, priority, attempts and status."""
 
-    _task: ManagedTask
+    _task: TaskContext
 
     @property
-    def task(self) -> ManagedTask:
+    def task(self) -> TaskContext:
         """The task record (status, attempts, times)."""
         return self._task
 
@@ -131,7 +129,7 @@ class SubmitOptions(TypedMap, core.SubmitView):
             cls = ManagedOptions
         return super().__new__(
             cls,
-            executor._dispatch,  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
+            executor.dispatcher,
             priority,
             name,
             retry,

@@ -1,4 +1,4 @@
-"""``ThreadPoolManager``: the seed's id-based pool API, as a thin layer over ``ThreadPoolExecutor``.
+"""``ThreadPoolManager``: the original id-based pool API, a thin layer over ``ThreadPoolExecutor``.
 
 One engine: tasks run on the executor's core; the counters are the core's.
 This layer adds task ids and records, backpressure, and the elastic sizing
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
@@ -21,14 +22,20 @@ from . import events as tl_events
 from . import profiling as tl_profiling
 from ._errors import QueueFull, TaskNotFinished, UnknownTaskError
 from ._types import TaskPriority, TaskStatus
-from ._validate import check_name, check_priority, check_retry, check_timeout
+from ._validate import (
+    check_count,
+    check_name,
+    check_priority,
+    check_retry,
+    check_seconds,
+    check_timeout,
+)
 from .core import core
 from .executor import ThreadPoolExecutor, current_worker_executor
-from .managed import TaskFuture, current_task
-from .retry import RetryPolicy, _check_seconds
+from .managed import TaskContext, TaskFuture, current_task
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from .core._core_py import ManagedTask
     from .monitor import ResourceMonitor
 
 # A task's tag: flags of what this layer owes it.
@@ -132,14 +139,8 @@ class ThreadPoolManager(core.PoolBase):
             raise ValueError(
                 f"min_workers must be between 0 and max_workers ({max_workers}), not {min_workers}"
             )
-        if max_queue_size is not None and (
-            isinstance(max_queue_size, bool)
-            or not isinstance(max_queue_size, int)
-            or max_queue_size < 1
-        ):
-            raise ValueError(
-                f"max_queue_size must be a positive int or None, not {max_queue_size!r}"
-            )
+        if max_queue_size is not None:
+            check_count("max_queue_size", max_queue_size, minimum=1)
         if queue_full_policy not in _POLICIES:
             raise ValueError(
                 f"queue_full_policy must be one of {', '.join(_POLICIES)}, "
@@ -147,25 +148,20 @@ class ThreadPoolManager(core.PoolBase):
             )
         if default_retry is not None and not isinstance(default_retry, RetryPolicy):
             raise TypeError("default_retry must be a RetryPolicy or None")
-        if (
-            isinstance(keep_finished, bool)
-            or not isinstance(keep_finished, int)
-            or keep_finished < 0
-        ):
-            raise ValueError(f"keep_finished must be an int >= 0, not {keep_finished!r}")
+        check_count("keep_finished", keep_finished)
         self.min_workers = min_workers
         self.max_workers = max_workers
         self.resource_monitor = resource_monitor
-        self.adjust_interval = _check_seconds("adjust_interval", adjust_interval, allow_zero=False)
-        self.idle_timeout = _check_seconds("idle_timeout", idle_timeout, allow_zero=False)
+        self.adjust_interval = check_seconds("adjust_interval", adjust_interval, allow_zero=False)
+        self.idle_timeout = check_seconds("idle_timeout", idle_timeout, allow_zero=False)
         if queue_full_timeout is not None:
-            queue_full_timeout = _check_seconds("queue_full_timeout", queue_full_timeout)
+            queue_full_timeout = check_seconds("queue_full_timeout", queue_full_timeout)
         self.max_queue_size = max_queue_size
         self.queue_full_policy: QueueFullPolicy = queue_full_policy
         self.queue_full_timeout = queue_full_timeout
         self.default_retry = default_retry
         self.keep_finished = keep_finished
-        self.keep_finished_seconds = _check_seconds("keep_finished_seconds", keep_finished_seconds)
+        self.keep_finished_seconds = check_seconds("keep_finished_seconds", keep_finished_seconds)
         self.thread_name_prefix = thread_name_prefix
         self._profiler = tl_profiling.profiler_from(profile)
 
@@ -181,6 +177,11 @@ class ThreadPoolManager(core.PoolBase):
         self._events = tl_events.EventBus(thread_name_prefix)
         # Retries due while the queue is full wait here for a slot (oldest first).
         self._parked: deque[TaskFuture[Any]] = deque()
+        # The attempt observer of each observed task (events on), which its end
+        # announces if its submitter has not yet (TaskQueued comes first).
+        self._observers: weakref.WeakKeyDictionary[TaskFuture[Any], Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._admission = threading.Lock()
         if self._slots is not None:
             self._registry.on_task_done = self._task_ended
@@ -209,7 +210,7 @@ class ThreadPoolManager(core.PoolBase):
             self._executor = executor
             self._executors_seen.append(executor)
             if self._slots is None and self.resource_monitor is None and self._profiler is None:
-                self._fast_dispatch = executor._dispatch  # noqa: SLF001 (the managed layer drives the executor's dispatch until a public protocol replaces it)
+                self._fast_dispatch = executor.dispatcher
             if self._profiler is not None:
                 self._profiler.attach(
                     self._submitted_count,
@@ -321,6 +322,8 @@ class ThreadPoolManager(core.PoolBase):
         retry_delay: float,
         observed: bool,
     ) -> str:
+        # Checked even when unused (max_retries=0), as TaskManager.register_task does.
+        check_seconds("retry_delay", retry_delay)
         if max_retries:
             retry: RetryPolicy | None = RetryPolicy(
                 max_retries=max_retries, delay=retry_delay, backoff=1.0
@@ -422,7 +425,7 @@ class ThreadPoolManager(core.PoolBase):
             ):
                 with self._lock:
                     if self._executor is executor:
-                        self._fast_dispatch = executor._dispatch  # noqa: SLF001 (as in start())
+                        self._fast_dispatch = executor.dispatcher
         if (
             self._slots is None
             and self.resource_monitor is None
@@ -480,7 +483,7 @@ class ThreadPoolManager(core.PoolBase):
                 self._slots.release()
             raise
         if observed:
-            future._tl_observer = func  # type: ignore[attr-defined]  # noqa: SLF001 (this layer's own mark on the future it created)
+            self._observers[future] = func
             func.announce(future.task_id, name, priority)  # type: ignore[attr-defined]
         if profiled is not None:
             future.add_done_callback(profiled.task_done)  # type: ignore[attr-defined]
@@ -521,7 +524,7 @@ class ThreadPoolManager(core.PoolBase):
         executor = self._executor
         if executor is None:
             return RuntimeError("ThreadPoolManager is not started: call start() first")
-        return executor._rejection()  # noqa: SLF001 (the executor's own rejection error, so both layers say the same)
+        return executor.rejection()
 
     def _take_slot(self, executor: ThreadPoolExecutor) -> Literal["slot", "caller", "over"]:
         """Wait for room in the queue per the policy.
@@ -549,7 +552,7 @@ class ThreadPoolManager(core.PoolBase):
             + (f" and stayed full for {self.queue_full_timeout} s" if policy == "block" else "")
         )
 
-    def _task_started(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
+    def _task_started(self, task: TaskContext, future: TaskFuture[Any]) -> None:
         # A slot is held from admission until the attempt starts, or until the
         # task ends without starting (cancelled or timed out while queued).
         # The two hooks never both see the tag: a task that started ends after
@@ -573,17 +576,17 @@ class ThreadPoolManager(core.PoolBase):
         if parked is not None:
             parked.task.requeue_now(parked)
 
-    def _task_ended(self, task: ManagedTask, future: TaskFuture[Any]) -> None:
+    def _task_ended(self, task: TaskContext, future: TaskFuture[Any]) -> None:
         flags = task.tag
         if flags and flags & _OBSERVED:
-            observer = getattr(future, "_tl_observer", None)
+            observer = self._observers.pop(future, None)
             if observer is not None:
                 observer.announce(task.task_id, task.name, task.priority)
             self._events.emit(tl_events.task_finished_from_future(task, future))
         if self._slots is not None:
             self._task_started(task, future)
 
-    def _admit_retry(self, task: ManagedTask, future: TaskFuture[Any]) -> bool:
+    def _admit_retry(self, task: TaskContext, future: TaskFuture[Any]) -> bool:
         # A due retry is queued work again: it needs a slot like a new task,
         # but never waits for one (this is a worker or the timer thread).
         slots = self._slots
@@ -698,7 +701,7 @@ class ThreadPoolManager(core.PoolBase):
     def get_metrics(self) -> dict[str, Any]:
         """A consistent snapshot of the pool, cheap to take under load.
 
-        Keeps the seed's keys (``tasks_submitted``, ``tasks_completed``,
+        Keeps the original API's keys (``tasks_submitted``, ``tasks_completed``,
         ``tasks_failed``, ``tasks_cancelled``, ``avg/max/min_execution_time``,
         ``worker_count``, ``active_workers``, ``queue_size``) and adds retries,
         time-outs, rejections, throughput, wait/run-time percentiles and the

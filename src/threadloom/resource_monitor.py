@@ -1,7 +1,7 @@
-"""The seed's import path for :class:`ResourceMonitor`, which lives in :mod:`threadloom.monitor`.
+"""The original import path of :class:`ResourceMonitor`, which lives in :mod:`threadloom.monitor`.
 
-The seed's documents and examples import ``threadloom.resource_monitor``; this
-module keeps them working, and adds nothing.
+Code written for the original API imports ``threadloom.resource_monitor``; this
+module keeps it working, and adds nothing.
 """
 
 from .monitor import (

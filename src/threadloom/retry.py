@@ -7,18 +7,11 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from ._validate import check_count, check_seconds
+
 __all__ = ["RetryPolicy"]
 
 LOGGER = logging.getLogger("threadloom")
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
-    # One check for every duration, the core's: the same message everywhere,
-    # and nothing above threading.TIMEOUT_MAX reaches a timer or a wait.
-    from .core import core
-
-    seconds: float = core.check_seconds(name, value, allow_zero)
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -51,13 +44,10 @@ class RetryPolicy:
     retry_on: tuple[type[BaseException], ...] = field(default=(Exception,))
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
-            raise TypeError(f"max_retries must be an int, not {type(self.max_retries).__name__}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, not {self.max_retries}")
-        _check_seconds("delay", self.delay)
-        _check_seconds("max_delay", self.max_delay)
-        _check_seconds("jitter", self.jitter)
+        check_count("max_retries", self.max_retries)
+        check_seconds("delay", self.delay)
+        check_seconds("max_delay", self.max_delay)
+        check_seconds("jitter", self.jitter)
         if isinstance(self.backoff, bool) or not isinstance(self.backoff, (int, float)):
             raise TypeError(f"backoff must be a number, not {type(self.backoff).__name__}")
         if not self.backoff >= 1.0 or math.isinf(self.backoff):

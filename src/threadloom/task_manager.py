@@ -1,7 +1,7 @@
-"""The seed's import path for :class:`TaskManager`, which lives in :mod:`threadloom.graph.manager`.
+"""The original import path of :class:`TaskManager`, which lives in :mod:`threadloom.graph.manager`.
 
-The seed's documents and examples import ``threadloom.task_manager``; this
-module keeps them working, and adds nothing.
+Code written for the original API imports ``threadloom.task_manager``; this
+module keeps it working, and adds nothing.
 """
 
 from .graph.manager import (

@@ -1,7 +1,7 @@
-"""The seed's import path for :class:`ThreadPoolManager`, which lives in :mod:`threadloom.pool`.
+"""The original import path of :class:`ThreadPoolManager`, which lives in :mod:`threadloom.pool`.
 
-The seed's documents and examples import ``threadloom.thread_pool_manager``;
-this module keeps them working, and adds nothing.
+Code written for the original API imports ``threadloom.thread_pool_manager``;
+this module keeps it working, and adds nothing.
 """
 
 from .pool import (

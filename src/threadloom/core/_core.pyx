@@ -895,25 +895,6 @@ cdef class Dispatcher:
             self._start_worker()
         return future
 
-    def submit_entry(self, priority, fn, tuple args, dict kwargs, future, count_submitted=None):
-        """Queue a call for an existing future (or None: *fn* completes nothing).
-
-        A call without a future is run as is; it must handle its own errors
-        (one that escapes is logged).  It is counted as submitted if
-        *count_submitted* says so (default: if it has a future).
-        """
-        if not _INT32_MIN <= priority <= _INT32_MAX:
-            raise OverflowError(f"priority {priority} does not fit in 32 bits")
-        count = (future is not None) if count_submitted is None else count_submitted
-        sequence = self.queue._push(priority, fn, args, kwargs, future)
-        # No Python code runs between the push and the count, so no thread can
-        # see the task finished before it is counted as submitted.
-        if count:
-            tl_counter_add(self.counters.c, C_SUBMITTED, 1)
-        if tl_load64(&self._threads) < self._max_workers and self._reserve(True):
-            self._start_worker()
-        return sequence
-
     # -- managed tasks (see _core_managed.pxi) ---------------------------------
     def submit_managed(
         self, fn, tuple args, dict kwargs, priority, name=None, retry=None, timeout=None,

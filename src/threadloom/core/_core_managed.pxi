@@ -992,10 +992,6 @@ cdef class TaskRegistry:
         self.on_task_done = None
         self.on_requeue = None
 
-    def configure(self, keep_finished, keep_seconds):
-        self.keep_finished = keep_finished
-        self.keep_ns = <uint64_t>(keep_seconds * 1e9)
-
     cdef void _add(self, ManagedTask task, object future) except *:
         with cython.critical_section(self):
             self._futures[task._number] = future
@@ -1210,11 +1206,14 @@ cdef class PoolBase:
         """Queue ``func(*args, **kwargs)``; return its task id.
 
         ``priority``, ``max_retries`` and ``retry_delay`` are this method's own
-        (as in the seed API); use ``submit_call`` to pass keywords of those
+        (as in the original API); use ``submit_call`` to pass keywords of those
         names to *func*, or for a full ``RetryPolicy`` and a deadline.
 
         Raises:
-            TypeError: *func* is not callable, or a bad priority.
+            TypeError: *func* is not callable, or *priority*, *max_retries* or
+                *retry_delay* has the wrong type.
+            ValueError: *priority*, *max_retries* or *retry_delay* is out of
+                range (*retry_delay* is checked even when *max_retries* is 0).
             RuntimeError: the pool is not started.
             QueueFull: see ``queue_full_policy``.
         """
@@ -1229,6 +1228,8 @@ cdef class PoolBase:
             and type(priority) is int
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
+            and type(retry_delay) is float
+            and 0.0 <= retry_delay <= MAX_SECONDS
             and callable(func)
         ):
             try:
@@ -1974,10 +1975,6 @@ cdef class GraphRunner:
 
     def task(self, Py_ssize_t i):
         return self._tasks[i]
-
-    def forget_results(self):
-        """Drop results and errors (the execution is no longer remembered)."""
-        self._results = [None] * self.size
 
     cdef object _upstream_of(self, Py_ssize_t i):
         cdef Py_ssize_t k, j

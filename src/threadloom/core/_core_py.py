@@ -794,34 +794,6 @@ class Dispatcher:
             self._start_worker()
         return future
 
-    def submit_entry(
-        self,
-        priority: int,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any] | None,
-        future: Any,
-        count_submitted: bool | None = None,
-    ) -> int:
-        """Queue a call for an existing future (or None: *fn* completes nothing).
-
-        A call without a future is run as is; it must handle its own errors
-        (one that escapes is logged).  It is counted as submitted if
-        *count_submitted* says so (default: if it has a future).
-        """
-        count = future is not None if count_submitted is None else count_submitted
-        if count:
-            self.counters.add(COUNT_SUBMITTED)
-        try:
-            sequence = self.queue.push(priority, fn, args, kwargs, future)
-        except BaseException:
-            if count:
-                self.counters._retract(COUNT_SUBMITTED)
-            raise
-        if self._threads < self._max_workers and self.reserve_worker():
-            self._start_worker()
-        return sequence
-
     # -- managed tasks (the twin of _core_managed.pxi) ----------------------
     def submit_managed(
         self,
@@ -1965,10 +1937,6 @@ class TaskRegistry:
         #: (RETRYING) until the owner calls ``task.requeue_now(future)``.
         self.on_requeue: Callable[[Any, Any], bool] | None = None
 
-    def configure(self, keep_finished: int, keep_seconds: float) -> None:
-        self.keep_finished = keep_finished
-        self.keep_ns = int(keep_seconds * 1e9)
-
     def _add(self, task: ManagedTask, future: Any) -> None:
         with self._lock:
             self._futures[task._number] = future
@@ -2169,11 +2137,14 @@ class PoolBase:
         """Queue ``func(*args, **kwargs)``; return its task id.
 
         ``priority``, ``max_retries`` and ``retry_delay`` are this method's own
-        (as in the seed API); use ``submit_call`` to pass keywords of those
+        (as in the original API); use ``submit_call`` to pass keywords of those
         names to *func*, or for a full ``RetryPolicy`` and a deadline.
 
         Raises:
-            TypeError: *func* is not callable, or a bad priority.
+            TypeError: *func* is not callable, or *priority*, *max_retries* or
+                *retry_delay* has the wrong type.
+            ValueError: *priority*, *max_retries* or *retry_delay* is out of
+                range (*retry_delay* is checked even when *max_retries* is 0).
             RuntimeError: the pool is not started.
             QueueFull: see ``queue_full_policy``.
         """
@@ -2189,6 +2160,8 @@ class PoolBase:
             and type(priority) is int
             and _INT32_MIN <= priority <= _INT32_MAX
             and (max_retries is None or max_retries == 0)
+            and type(retry_delay) is float
+            and 0.0 <= retry_delay <= MAX_SECONDS
             and callable(func)
         ):
             try:
@@ -2687,10 +2660,6 @@ class GraphRunner:
 
     def task(self, i: int) -> Any:
         return self._tasks[i]
-
-    def forget_results(self) -> None:
-        """Drop results (the execution is no longer remembered)."""
-        self._results = [None] * self.size
 
     def _upstream_of(self, i: int) -> Any:
         return types.MappingProxyType(

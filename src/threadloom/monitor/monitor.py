@@ -32,9 +32,10 @@ from .. import events as tl_events
 from .._limits import (
     usable_cpu_count,
 )
+from .._validate import check_count, check_percent, check_seconds
 from .sampling import RESOURCE_TYPES, PsutilSampler, ResourceSample, Sampler
 
-# The seed's module name, kept so that logging configured for it still applies.
+# The original module name, kept so that logging configured for it still applies.
 logger = logging.getLogger("threadloom.resource_monitor")
 
 ResourceCallback = Callable[[str, float, float], object]
@@ -56,22 +57,6 @@ class ResourceAlert:
     threshold: float
     timestamp: float
     recovered: bool
-
-
-def _check_percent(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, not {type(value).__name__} ({value!r})")
-    if not (math.isfinite(value) and 0 < value <= 100):
-        raise ValueError(f"{name} must be a percentage in (0, 100], not {value!r}")
-    return float(value)
-
-
-def _check_margin(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"hysteresis_margin must be a number, not {type(value).__name__}")
-    if not (math.isfinite(value) and 0 <= value < 100):
-        raise ValueError(f"hysteresis_margin must be in [0, 100), not {value!r}")
-    return float(value)
 
 
 class ResourceMonitor:
@@ -112,24 +97,15 @@ class ResourceMonitor:
         io_ceiling_bytes_per_s: float | None = None,
         sampler: Sampler | None = None,
     ) -> None:
-        if isinstance(check_interval, bool) or not isinstance(check_interval, (int, float)):
-            raise TypeError(f"check_interval must be a number, not {type(check_interval).__name__}")
-        if not (math.isfinite(check_interval) and check_interval > 0):
-            raise ValueError(
-                f"check_interval must be a positive number of seconds, not {check_interval!r}"
-            )
-        if isinstance(history_size, bool) or not isinstance(history_size, int):
-            raise TypeError(f"history_size must be an int, not {type(history_size).__name__}")
-        if history_size < 1:
-            raise ValueError(f"history_size must be at least 1, not {history_size}")
-        self._check_interval = float(check_interval)
+        self._check_interval = check_seconds("check_interval", check_interval, allow_zero=False)
+        check_count("history_size", history_size, minimum=1)
         self._thresholds = {
-            "cpu": _check_percent("cpu_threshold", cpu_threshold),
-            "memory": _check_percent("memory_threshold", memory_threshold),
-            "disk": _check_percent("disk_threshold", disk_threshold),
-            "io": _check_percent("io_threshold", io_threshold),
+            "cpu": check_percent("cpu_threshold", cpu_threshold),
+            "memory": check_percent("memory_threshold", memory_threshold),
+            "disk": check_percent("disk_threshold", disk_threshold),
+            "io": check_percent("io_threshold", io_threshold),
         }
-        self._margin = _check_margin(hysteresis_margin)
+        self._margin = check_percent("hysteresis_margin", hysteresis_margin, margin=True)
         self._sampler: Sampler = (
             sampler if sampler is not None else PsutilSampler(disk_path, io_ceiling_bytes_per_s)
         )
@@ -405,7 +381,7 @@ class ResourceMonitor:
         margin: float | None = None
         for key, value in thresholds.items():
             if key == "hysteresis_margin":
-                margin = _check_margin(value)
+                margin = check_percent("hysteresis_margin", value, margin=True)
                 continue
             resource_type = key.removesuffix("_threshold")
             if resource_type not in RESOURCE_TYPES:
@@ -416,7 +392,7 @@ class ResourceMonitor:
                 )
             if resource_type in updates:
                 raise ValueError(f"the {resource_type} threshold was given twice")
-            updates[resource_type] = _check_percent(f"{resource_type}_threshold", value)
+            updates[resource_type] = check_percent(f"{resource_type}_threshold", value)
         with self._state_lock:
             self._thresholds.update(updates)
             if margin is not None:

@@ -95,7 +95,7 @@ class ResourceSample:
         )
 
     def as_usage(self) -> dict[str, Any]:
-        """The seed's usage dict: the four percentages by resource type, then every field."""
+        """The original API's usage dict: the four percentages by resource, then every field."""
         usage: dict[str, Any] = {name: self.value(name) for name in RESOURCE_TYPES}
         for field in fields(self):
             usage[field.name] = getattr(self, field.name)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import abc
 import copy
 import itertools
-import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, get_args
 
+from .._validate import check_seconds
 from .windows import BoundPeriod, Period, TimeWindow, WindowSpec, coerce_spans
 from .zones import ONE_MICROSECOND, to_utc
 
@@ -55,15 +55,6 @@ _S = TypeVar("_S", bound="Schedule")
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def _check_seconds(name: str, value: object, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}; got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -147,7 +138,7 @@ class Schedule(abc.ABC):
         self.misfire_grace_time = (
             None
             if misfire_grace_time is None
-            else _check_seconds("misfire_grace_time", misfire_grace_time, allow_zero=False)
+            else check_seconds("misfire_grace_time", misfire_grace_time, allow_zero=False)
         )
         _check_choice("coalesce", coalesce, get_args(Coalesce))
         self.coalesce = coalesce
@@ -158,7 +149,7 @@ class Schedule(abc.ABC):
         self.max_instances = max_instances
         _check_choice("on_max_instances", on_max_instances, get_args(OnMaxInstances))
         self.on_max_instances = on_max_instances
-        self.jitter = _check_seconds("jitter", jitter, allow_zero=True)
+        self.jitter = check_seconds("jitter", jitter, allow_zero=True)
         self.windows = coerce_spans(windows, "windows")
         self.blackouts = coerce_spans(blackouts, "blackouts")
         _check_choice("blackout_policy", blackout_policy, get_args(BlackoutPolicy))
@@ -217,11 +208,11 @@ class Schedule(abc.ABC):
             TypeError: If *after* is not a datetime.
         """
         start = to_utc(after, self.tz, "start")
-        return (moment.astimezone(self.tz) for moment in self._iter_utc(start))
+        return (moment.astimezone(self.tz) for moment in self.iter_utc(start))
 
     def allows(self, moment: datetime) -> bool:
         """Return whether *moment* is inside the windows and outside every blackout."""
-        return self._allows_utc(to_utc(moment, self.tz, "moment"))
+        return self.allows_utc(to_utc(moment, self.tz, "moment"))
 
     def is_misfire(self, fire_time: datetime, now: datetime) -> bool:
         """Return whether a run due at *fire_time* starting at *now* is past the grace time.
@@ -255,18 +246,29 @@ class Schedule(abc.ABC):
     def _iter_raw(self, after: datetime) -> Iterator[datetime]:
         """Ascending UTC fire times strictly after UTC *after*, before windows/blackouts."""
 
-    def _bind(self, now: datetime) -> Schedule:
-        """The schedule as the scheduler keeps it once added at *now* (UTC)."""
+    def bind(self, now: datetime) -> Schedule:
+        """The schedule as a :class:`Scheduler` keeps it once added at *now* (UTC).
+
+        An interval schedule without an anchor is anchored at *now*; every
+        other schedule returns itself.
+        """
         return self
 
-    def _fire_times_from(self, now: datetime) -> Iterator[datetime]:
-        """The UTC fire times the scheduler should use when the schedule is added at *now*."""
-        return self._iter_utc(now)
+    def fire_times_from(self, now: datetime) -> Iterator[datetime]:
+        """The UTC fire times a :class:`Scheduler` uses when the schedule is added at *now* (UTC).
+
+        Those strictly after *now* (:meth:`iter_utc`); a one-off time that just
+        passed, within its ``misfire_grace_time``, is due at once.
+        """
+        return self.iter_utc(now)
 
     # -- the search
 
-    def _iter_utc(self, after: datetime) -> Iterator[datetime]:
-        """Ascending UTC fire times strictly after *after*, windows and blackouts applied."""
+    def iter_utc(self, after: datetime) -> Iterator[datetime]:
+        """Ascending UTC fire times strictly after UTC *after*, windows and blackouts applied.
+
+        :meth:`iter_fire_times` is the same in the schedule's time zone.
+        """
         last = after
         horizon = after + _SEARCH_HORIZON
         rejections = 0
@@ -305,7 +307,7 @@ class Schedule(abc.ABC):
         if not self._window_spans:
             return True
         for span in self._window_spans:
-            occurrence = span._occurrence(moment, self.tz)  # noqa: SLF001 (same module)
+            occurrence = span.occurrence(moment, self.tz)
             if occurrence is not None and occurrence[0] <= moment:
                 return True
         return False
@@ -314,7 +316,7 @@ class Schedule(abc.ABC):
         """*moment* if inside a window, else the next window start, else None."""
         best: datetime | None = None
         for span in self._window_spans:
-            occurrence = span._occurrence(moment, self.tz)  # noqa: SLF001 (same module)
+            occurrence = span.occurrence(moment, self.tz)
             if occurrence is not None:
                 opening = max(occurrence[0], moment)
                 if best is None or opening < best:
@@ -331,7 +333,7 @@ class Schedule(abc.ABC):
             ends = [
                 occurrence[1]
                 for span in self._blackout_spans
-                if (occurrence := span._occurrence(probe, self.tz)) is not None  # noqa: SLF001 (same module)
+                if (occurrence := span.occurrence(probe, self.tz)) is not None
                 and occurrence[0] <= probe
             ]
             if not ends:
@@ -339,7 +341,8 @@ class Schedule(abc.ABC):
             end = probe = max(ends)
         return end
 
-    def _allows_utc(self, moment: datetime) -> bool:
+    def allows_utc(self, moment: datetime) -> bool:
+        """Whether the windows and blackouts allow a run at UTC *moment* (see :meth:`allows`)."""
         return self._in_windows(moment) and (
             not self._blackout_spans or self._blackout_end(moment) is None
         )

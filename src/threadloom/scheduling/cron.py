@@ -130,7 +130,7 @@ class CronSchedule(Schedule):
         # absolute periods do not, and are checked when the scheduler adds it.
         if any(isinstance(span, Period) for span in self.windows + self.blackouts):
             return
-        if next(self._iter_utc(datetime(2000, 1, 1, tzinfo=UTC)), None) is None:
+        if next(self.iter_utc(datetime(2000, 1, 1, tzinfo=UTC)), None) is None:
             raise ValueError(
                 f"cron expression {self.expr!r} can never fire inside these windows "
                 "and outside these blackouts"

@@ -159,7 +159,7 @@ class IntervalSchedule(Schedule):
             None if anchor is None else to_utc(anchor, self.tz, "anchor").astimezone(self.tz)
         )
 
-    def _bind(self, now: datetime) -> Schedule:
+    def bind(self, now: datetime) -> Schedule:
         if self.anchor is not None:
             return self
         bound = copy.copy(self)

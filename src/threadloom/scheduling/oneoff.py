@@ -41,16 +41,16 @@ class OneOffSchedule(Schedule):
         if self._at_utc > after:
             yield self._at_utc
 
-    def _fire_times_from(self, now: datetime) -> Iterator[datetime]:
+    def fire_times_from(self, now: datetime) -> Iterator[datetime]:
         if self._at_utc > now:
-            return self._iter_utc(now)
+            return self.iter_utc(now)
         if self.misfire_grace_time is not None and self.is_misfire(self._at_utc, now):
             raise ValueError(
                 f"one-off time {self.at.isoformat()} is {now - self._at_utc} in the past, "
                 f"beyond its misfire_grace_time of {self.misfire_grace_time}s"
             )
         # Just passed (within the grace time): due now.
-        return self._iter_utc(self._at_utc - ONE_MICROSECOND)
+        return self.iter_utc(self._at_utc - ONE_MICROSECOND)
 
     def __repr__(self) -> str:
         return f"OneOffSchedule({self.at.isoformat()!r}, {self._policy_repr()})"

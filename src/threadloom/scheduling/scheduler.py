@@ -232,8 +232,8 @@ class Scheduler:
             raise ValueError("job_id must not be empty")
         parsed = parse_schedule(schedule)
         now = self._clock.now()
-        bound = parsed._bind(now)  # noqa: SLF001 (same module: the scheduler drives its schedules)
-        upcoming = bound._fire_times_from(now)  # noqa: SLF001 (same module: the scheduler drives its schedules)
+        bound = parsed.bind(now)
+        upcoming = bound.fire_times_from(now)
         # Found outside the lock (a sparse window search can take a while); a
         # first fire time that passes meanwhile is simply due at once.
         first = next(upcoming, None)
@@ -300,7 +300,7 @@ class Scheduler:
                 return
             entry.paused = False
             now = self._clock.now()
-            entry.upcoming = entry.schedule._iter_utc(now)  # noqa: SLF001 (same module: the scheduler drives its schedules)
+            entry.upcoming = entry.schedule.iter_utc(now)
             entry.next_fire = next(entry.upcoming, None)
             wake = self._push(entry)
         if wake:
@@ -394,7 +394,7 @@ class Scheduler:
         schedule = entry.schedule
         if schedule.jitter:
             jittered = due + timedelta(seconds=self._rng.uniform(0.0, schedule.jitter))
-            if schedule._allows_utc(jittered):  # noqa: SLF001 (same module: the scheduler drives its schedules)
+            if schedule.allows_utc(jittered):
                 due = jittered
         entry.due = due
         item = (due, next(self._sequence), entry, entry.token)

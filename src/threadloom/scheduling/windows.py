@@ -92,8 +92,11 @@ class TimeWindow:
         end = _parse_clock_time(match["end"], text, allow_24=True)
         return cls(start, end, days)
 
-    def _occurrence(self, after: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
-        """The earliest occurrence (UTC start, UTC end) that ends after *after*."""
+    def occurrence(self, after: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
+        """The earliest occurrence (UTC start, UTC end) in time zone *tz* that ends after *after*.
+
+        None if none does in the coming week (a window wholly inside a DST gap).
+        """
         local_day = after.astimezone(tz).date()
         # Start a day early: an overnight window opened yesterday may still be open.
         for offset in range(-1, 9):
@@ -174,7 +177,8 @@ class BoundPeriod:
         self.start = to_utc(period.start, tz, "Period.start")
         self.end = to_utc(period.end, tz, "Period.end")
 
-    def _occurrence(self, after: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
+    def occurrence(self, after: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
+        """The period (UTC start, UTC end) if it ends after *after*, else None (as TimeWindow's)."""
         return (self.start, self.end) if self.end > after and self.end > self.start else None
 
 
