@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import TaskPriority, TriggerRule
 from ..workflow import (
+    TASK_FIELDS,
     WorkflowError,
     WorkflowProblem,
     parse_schedule,
@@ -78,22 +79,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Designer", "DesignerError", "PaletteError", "RequestRefused"]
 
-#: The task fields the designer edits: every field of a workflow file's task.
-TASK_FIELDS = (
-    "call",
-    "args",
-    "kwargs",
-    "depends_on",
-    "priority",
-    "retry",
-    "timeout",
-    "trigger_rule",
-    "results_param",
-    "schedule",
-    "tags",
-    "description",
-    "enabled",
-)
 #: New task names: what a person types, safe in TOML keys, URLs and markup.
 TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 #: What the text of a field (dependencies, tags, rules, schedules, descriptions...)

@@ -48,6 +48,7 @@ and ``register`` (:func:`register_workflow`).
 """
 
 from .._errors import WorkflowError, WorkflowProblem
+from .check import TASK_FIELDS as TASK_FIELDS
 from .load import check_workflow, load_workflow, parse_schedule, parse_workflow, workflow_problems
 from .model import MAX_SECONDS, MAX_WORKERS, TaskSpec, Workflow, WorkflowCheck
 from .register import register_workflow

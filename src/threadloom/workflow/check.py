@@ -28,7 +28,8 @@ __all__ = ["Checker"]
 
 _TOP_FIELDS = ("workflow", "tasks")
 _WORKFLOW_FIELDS = ("name", "workers", "timezone", "python_path", "cluster")
-_TASK_FIELDS = (
+#: The fields of a workflow file's task (the designer edits exactly these).
+TASK_FIELDS = (
     "call",
     "args",
     "kwargs",
@@ -253,7 +254,7 @@ class Checker:
             self.problem(name, None, f"must be a table ([tasks.{name}]), not {_kind(table)}")
             return None
         before = len(self.problems)
-        self.unknown_fields(table, _TASK_FIELDS, name)
+        self.unknown_fields(table, TASK_FIELDS, name)
         call = table.get("call")
         func: Callable[..., Any] | None = None
         if call is None:
