@@ -235,6 +235,33 @@ def test_a_registry_prunes_finished_tasks_by_count(dispatcher: Any, mcore: Modul
     assert count == 100 and 0 <= shortest <= longest <= total
 
 
+def test_a_registry_runs_its_hook_before_wait_all_lets_go(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    # The pool's events are emitted from this hook: a caller that wait_all()
+    # released must find every finished task's event already emitted.
+    registry = mcore.TaskRegistry(10, 3600.0)
+    unfinished_seen: list[int] = []
+    registry.on_task_done = lambda task, future: unfinished_seen.append(registry.unfinished)
+    registry.submit(dispatcher, int, (), None, 1, None)
+    assert registry.wait_all(TIMEOUT)
+    assert unfinished_seen == [1]
+
+
+def test_a_failing_registry_hook_still_counts_the_task_finished(
+    dispatcher: Any, mcore: ModuleType
+) -> None:
+    registry = mcore.TaskRegistry(10, 3600.0)
+
+    def broken_hook(task: Any, future: Any) -> None:
+        raise RuntimeError("hook failed")
+
+    registry.on_task_done = broken_hook
+    task_id = registry.submit(dispatcher, int, (), None, 1, None)
+    assert registry.wait_all(TIMEOUT)
+    assert registry.get(task_id).result(TIMEOUT) == 0
+
+
 def graph_tasks(spec: dict[str, tuple[list[str], Any]], rule: str = "all_success") -> list[Any]:
     return [
         SimpleNamespace(

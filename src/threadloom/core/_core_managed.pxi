@@ -1050,6 +1050,17 @@ cdef class TaskRegistry:
             return self._run_count, self._run_total, self._run_max, self._run_min
 
     cdef void _task_done(self, ManagedTask task, object future) except *:
+        # The extra hook (events, admission slots) runs before the task stops
+        # counting as unfinished: whoever wait_all() releases then also sees
+        # the task's task_finished event emitted.
+        hook = self.on_task_done
+        try:
+            if hook is not None:
+                hook(task, future)
+        finally:
+            self._count_finished(task)
+
+    cdef void _count_finished(self, ManagedTask task) except *:
         cdef double elapsed
         cdef uint64_t now = tl_now_ns()
         cdef object ends = self._finished_ns
@@ -1075,9 +1086,6 @@ cdef class TaskRegistry:
                 self._futures.pop(numbers.popleft(), None)
         if self._unfinished == 0 and self._waiters:
             self._notify_if_idle()
-        hook = self.on_task_done
-        if hook is not None:
-            hook(task, future)
 
     def __call__(self, task, future):
         self._task_done(task, future)

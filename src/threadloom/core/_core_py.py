@@ -1998,6 +1998,17 @@ class TaskRegistry:
             return self._run_count, self._run_total, self._run_max, self._run_min
 
     def _task_done_hook(self, task: ManagedTask, future: Any) -> None:
+        # The extra hook (events, admission slots) runs before the task stops
+        # counting as unfinished: whoever wait_all() releases then also sees
+        # the task's task_finished event emitted.
+        hook = self.on_task_done
+        try:
+            if hook is not None:
+                hook(task, future)
+        finally:
+            self._count_finished(task)
+
+    def _count_finished(self, task: ManagedTask) -> None:
         now = time.monotonic_ns()
         with self._lock:
             if task._started_ns:
@@ -2015,9 +2026,6 @@ class TaskRegistry:
                 self._futures.pop(finished.popleft()[1], None)
             if self._unfinished == 0:
                 self._all_done.notify_all()
-        hook = self.on_task_done
-        if hook is not None:
-            hook(task, future)
 
     __call__ = _task_done_hook
 
