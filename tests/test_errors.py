@@ -37,6 +37,9 @@ OLD_HOMES = [
     ("WorkflowError", ["workflow"]),
     ("WorkflowProblem", ["workflow"]),
     ("DashboardError", ["dashboard"]),
+    ("DesignerError", ["dashboard.designer"]),
+    ("PaletteError", ["dashboard.designer", "dashboard._palette"]),
+    ("RequestRefused", ["dashboard.designer"]),
     ("TaskCancelled", ["managed"]),
     ("ClusterUnreachableError", ["distributed"]),
 ]

@@ -16,8 +16,11 @@ __all__ = [
     "ClusterUnreachableError",
     "DashboardError",
     "DependencyCycleError",
+    "DesignerError",
     "HistoryError",
+    "PaletteError",
     "QueueFull",
+    "RequestRefused",
     "TaskCancelled",
     "TaskDependencyError",
     "TaskNotFinished",
@@ -125,6 +128,24 @@ class ClusterUnreachableError(ConnectionError):
 
 class DashboardError(RuntimeError):
     """The dashboard cannot start: a port in use, a bad host, an unreadable history."""
+
+
+class DesignerError(Exception):
+    """The workflow designer cannot start: its workflow file cannot be created or
+    read (or is not TOML), a palette module cannot be used, or the port cannot be bound."""
+
+
+class PaletteError(ValueError):
+    """A module of the designer's palette cannot be used (bad name, import failure)."""
+
+
+class RequestRefused(Exception):
+    """A request the workflow designer refuses; :attr:`status` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class WorkflowProblem(NamedTuple):

@@ -54,6 +54,12 @@ ROWS_PER_MESSAGE = 200
 
 
 class ApiError(Exception):
+    """A refused ``/api`` request: :attr:`status` is its HTTP status.
+
+    Internal to the app: raised by its endpoints and turned into a JSON error
+    response by :meth:`DashboardApp._json`, so it never reaches a caller.
+    """
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

@@ -19,14 +19,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._errors import PaletteError as PaletteError  # re-exported: it was defined here
+
 #: A module name: dotted identifiers, nothing else (no "..", no slashes).
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 #: Characters of a docstring kept in the palette.
 DOC_CHARS = 2_000
-
-
-class PaletteError(ValueError):
-    """A module of the palette cannot be used (bad name, import failure)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import TaskPriority, TriggerRule
+from .._errors import DesignerError, PaletteError, RequestRefused
 from ..workflow import (
     TASK_FIELDS,
     WorkflowError,
@@ -64,7 +65,6 @@ from ..workflow import (
 from ._palette import (
     MODULE_NAME,
     PaletteEntry,
-    PaletteError,
     build_palette,
     check_module_name,
     split_call,
@@ -94,19 +94,6 @@ MAX_BODY = 2 * 1024 * 1024
 MAX_TASKS = 2_000
 #: Fire times shown in a schedule's preview.
 PREVIEW_FIRES = 5
-
-
-class DesignerError(Exception):
-    """The designer cannot open its workflow file."""
-
-
-class RequestRefused(Exception):
-    """A request the designer refuses; :attr:`status` is its HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclasses.dataclass
