@@ -28,28 +28,6 @@ from ._collector import Histogram, LiveState
 if TYPE_CHECKING:
     from ._sources import Sources
 
-#: The metric names this collector exposes (the README lists them).
-METRIC_NAMES = (
-    "threadloom_info",
-    "threadloom_tasks_submitted_total",
-    "threadloom_tasks_started_total",
-    "threadloom_tasks_total",
-    "threadloom_task_retries_total",
-    "threadloom_tasks_rejected_total",
-    "threadloom_queue_depth",
-    "threadloom_workers",
-    "threadloom_workers_target",
-    "threadloom_workers_max",
-    "threadloom_task_wait_seconds",
-    "threadloom_task_run_seconds",
-    "threadloom_executions_total",
-    "threadloom_schedule_misses_total",
-    "threadloom_resource_usage_ratio",
-    "threadloom_resource_threshold_ratio",
-    "threadloom_cpu_limit_cores",
-    "threadloom_memory_limit_bytes",
-)
-
 
 def _priority_label(priority: int) -> str:
     try:

@@ -85,9 +85,6 @@ TASK_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,99}")
 #: may not hold unless the file already does: markup, quotes and control characters.
 #: Arguments are data for the function and may hold anything (they are shown as text).
 MARKUP = re.compile(r"[<>\"'`&\x00-\x1f\x7f]")
-#: The fields whose values are the function's data, not checked against MARKUP
-#: (the names of ``kwargs`` are).
-DATA_FIELDS = ("args", "kwargs")
 #: Bytes of a request body the designer reads.
 MAX_BODY = 2 * 1024 * 1024
 #: Tasks in one document.

@@ -55,7 +55,6 @@ from .bus import BATCH_DELAY as BATCH_DELAY
 from .bus import Callback as Callback
 from .bus import EventBus, Subscription
 from .observe import AttemptObserver as AttemptObserver
-from .observe import is_observed as is_observed
 from .observe import observe_attempts as observe_attempts
 from .records import EVENT_TYPES as EVENT_TYPES
 from .records import KINDS as KINDS

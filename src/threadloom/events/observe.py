@@ -13,7 +13,7 @@ from .build import task_queued, task_retrying, task_started
 if TYPE_CHECKING:
     from .bus import EventBus
 
-__all__ = ["AttemptObserver", "is_observed", "observe_attempts"]
+__all__ = ["AttemptObserver", "observe_attempts"]
 
 
 class AttemptObserver:
@@ -93,13 +93,6 @@ def _load_current_task() -> Callable[[], Any]:
     current_task: Callable[[], Any] = core.current_task
     _current_task = current_task
     return current_task
-
-
-def is_observed(task: Any) -> bool:
-    """Whether a pool task runs through an :class:`AttemptObserver` (it was
-    submitted while someone listened, and sampled): only such tasks report
-    their end, so that a subscriber never sees an end without a start."""
-    return type(task.fn) is AttemptObserver
 
 
 def observe_attempts(
