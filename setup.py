@@ -96,7 +96,10 @@ extension = Extension(
         "csrc/tl_atomic.h",
         "src/threadloom/core/_core.pxd",
         "src/threadloom/core/_core_managed.pxi",
+        "src/threadloom/core/_core_sqlite.pxi",
     ],
+    # dlopen/dlsym (the history's native SQLite writes): in libdl before glibc 2.34.
+    libraries=["dl"] if sys.platform.startswith("linux") else [],
     define_macros=define_macros,
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,

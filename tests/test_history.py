@@ -137,6 +137,75 @@ def test_many_plain_and_unusual_rows_of_several_executions_in_one_batch(tmp_path
     assert sorted(stored) == sorted(records)
 
 
+def test_both_ways_of_writing_a_batch_store_the_same_rows(tmp_path: Path) -> None:
+    # The native core writes a batch without the GIL; the sqlite3 module's way
+    # is the twin's.  The two files must hold the same rows, in the same order.
+    from threadloom import history as history_module
+    from threadloom.core import core
+
+    if not (core.NATIVE and core.sqlite_bulk_write_available()):
+        pytest.skip("the native core cannot drive this interpreter's SQLite")
+    rows = [run_row(run(n, task=f"t{n}", tags=() if n % 3 else ("a",))) for n in range(600)]
+    rows += [run_row(run(n, status=TaskStatus.FAILED)) for n in range(5)]
+    executions = [
+        history_module._execution_to_row(execution("e1", TaskStatus.RUNNING, None), "me"),
+        history_module._execution_to_row(execution("e1", TaskStatus.COMPLETED, 60.0), "me"),
+    ]
+    contents = []
+    for native in (True, False):
+        path = tmp_path / f"{native}.db"
+        TaskHistory(path).close()  # the schema
+        conn = sqlite3.connect(path, isolation_level=None)
+        history_module._commit(conn, rows, executions, native=native)
+        contents.append(
+            (
+                conn.execute("SELECT * FROM task_runs ORDER BY rowid").fetchall(),
+                conn.execute("SELECT * FROM executions").fetchall(),
+            )
+        )
+        conn.close()
+    assert contents[0] == contents[1]
+    assert len(contents[0][0]) == len(rows) and len(contents[0][1]) == 1
+
+
+def test_runs_that_did_not_complete_are_found_through_their_partial_index(
+    tmp_path: Path,
+) -> None:
+    store = TaskHistory(tmp_path / "h.db")
+    try:
+        records = [run(n, task=f"t{n}") for n in range(20)]
+        records += [run(n, task=f"f{n}", status=TaskStatus.FAILED) for n in range(3)]
+        store.record_runs(records)
+        assert store.flush(timeout=30)
+        failed = store.query_runs(status=TaskStatus.FAILED)
+        assert {r.task_id for r in failed} == {"f0", "f1", "f2"}
+        assert len(store.query_runs(status=["completed", "failed"])) == 23
+        assert len(store.query_runs(status="completed")) == 20
+    finally:
+        store.close()
+    conn = sqlite3.connect(tmp_path / "h.db")
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM task_runs "
+        "WHERE status != 'completed' AND status IN ('failed')"
+    ).fetchall()
+    conn.close()
+    assert "task_runs_not_completed" in str(plan)
+
+
+def test_a_file_with_the_old_status_index_loses_it_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    TaskHistory(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE INDEX task_runs_by_status ON task_runs (status, finished_at)")
+    conn.commit()
+    conn.close()
+    TaskHistory(path).close()
+    conn = sqlite3.connect(path)
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert "task_runs_by_status" not in names and "task_runs_not_completed" in names
+
+
 @pytest.mark.parametrize(
     "row",
     [

@@ -49,6 +49,7 @@ import psutil
 
 from ._errors import HistoryError
 from ._types import TaskStatus
+from .core import core
 
 __all__ = [
     "ExecutionRecord",
@@ -87,7 +88,8 @@ CREATE TABLE IF NOT EXISTS task_runs (
     traceback     TEXT
 );
 CREATE INDEX IF NOT EXISTS task_runs_by_task ON task_runs (task_id, finished_at);
-CREATE INDEX IF NOT EXISTS task_runs_by_status ON task_runs (status, finished_at);
+CREATE INDEX IF NOT EXISTS task_runs_not_completed ON task_runs (status, finished_at)
+    WHERE status != 'completed';
 CREATE INDEX IF NOT EXISTS task_runs_by_time ON task_runs (finished_at);
 CREATE INDEX IF NOT EXISTS task_runs_by_execution ON task_runs (execution_id);
 CREATE TABLE IF NOT EXISTS executions (
@@ -206,6 +208,7 @@ _INSERT_EXECUTION = (
 MEMORY_RETAIN_COUNT = 10_000
 
 _BUSY_RETRY_DELAY = 0.05
+_FILE_CHECK_INTERVAL = 0.25
 _LOCK_LOG_INTERVAL = 30.0
 
 
@@ -401,6 +404,7 @@ class TaskHistory:
         self._execution_select = _EXECUTION_COLUMNS
         self._since_prune = 0
         self._last_prune = -float("inf")
+        self._file_checked = -float("inf")
         self._reopen_failed = False
 
         if readonly:
@@ -489,6 +493,11 @@ class TaskHistory:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            # Runs are indexed by status only where they did not complete (most
+            # do): a file from before that had every run in this index, which
+            # cost each insert a B-tree for the one query a completed run
+            # needs no index for (by time: task_runs_by_time).
+            conn.execute("DROP INDEX IF EXISTS task_runs_by_status")
             for table, column, kind in _ADDED_COLUMNS:
                 if column not in _columns(conn, table):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
@@ -807,12 +816,18 @@ class TaskHistory:
             HistoryError: The history is closed, or records queued before the
                 query wait for a database locked by another connection.
         """
+        statuses = None if status is None else _statuses(status)
         where, params = _filters(
             [("task_id", task_id), ("execution_id", execution_id)],
-            None if status is None else _statuses(status),
+            statuses,
             since,
             until,
             time_column="finished_at",
+            # The literal term of task_runs_not_completed's WHERE, which SQLite
+            # must find in the query to use that partial index.
+            extra="status != 'completed'"
+            if statuses and TaskStatus.COMPLETED.value not in statuses
+            else None,
         )
         sql = (
             f"SELECT {self._run_select} FROM task_runs{where} ORDER BY finished_at DESC, rowid DESC"
@@ -1029,7 +1044,15 @@ class TaskHistory:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if not self._in_memory:
+            if not self._in_memory and (
+                len(runs) + len(executions) < self._batch_size
+                or time.monotonic() - self._file_checked >= _FILE_CHECK_INTERVAL
+            ):
+                # A full batch means records keep coming: then the file is
+                # looked at a few times a second, not at every batch (the stat
+                # releases the GIL, and taking it back while the workers run
+                # costs the writer a switch interval or more).
+                self._file_checked = time.monotonic()
                 self._check_file()
             if runs or executions:
                 self._write_batch(runs, executions)
@@ -1298,11 +1321,33 @@ def _close_quietly(conn: sqlite3.Connection) -> None:
         logger.warning("closing a history connection failed: %s", exc)
 
 
+#: The history's batches go through the native core when it can drive SQLite:
+#: the whole transaction then runs without the GIL, which the sqlite3 module
+#: releases and takes back at every step (see core._core_sqlite.pxi).
+_NATIVE_WRITES = core.NATIVE and core.sqlite_bulk_write_available()
+#: Run rows per native INSERT: SQLite inserts rows of one VALUES list faster
+#: than as many statements (it keeps the table's and indexes' cursors open).
+_NATIVE_RUN_GROUP = 256 if sqlite3.sqlite_version_info >= (3, 32) else 999 // 14
+
+
 def _commit(
     conn: sqlite3.Connection,
     run_rows: Sequence[tuple[Any, ...]],
     execution_rows: Sequence[tuple[Any, ...]],
+    native: bool = _NATIVE_WRITES,
 ) -> None:
+    if native:
+        batches: list[tuple[str, Sequence[tuple[Any, ...]], int]] = []
+        whole = len(run_rows) - len(run_rows) % _NATIVE_RUN_GROUP
+        if whole:
+            batches.append((_insert_runs(_NATIVE_RUN_GROUP), run_rows[:whole], _NATIVE_RUN_GROUP))
+        if whole < len(run_rows):
+            batches.append((_insert_runs(1), run_rows[whole:], 1))
+        if execution_rows:
+            # In order, after the runs: an execution's end replaces its start.
+            batches.append((_INSERT_EXECUTION, execution_rows, 1))
+        core.sqlite_bulk_write(conn, batches)
+        return
     # Few statements for many rows (see _run_statements), and a batch that is
     # one statement is its own transaction: SQLite releases the GIL for each
     # step (BEGIN and COMMIT are steps too), and the writer then waits for the
@@ -1494,8 +1539,9 @@ def _filters(
     until: float | None,
     *,
     time_column: str,
+    extra: str | None = None,
 ) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
+    clauses: list[str] = [] if extra is None else [extra]
     params: list[Any] = []
     for column, value in equal:
         if value is not None:

@@ -1,6 +1,6 @@
 # Typed surface of the native core (_core.pyx).  It mirrors the pure-Python
 # twin, _core_py.py, which type checkers otherwise see through core/__init__.py.
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 NATIVE: bool
@@ -277,3 +277,7 @@ def add_plain_task(
     offsets: tuple[Any, ...],
     defaults: tuple[Any, ...],
 ) -> Any: ...
+def sqlite_bulk_write_available() -> bool: ...
+def sqlite_bulk_write(
+    connection: Any, statements: Iterable[tuple[str, Sequence[Sequence[Any]], int]]
+) -> None: ...

@@ -1226,3 +1226,4 @@ cdef class ResultDrain:
 
 
 include "_core_managed.pxi"
+include "_core_sqlite.pxi"

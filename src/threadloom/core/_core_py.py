@@ -23,7 +23,7 @@ import math
 import threading
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import CancelledError, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from concurrent.futures._base import (
@@ -2739,3 +2739,56 @@ def add_plain_task(
     by_name[name] = task_id
     dependency_map[task_id] = deps
     return obj
+
+
+# -- SQLite batches (the native core runs them without the GIL) -----------------
+
+
+def sqlite_bulk_write_available() -> bool:
+    """True: this twin runs :func:`sqlite_bulk_write` through the sqlite3 module."""
+    return True
+
+
+def sqlite_bulk_write(
+    connection: Any, statements: Iterable[tuple[str, Sequence[Sequence[Any]], int]]
+) -> None:
+    """Run each ``(sql, rows, group)`` of *statements*, in one transaction.
+
+    *sql* runs once per *group* rows (an ``INSERT`` of *group* rows in one
+    ``VALUES`` list): its parameters are the next *group* rows, in order;
+    *rows* holds a whole number of groups.  ``BEGIN IMMEDIATE`` first and
+    ``COMMIT`` last, on *connection* (a ``sqlite3.Connection`` in autocommit
+    mode, ``isolation_level=None``, not in a transaction).  On an error the
+    transaction is rolled back and the error raised.
+    """
+    import sqlite3
+
+    if type(connection) is not sqlite3.Connection:
+        raise TypeError(f"connection must be a sqlite3.Connection, not {type(connection).__name__}")
+    plan = []
+    for sql, rows, group in statements:
+        if type(group) is not int or group < 1:
+            raise ValueError(f"group must be an int >= 1, not {group!r}")
+        if len(rows) % group:
+            raise ValueError(f"{len(rows)} rows are not a whole number of groups of {group}")
+        if len(rows):
+            plan.append((sql, rows, group))
+    if connection.in_transaction:
+        raise sqlite3.ProgrammingError("a transaction is already open on this connection")
+    if not plan:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, rows, group in plan:
+            connection.executemany(
+                sql,
+                (
+                    tuple(itertools.chain.from_iterable(rows[i : i + group]))
+                    for i in range(0, len(rows), group)
+                ),
+            )
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
