@@ -54,6 +54,9 @@ PACKAGE_LAYERS: dict[str, list[str]] = {
     "threadloom.events": ["records", "build", "bus", "observe"],
     # The validated shapes; the checker; loading through it; registering.
     "threadloom.workflow": ["model", "check", "load", "register"],
+    # The graph logic; the records on it; building a task's record; an
+    # execution's state and history rows; the TaskManager on all of them.
+    "threadloom.graph": ["dag", "records", "build", "execution", "manager"],
     # The report records and the advice on them; the figures, the stacks and the
     # kernel's statistics; the profiler on all of them; profiles kept in history.
     "threadloom.profiling": [

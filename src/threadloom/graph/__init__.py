@@ -1,9 +1,12 @@
 """Task graphs: the dependency graph and trigger rules, and the engine that runs them.
 
-``dag`` is the pure graph logic (no threads, no pool); ``manager`` is the
-:class:`~threadloom.TaskManager` built on it, the pool, the scheduler and the
-history.  Only the graph logic is imported here, so that naming a trigger rule
-does not load SQLite and the scheduler.
+One job a module, bottom to top: ``dag`` is the pure graph logic (no threads,
+no pool); ``records`` the records the manager returns (``RegisteredTask``,
+``TaskRunInfo``, ``ExecutionInfo``); ``build`` the checks that build a task's
+record; ``execution`` an execution's state, its snapshot and its rows in the
+history; ``manager`` the :class:`~threadloom.TaskManager` built on them, the
+pool, the scheduler and the history.  Only the graph logic is imported here, so
+that naming a trigger rule does not load SQLite and the scheduler.
 """
 
 from .dag import (

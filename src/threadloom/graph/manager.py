@@ -12,8 +12,11 @@ How an execution moves: the graph's bookkeeping is the core's
 node's task updates its dependents' counters and queues the ones that became
 ready, at their inherited priority, at once; a node whose trigger rule cannot
 be met any more is decided there too (SKIPPED / UPSTREAM_FAILED), without
-running.  This module keeps the policy around it: what an execution is, what
-is recorded in the history, and what the scheduler starts.
+running.  This module keeps the policy around it: the registry, what an
+execution runs, when it is recorded in the history, and what the scheduler
+starts.  The records it returns are in :mod:`.records`, the checks that build
+a task's record in :mod:`.build`, and an execution's state, its snapshot and
+its history rows in :mod:`.execution`.
 
 Example:
     >>> with TaskManager() as manager:  # doctest: +SKIP
@@ -36,34 +39,41 @@ import os
 import secrets
 import threading
 import time
-import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .. import events as tl_events
 from .._errors import UnknownExecutionError, UnknownTaskError
 from .._types import TaskPriority, TaskStatus
-from .._validate import (
-    check_count,
-    check_priority,
-    check_retry,
-    check_seconds,
-    check_timeout,
-)
 from ..core import core
-from ..history import ExecutionRecord, TaskHistory, TaskRunRecord, tags_json
+from ..history import TaskHistory, TaskRunRecord, tags_json
 from ..pool import ThreadPoolManager
 from ..retry import RetryPolicy
-from ..scheduling import MissReason, Schedule, Scheduler, parse_schedule
+from ..scheduling import MissReason, Scheduler
+from .build import PLAIN_TASK_OPTIONS, UPDATABLE, build_task
 from .dag import (
     DependencyCycleError,
     DependencyGraph,
     TaskDependencyError,
     TriggerRule,
     UnknownDependencyError,
+)
+from .execution import (
+    Execution,
+    describe_error,
+    execution_from_history,
+    execution_record,
+)
+from .records import (
+    EMPTY,
+    TASK_INFO_SLOTS,
+    ExecutionInfo,
+    RegisteredTask,
+    TaskInfo,
+    TaskRunInfo,
 )
 
 if TYPE_CHECKING:
@@ -86,176 +96,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("threadloom.task_manager")
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-#: Fields of a task that :meth:`TaskManager.update_task` may change.
-_UPDATABLE = frozenset(
-    {
-        "name",
-        "func",
-        "args",
-        "kwargs",
-        "dependencies",
-        "priority",
-        "max_retries",
-        "retry_delay",
-        "retry",
-        "timeout",
-        "schedule",
-        "enabled",
-        "description",
-        "tags",
-        "trigger_rule",
-        "results_param",
-    }
-)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RegisteredTask:
-    """A registered task: its definition.  Immutable: :meth:`TaskManager.update_task` replaces it.
-
-    Not the :class:`threadloom.TaskInfo` of a :class:`~threadloom.ThreadPoolManager`,
-    which is a snapshot of one submitted run; one registered task has many runs
-    (:class:`TaskRunInfo` inside an execution).  ``task_manager.TaskInfo`` is
-    this class's former name, kept as an alias.
-
-    Attributes:
-        task_id: The id :meth:`TaskManager.register_task` returned.
-        name: Unique among registered tasks; the key of its result in a
-            dependent's upstream results.
-        dependencies: The ids of the tasks it depends on.
-        retry: The retry policy: the one given, or one built from
-            ``max_retries`` and ``retry_delay`` (fixed delay); those two
-            fields always reflect it.
-        timeout: Seconds a run may take from being queued, or None.
-        schedule: The parsed schedule, or None; ``schedule_spec`` is what was given.
-    """
-
-    task_id: str
-    name: str
-    func: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
-    dependencies: tuple[str, ...]
-    priority: int
-    max_retries: int
-    retry_delay: float
-    retry: RetryPolicy
-    timeout: float | None
-    schedule_spec: object
-    schedule: Schedule | None
-    enabled: bool
-    description: str
-    tags: tuple[str, ...]
-    trigger_rule: TriggerRule
-    results_param: str | None
-
-
-#: The seed's name of :class:`RegisteredTask`, kept so that its imports work.
-TaskInfo = RegisteredTask
-
-
-# A frozen dataclass's __init__ sets each field through object.__setattr__,
-# about 3 µs for this one: a registry of 100,000 tasks feels it.  The core
-# fills the same slots directly (every field, in order; callers pass checked
-# values), as __init__ would.
-_TASK_INFO_FIELDS = tuple(field.name for field in dataclasses.fields(TaskInfo))
-_TASK_INFO_SLOTS = core.slot_offsets(TaskInfo, _TASK_INFO_FIELDS)
-
-
-def _new_task_info(**fields: Any) -> TaskInfo:
-    values = tuple(fields[name] for name in _TASK_INFO_FIELDS)
-    task: TaskInfo = core.new_slotted(TaskInfo, _TASK_INFO_SLOTS, values)
-    return task
-
-
-class TaskRunInfo(NamedTuple):
-    """One task's run in one execution, as seen now."""
-
-    task_id: str
-    name: str
-    status: TaskStatus
-    priority: int
-    attempts: int
-    queued_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    duration: float | None
-    error: BaseException | None
-
-
-@dataclasses.dataclass(frozen=True)
-class ExecutionInfo:
-    """A snapshot of an execution.
-
-    Attributes:
-        status: RUNNING until every task has ended; then COMPLETED (every task
-            completed or was skipped), FAILED (a task failed, timed out, was
-            cancelled or was not run for a failed upstream) or CANCELLED (the
-            execution was cancelled).
-        tasks: task id -> its run.
-        results: task name -> return value, for the tasks that completed.  Empty
-            for an execution read back from the history (results are not stored).
-    """
-
-    execution_id: str
-    status: TaskStatus
-    targets: tuple[str, ...]
-    trigger: str
-    started_at: float
-    finished_at: float | None
-    tasks: Mapping[str, TaskRunInfo]
-    results: Mapping[str, Any]
-
-
-class _Execution:
-    """One execution: its graph run and what is recorded about it."""
-
-    __slots__ = (
-        "_index",
-        "done",
-        "execution_id",
-        "finished_at",
-        "first_error",
-        "job_id",
-        "runner",
-        "start_perf",
-        "started_at",
-        "status",
-        "targets",
-        "trigger",
-    )
-
-    def __init__(
-        self,
-        execution_id: str,
-        targets: tuple[str, ...],
-        runner: Any,
-        trigger: str,
-        job_id: str | None,
-    ) -> None:
-        self.execution_id = execution_id
-        self.targets = targets
-        self.runner = runner
-        self.trigger = trigger
-        self.job_id = job_id
-        self.started_at = time.time()
-        self.start_perf = time.perf_counter()
-        self.finished_at: float | None = None
-        self.status = TaskStatus.RUNNING
-        self.first_error: tuple[str, BaseException] | None = None
-        self.done = threading.Event()
-        self._index: dict[str, int] | None = None
-
-    def index_of(self, task_id: str) -> int | None:
-        """The node of task *task_id* in this execution, or None."""
-        index = self._index
-        if index is None:
-            runner = self.runner
-            index = self._index = {runner.task(i).task_id: i for i in range(runner.size)}
-        return index.get(task_id)
 
 
 class TaskManager:
@@ -334,8 +174,8 @@ class TaskManager:
         self._graph = DependencyGraph(describe=self._describe)
         self._dependency_map = self._graph.dependency_map  # the live dict, read hot
         self._last_status: dict[str, TaskStatus] = {}
-        self._active: dict[str, _Execution] = {}
-        self._finished: OrderedDict[str, _Execution] = OrderedDict()
+        self._active: dict[str, Execution] = {}
+        self._finished: OrderedDict[str, Execution] = OrderedDict()
         self._state = "new"
         self._scheduler: Scheduler | None = None
         self._clock = clock
@@ -558,11 +398,11 @@ class TaskManager:
                     name,
                     func,
                     args,
-                    MappingProxyType(kwargs) if kwargs else _EMPTY,
+                    MappingProxyType(kwargs) if kwargs else EMPTY,
                     dependencies,
                     TaskInfo,
-                    _TASK_INFO_SLOTS,
-                    _PLAIN_TASK_OPTIONS,
+                    TASK_INFO_SLOTS,
+                    PLAIN_TASK_OPTIONS,
                 )
                 is not None
             ):
@@ -577,7 +417,7 @@ class TaskManager:
                     raise UnknownDependencyError(name if isinstance(name, str) else "?", [ref])
                 resolved.append(dep)
             deps = tuple(dict.fromkeys(resolved))
-            task = self._build(
+            task = build_task(
                 task_id=task_id,
                 name=name,
                 func=func,
@@ -627,7 +467,7 @@ class TaskManager:
             DependencyCycleError: The new dependencies would form a cycle (named
                 in the error); nothing is changed.
         """
-        unknown = set(changes) - _UPDATABLE
+        unknown = set(changes) - UPDATABLE
         if unknown:
             raise TypeError(f"update_task() cannot change {', '.join(sorted(unknown))}")
         with self._lock:
@@ -646,7 +486,7 @@ class TaskManager:
                     )
                 )
             fields.update(changes)
-            task = self._build(**fields)
+            task = build_task(**fields)
             self._check_name_free(task.name, old.task_id)
             if task.dependencies != old.dependencies:
                 # Raises on a cycle before anything is changed.
@@ -690,89 +530,6 @@ class TaskManager:
         """
         with self._lock:
             return self._tasks[self._resolve(task_id)]
-
-    def _build(
-        self,
-        *,
-        task_id: str,
-        name: object,
-        func: object,
-        args: Iterable[Any],
-        kwargs: Mapping[str, Any],
-        dependencies: tuple[str, ...],
-        priority: object,
-        max_retries: object,
-        retry_delay: object,
-        retry: object,
-        timeout: object,
-        schedule_spec: object,
-        enabled: object,
-        description: object,
-        tags: Iterable[str],
-        trigger_rule: object,
-        results_param: object,
-    ) -> TaskInfo:
-        if not isinstance(name, str):
-            raise TypeError(f"task name must be a non-empty str, not {type(name).__name__}")
-        if not name:
-            raise ValueError("task name must be a non-empty str, not ''")
-        if not callable(func):
-            raise TypeError(f"func of task {name!r} must be callable, not {type(func).__name__}")
-        # The checks every layer shares (same exception, same text), named for the task.
-        try:
-            retry_policy = check_retry(retry)
-            if retry_policy is not None:
-                max_retries, retry_delay = retry_policy.max_retries, retry_policy.delay
-            timeout_s = check_timeout(timeout)
-            retry_count = check_count("max_retries", max_retries)
-            delay = check_seconds("retry_delay", retry_delay)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"task {name!r}: {exc}") from None
-        if not isinstance(enabled, bool):
-            raise TypeError(f"enabled of task {name!r} must be a bool, not {enabled!r}")
-        if not isinstance(description, str):
-            raise TypeError(f"description of task {name!r} must be a str, not {description!r}")
-        tag_tuple = (tags,) if isinstance(tags, str) else tuple(tags)
-        for tag in tag_tuple:
-            if not isinstance(tag, str):
-                raise TypeError(f"tags of task {name!r} must be strs, not {tag!r}")
-        try:
-            rule = TriggerRule(trigger_rule)
-        except ValueError:
-            choices = ", ".join(r.value for r in TriggerRule)
-            raise ValueError(
-                f"unknown trigger_rule {trigger_rule!r} for task {name!r}; use one of {choices}"
-            ) from None
-        kwargs = dict(kwargs)
-        if results_param is not None:
-            if not isinstance(results_param, str) or not results_param.isidentifier():
-                raise ValueError(
-                    f"results_param of task {name!r} must be a keyword name, not {results_param!r}"
-                )
-            if results_param in kwargs:
-                raise ValueError(
-                    f"results_param {results_param!r} of task {name!r} is also given as a keyword"
-                )
-        return _new_task_info(
-            task_id=task_id,
-            name=name,
-            func=func,
-            args=tuple(args),
-            kwargs=MappingProxyType(kwargs) if kwargs else _EMPTY,
-            dependencies=dependencies,
-            priority=check_priority(priority),
-            max_retries=retry_count,
-            retry_delay=delay,
-            retry=retry_policy if retry_policy is not None else _retry_policy(retry_count, delay),
-            timeout=timeout_s,
-            schedule_spec=schedule_spec,
-            schedule=None if schedule_spec is None else parse_schedule(schedule_spec),
-            enabled=enabled,
-            description=description,
-            tags=tag_tuple,
-            trigger_rule=rule,
-            results_param=results_param,
-        )
 
     def _check_name_free(self, name: str, task_id: str) -> None:
         owner = self._ids_by_name.get(name)
@@ -823,8 +580,7 @@ class TaskManager:
             wait: Return only once every task has ended.
 
         Returns:
-            A list holding the id of the one execution that runs them (a list,
-            as the seed's API returns).
+            A one-element list: the id of the execution that runs them all.
 
         Raises:
             UnknownTaskError: A task is not registered.
@@ -852,13 +608,13 @@ class TaskManager:
             tasks = self._tasks
             engine = self._pool if self._backend is None else self._backend
             runner = engine.graph_runner([tasks[t] for t in order])
-            execution = _Execution(
+            execution = Execution(
                 f"{self._id_prefix}-e{next(self._ids)}", targets, runner, trigger, job_id
             )
             runner.on_nodes_end = functools.partial(self._nodes_ended, execution)
             runner.on_finished = functools.partial(self._execution_ended, execution)
             self._active[execution.execution_id] = execution
-        self._record(self._history.record_execution, _execution_record(execution))
+        self._record(self._history.record_execution, execution_record(execution))
         events = self._pool.events
         if events.active:
             events.emit(
@@ -871,12 +627,12 @@ class TaskManager:
             execution.done.wait()
         return execution.execution_id
 
-    def _nodes_ended(self, execution: _Execution, runner: Any, ended: list[int]) -> None:
+    def _nodes_ended(self, execution: Execution, runner: Any, ended: list[int]) -> None:
         """Record nodes' ends (the runner reports each node once, in batches, on any thread)."""
         execution_id = execution.execution_id
         # The rows and the statuses are made in the core: this runs on the
         # workers' path, once per node.
-        rows = runner.run_rows(ended, execution_id, self._last_status, _describe_error, tags_json)
+        rows = runner.run_rows(ended, execution_id, self._last_status, describe_error, tags_json)
         if execution.first_error is None:
             for position, row in enumerate(rows):
                 if row[10] is not None:  # error_type: the first failure of the batch
@@ -918,13 +674,13 @@ class TaskManager:
         except Exception:
             logger.exception("history record %s was not accepted", record[0])
 
-    def _execution_ended(self, execution: _Execution, runner: Any) -> None:
+    def _execution_ended(self, execution: Execution, runner: Any) -> None:
         """The last node ended (the runner calls it once)."""
-        execution.status = self._final_status(execution)
+        execution.status = execution.final_status()
         execution.finished_at = time.time()
         # Every node's record was queued before this one: a reader who waited
         # for the execution finds all of them.
-        self._record(self._history.record_execution, _execution_record(execution))
+        self._record(self._history.record_execution, execution_record(execution))
         events = self._pool.events
         if events.active:
             events.emit(
@@ -949,16 +705,6 @@ class TaskManager:
                 scheduler.run_finished(execution.job_id)
             except Exception:
                 logger.exception("scheduler.run_finished(%r) failed", execution.job_id)
-
-    @staticmethod
-    def _final_status(execution: _Execution) -> TaskStatus:
-        runner = execution.runner
-        codes = {runner.node_status_code(i) for i in range(runner.size)}
-        if runner.cancel_requested and _CODE_CANCELLED in codes:
-            return TaskStatus.CANCELLED
-        if codes <= {_CODE_COMPLETED, _CODE_SKIPPED}:
-            return TaskStatus.COMPLETED
-        return TaskStatus.FAILED
 
     # -- cancelling -------------------------------------------------------------
 
@@ -1025,7 +771,7 @@ class TaskManager:
         return execution.done.wait(timeout)
 
     def get_execution_status(self, execution_id: str) -> ExecutionInfo:
-        """The seed's name of :meth:`get_execution`, kept: it returns the whole snapshot.
+        """Another name of :meth:`get_execution`: it returns the same whole snapshot.
 
         Raises:
             UnknownExecutionError: No such execution.
@@ -1042,39 +788,8 @@ class TaskManager:
         with self._lock:
             execution = self._active.get(execution_id) or self._finished.get(execution_id)
         if execution is None:
-            return self._execution_from_history(execution_id)
-        runner = execution.runner
-        tasks: dict[str, TaskRunInfo] = {}
-        results: dict[str, Any] = {}
-        for i in range(runner.size):
-            task = runner.task(i)
-            status, priority, attempts, queued, started, finished, duration, error = (
-                runner.node_record(i)
-            )
-            tasks[task.task_id] = TaskRunInfo(
-                task.task_id,
-                task.name,
-                status,
-                priority,
-                attempts,
-                queued,
-                started,
-                finished,
-                duration,
-                error,
-            )
-            if status is TaskStatus.COMPLETED:
-                results[task.name] = runner.result(i)
-        return ExecutionInfo(
-            execution_id=execution.execution_id,
-            status=execution.status,
-            targets=execution.targets,
-            trigger=execution.trigger,
-            started_at=execution.started_at,
-            finished_at=execution.finished_at,
-            tasks=MappingProxyType(tasks),
-            results=MappingProxyType(results),
-        )
+            return execution_from_history(self._history, execution_id)
+        return execution.snapshot()
 
     def get_task_status(self, task_id: str) -> TaskStatus:
         """Return the status of a task's latest run.
@@ -1140,7 +855,7 @@ class TaskManager:
             offset=offset,
         )
 
-    def _find_active(self, execution_id: str) -> _Execution | None:
+    def _find_active(self, execution_id: str) -> Execution | None:
         """Return the execution if in flight, None if it has ended; raise if unknown."""
         with self._lock:
             execution = self._active.get(execution_id)
@@ -1150,39 +865,6 @@ class TaskManager:
         if not known and not self._history.query_executions(execution_id=execution_id):
             raise UnknownExecutionError(execution_id)
         return None
-
-    def _execution_from_history(self, execution_id: str) -> ExecutionInfo:
-        records = self._history.query_executions(execution_id=execution_id)
-        if not records:
-            raise UnknownExecutionError(execution_id)
-        (record,) = records
-        runs = self._history.query_runs(execution_id=execution_id, limit=None)
-        return ExecutionInfo(
-            execution_id=execution_id,
-            status=record.status,
-            targets=record.targets,
-            trigger=record.trigger,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-            tasks=MappingProxyType(
-                {
-                    r.task_id: TaskRunInfo(
-                        r.task_id,
-                        r.task_name,
-                        r.status,
-                        0,
-                        r.attempts,
-                        r.queued_at,
-                        r.started_at,
-                        r.finished_at,
-                        r.duration,
-                        None,
-                    )
-                    for r in runs
-                }
-            ),
-            results=_EMPTY,
-        )
 
     # -- scheduling -------------------------------------------------------------
 
@@ -1225,75 +907,6 @@ class TaskManager:
         logger.warning(
             "scheduled run of task %r due %s was not run: %s", self._describe(job_id), due, reason
         )
-
-
-@functools.lru_cache(maxsize=256)
-def _retry_policy(max_retries: int, delay: float) -> RetryPolicy:
-    # Shared: the seed's two retry knobs take few distinct values across tasks,
-    # and a policy per registered task is memory the garbage collector scans.
-    return RetryPolicy(max_retries=max_retries, delay=delay, backoff=1.0)
-
-
-def _execution_record(execution: _Execution) -> ExecutionRecord:
-    finished = execution.finished_at
-    error = execution.first_error
-    return ExecutionRecord(
-        execution.execution_id,
-        execution.targets,
-        execution.status,
-        execution.trigger,
-        execution.runner.size,
-        execution.started_at,
-        finished,
-        None if finished is None else time.perf_counter() - execution.start_perf,
-        None if error is None else type(error[1]).__qualname__,
-        None if error is None else f"task {error[0]!r}: {_safe_str(error[1])}",
-    )
-
-
-def _describe_error(error: BaseException) -> tuple[str, str, str | None]:
-    """``(error_type, error_message, traceback)`` of a run's error, for its history row."""
-    return type(error).__qualname__, _safe_str(error), _format_traceback(error)
-
-
-def _safe_str(error: BaseException) -> str:
-    """``str(error)``, or a stand-in if the exception's own ``__str__`` raises."""
-    try:
-        return str(error)
-    except Exception as exc:
-        return f"<{type(error).__qualname__}: str() raised {type(exc).__qualname__}>"
-
-
-def _format_traceback(error: BaseException) -> str | None:
-    try:
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception:
-        return None
-
-
-# The runner's node codes (see GraphRunner.node_status_code).
-_CODE_COMPLETED = 2
-_CODE_CANCELLED = 4
-_CODE_SKIPPED = 6
-
-
-_NORMAL = int(TaskPriority.NORMAL)
-_NO_RETRY = _retry_policy(0, 1.0)
-#: The fields after ``dependencies`` of a task registered with default options.
-_PLAIN_TASK_OPTIONS = (
-    _NORMAL,
-    0,
-    1.0,
-    _NO_RETRY,
-    None,
-    None,
-    None,
-    True,
-    "",
-    (),
-    TriggerRule.ALL_SUCCESS,
-    None,
-)
 
 
 def _remaining(deadline: float | None) -> float | None:
