@@ -140,8 +140,8 @@ def test_many_plain_and_unusual_rows_of_several_executions_in_one_batch(tmp_path
 def test_both_ways_of_writing_a_batch_store_the_same_rows(tmp_path: Path) -> None:
     # The native core writes a batch without the GIL; the sqlite3 module's way
     # is the twin's.  The two files must hold the same rows, in the same order.
-    from threadloom import history as history_module
     from threadloom.core import core
+    from threadloom.history import writer as history_module
 
     if not (core.NATIVE and core.sqlite_bulk_write_available()):
         pytest.skip("the native core cannot drive this interpreter's SQLite")

@@ -54,6 +54,17 @@ PACKAGE_LAYERS: dict[str, list[str]] = {
     "threadloom.events": ["records", "build", "bus", "observe"],
     # The validated shapes; the checker; loading through it; registering.
     "threadloom.workflow": ["model", "check", "load", "register"],
+    # The records; the schema and its SQL; the owners of executions; the
+    # connections; the writer; the queries; TaskHistory on all of them.
+    "threadloom.history": [
+        "records",
+        "schema",
+        "owner",
+        "database",
+        "writer",
+        "query",
+        "store",
+    ],
     # The report records and the advice on them; the figures, the stacks and the
     # kernel's statistics; the profiler on all of them; profiles kept in history.
     "threadloom.profiling": [
