@@ -140,8 +140,8 @@ def test_many_plain_and_unusual_rows_of_several_executions_in_one_batch(tmp_path
 def test_both_ways_of_writing_a_batch_store_the_same_rows(tmp_path: Path) -> None:
     # The native core writes a batch without the GIL; the sqlite3 module's way
     # is the twin's.  The two files must hold the same rows, in the same order.
-    from threadloom import history as history_module
     from threadloom.core import core
+    from threadloom.history import writer as history_module
 
     if not (core.NATIVE and core.sqlite_bulk_write_available()):
         pytest.skip("the native core cannot drive this interpreter's SQLite")
@@ -993,3 +993,21 @@ def test_a_file_from_before_the_new_columns_is_read_and_migrated(tmp_path: Path)
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
     finally:
         conn.close()
+
+
+def test_a_history_dropped_unclosed_lives_while_its_writer_runs(tmp_path: Path) -> None:
+    # Its writer still holds records and its file; the fork hook must still
+    # find it (and the records get written at close, or at exit).
+    import gc
+    import weakref
+
+    store = TaskHistory(tmp_path / "h.db")
+    store.record_run(run(1))
+    assert store.flush(timeout=30)
+    alive = weakref.ref(store)
+    del store
+    gc.collect()
+    kept = alive()
+    assert kept is not None
+    assert kept.query_runs() == [run(1)]
+    assert kept.close(timeout=30)

@@ -57,6 +57,17 @@ PACKAGE_LAYERS: dict[str, list[str]] = {
     # The graph logic; the records on it; building a task's record; an
     # execution's state and history rows; the TaskManager on all of them.
     "threadloom.graph": ["dag", "records", "build", "execution", "manager"],
+    # The records; the schema and its SQL; the owners of executions; the
+    # connections; the writer; the queries; TaskHistory on all of them.
+    "threadloom.history": [
+        "records",
+        "schema",
+        "owner",
+        "database",
+        "writer",
+        "query",
+        "store",
+    ],
     # The report records and the advice on them; the figures, the stacks and the
     # kernel's statistics; the profiler on all of them; profiles kept in history.
     "threadloom.profiling": [
