@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from threadloom import TaskStatus
 from threadloom.cli import main as cli_main
@@ -34,6 +36,8 @@ from threadloom.history import (
     TaskRunRecord,
     run_row,
 )
+
+WAIT = 30.0
 
 
 def run(
@@ -1011,3 +1015,68 @@ def test_a_history_dropped_unclosed_lives_while_its_writer_runs(tmp_path: Path) 
     assert kept is not None
     assert kept.query_runs() == [run(1)]
     assert kept.close(timeout=30)
+
+
+@given(st.lists(st.text() | st.sampled_from(["t1", "a b", "é", 'q"', "b\\s", "\t"])))
+def test_execution_targets_are_stored_as_json_dumps_writes_them(targets: list[str]) -> None:
+    from threadloom.history.writer import _json_strings
+
+    assert _json_strings(tuple(targets)) == json.dumps(targets)
+    assert json.loads(_json_strings(tuple(targets))) == targets
+
+
+# -- order and flush under a stream of batches ---------------------------------
+
+
+def plain_rows(start: int, count: int, execution: str = "e1") -> list[tuple[Any, ...]]:
+    return [
+        run_row(run(n, task=f"t{n}", execution=execution, tags=()))
+        for n in range(start, start + count)
+    ]
+
+
+def test_records_are_committed_in_the_order_they_were_queued(tmp_path: Path) -> None:
+    store = TaskHistory(tmp_path / "h.db", batch_size=64)
+    stop = threading.Event()
+    flushed: list[bool] = []
+
+    def flusher() -> None:
+        # Flush markers between the records, from another thread.
+        while not stop.is_set():
+            flushed.append(store.flush(timeout=WAIT))
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        queued = 0
+        for batch in range(200):
+            store.record_run_rows(plain_rows(queued, 37))
+            queued += 37
+            if batch % 20 == 19:
+                store.record_execution(execution(f"x{batch}", TaskStatus.COMPLETED, 60.0))
+    finally:
+        stop.set()
+        thread.join(WAIT)
+    assert store.flush(timeout=WAIT)
+    assert store.stats() == (queued + 10, 0, 0)
+    store.close()
+    assert all(flushed)
+    conn = sqlite3.connect(tmp_path / "h.db")
+    order = [row[0] for row in conn.execute("SELECT task_id FROM task_runs ORDER BY rowid")]
+    executions = conn.execute("SELECT count(*) FROM executions").fetchone()
+    conn.close()
+    assert order == [f"t{n}" for n in range(queued)]
+    assert executions == (10,)
+
+
+def test_a_flush_sees_every_record_queued_before_it(tmp_path: Path) -> None:
+    store = TaskHistory(tmp_path / "h.db", batch_size=64)
+    try:
+        total = 0
+        for _ in range(30):
+            store.record_run_rows(plain_rows(total, 50))
+            total += 50
+            assert store.flush(timeout=WAIT)
+            assert len(store.query_runs(limit=None)) == total
+    finally:
+        store.close()

@@ -633,10 +633,28 @@ def _commit(
 def _execution_to_row(record: ExecutionRecord, owner: str) -> tuple[Any, ...]:
     return (
         record.execution_id,
-        json.dumps(list(record.targets)),
+        _json_strings(record.targets),
         *record[2:],
         owner,
     )
+
+
+def _json_strings(items: Sequence[str]) -> str:
+    """``json.dumps(list(items))``, at join speed for plain ASCII strings.
+
+    An execution of a 100,000-task graph names 100,000 targets, in its start
+    record and its end record: json.dumps took 20 ms each.
+    """
+    try:
+        plain = "".join(items)
+    except TypeError:
+        return json.dumps(list(items))
+    if not items:
+        return "[]"
+    if plain.isascii() and plain.isprintable() and '"' not in plain and "\\" not in plain:
+        # Nothing to escape: the text json.dumps writes, item for item.
+        return '["' + '", "'.join(items) + '"]'
+    return json.dumps(list(items))
 
 
 def _run_call(conn: sqlite3.Connection, call: Call) -> None:
