@@ -165,3 +165,18 @@ def test_the_native_batch_runs_on_the_modules_own_library(core: ModuleType) -> N
         core.sqlite_bulk_write(conn, [("INSERT INTO t VALUES (sqlite_version())", [()], 1)])
         assert conn.execute("SELECT a FROM t").fetchone() == (sqlite3.sqlite_version,)
     conn.close()
+
+
+def test_rows_may_be_lists_and_one_statement_is_run_at_a_time(
+    core: ModuleType, db: sqlite3.Connection
+) -> None:
+    core.sqlite_bulk_write(db, [(insert(1), [[1, "é", 2.0], [3, None, b"x"]], 1)])
+    assert db.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == [
+        (1, "é", 2.0),
+        (3, None, b"x"),
+    ]
+    with pytest.raises(sqlite3.ProgrammingError, match="one statement at a time"):
+        core.sqlite_bulk_write(db, [(insert(1) + "; DELETE FROM t", [(4, 5, 6)], 1)])
+    # A trailing semicolon is no second statement.
+    core.sqlite_bulk_write(db, [(insert(1) + " ;  ", [(7, 8, 9)], 1)])
+    assert db.execute("SELECT count(*) FROM t").fetchone() == (3,)

@@ -294,6 +294,10 @@ def sqlite_bulk_write(connection, statements):
         if len(rows) % group:
             raise ValueError(f"{len(rows)} rows are not a whole number of groups of {group}")
         if len(rows):
+            # Our own copies (rows of tuples): nothing another thread does to
+            # the caller's lists can free a value bound while the GIL is
+            # released.
+            rows = tuple([row if type(row) is tuple else tuple(row) for row in rows])
             plan.append((sql, rows, group))
     if not tl_sqlite.get_autocommit(db):
         raise sqlite3.ProgrammingError("a transaction is already open on this connection")
@@ -304,6 +308,7 @@ def sqlite_bulk_write(connection, statements):
     cdef Py_ssize_t size
     cdef int s, p, width, rc
     cdef const char *text
+    cdef const char *tail
     cdef char *buffer
     cdef char message[512]
     cdef void **prepared = <void **>calloc(count, sizeof(void *))
@@ -322,12 +327,14 @@ def sqlite_bulk_write(connection, statements):
             sql, rows, group = plan[s]
             keep.append(rows)
             text = PyUnicode_AsUTF8AndSize(sql, &size)
-            rc = tl_sqlite.prepare_v2(db, text, <int>size, &prepared[s], NULL)
+            rc = tl_sqlite.prepare_v2(db, text, <int>size, &prepared[s], &tail)
             if rc != 0 or prepared[s] == NULL:
                 raise _sqlite_error(
                     tl_sqlite.extended_errcode(db) if rc else 1,
                     tl_sqlite.errmsg(db).decode("utf-8", "replace") if rc else "empty statement",
                 )
+            if text[tail - text:size].strip(b" \t\r\n;"):
+                raise sqlite3.ProgrammingError("You can only execute one statement at a time.")
             width = tl_sqlite.bind_parameter_count(prepared[s])
             if width % group:
                 raise sqlite3.ProgrammingError(
