@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 import threadloom
 from threadloom import RetryPolicy, TaskManager, TaskStatus, ThreadPoolManager
 from threadloom.dashboard import Dashboard, DashboardError, parse_bind
-from threadloom.dashboard._app import Broadcaster
 from threadloom.dashboard._layout import layered_layout
+from threadloom.dashboard._stream import Broadcaster
 from threadloom.history import TaskHistory
 
 WAIT = 10.0

@@ -79,6 +79,22 @@ PACKAGE_LAYERS: dict[str, list[str]] = {
         "profiler",
         "storage",
     ],
+    # The designer's palette and the graph layout; the sources and the live
+    # state on them; the metrics; reading requests, records as JSON, the SSE
+    # stream, the access checks; the app on all of them; the designer's routes.
+    "threadloom.dashboard": [
+        "_palette",
+        "_layout",
+        "_sources",
+        "_collector",
+        "_metrics",
+        "_params",
+        "_shapes",
+        "_stream",
+        "_auth",
+        "_app",
+        "designer",
+    ],
 }
 
 # Imports of a private module (``_name``) of another package from outside that

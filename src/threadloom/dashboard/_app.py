@@ -3,23 +3,23 @@
 Endpoints that read the pool, the manager or SQLite are plain functions, which
 Starlette runs in its thread pool, so a slow read never stalls the event loop
 serving ``/events``.
+
+Its parts live beside it: the SSE ring and framing (``_stream``), the access
+checks and security headers (``_auth``), reading request parameters and the
+refusal :class:`ApiError` (``_params``), records as JSON (``_shapes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
-import math
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -27,266 +27,24 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from .. import __version__
-from .._types import TaskPriority, TaskStatus
 from ..core import NATIVE
+from ._auth import Guard
 from ._collector import LiveState
 from ._layout import layered_layout
+from ._params import ApiError, float_param, int_param, statuses
+from ._shapes import error_text, execution_json, explain, finite, priority_name, run_json
 from ._sources import Sources
+from ._stream import Broadcaster, sse
 
 STATIC = Path(__file__).parent / "static"
 
-#: Content-Security-Policy of every response: no inline script, nothing off-site.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-    "form-action 'self'"
-)
-TOKEN_COOKIE = "threadloom_token"
 #: SSE messages per second, at most.
 MAX_UPDATES_PER_SECOND = 10
-#: Bytes of past SSE messages kept for clients resuming with Last-Event-ID.
-REPLAY_BYTES = 4 * 1024 * 1024
 #: Task rows carried by one SSE message; beyond it the page refetches /api/tasks.
 ROWS_PER_MESSAGE = 200
-
-
-class ApiError(Exception):
-    """A refused ``/api`` request: :attr:`status` is its HTTP status.
-
-    Internal to the app: raised by its endpoints and turned into a JSON error
-    response by :meth:`DashboardApp._json`, so it never reaches a caller.
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-# -- SSE -----------------------------------------------------------------------
-
-
-class Broadcaster:
-    """The SSE messages: numbered, kept in a ring bounded by bytes for replay.
-
-    ``publish`` is called on the event loop (the ticker thread hands messages
-    over with ``call_soon_threadsafe``); clients wait on ``changed``.
-    """
-
-    def __init__(self, replay_bytes: int = REPLAY_BYTES) -> None:
-        self.ring: deque[tuple[int, str]] = deque()
-        self.bytes = 0
-        self.replay_bytes = replay_bytes
-        self.next_id = 1
-        self.changed: asyncio.Event | None = None
-        self.closing = False
-
-    def bind(self) -> None:
-        self.changed = asyncio.Event()
-
-    def publish(self, data: str) -> None:
-        self.ring.append((self.next_id, data))
-        self.next_id += 1
-        self.bytes += len(data)
-        while self.bytes > self.replay_bytes and len(self.ring) > 1:
-            _, old = self.ring.popleft()
-            self.bytes -= len(old)
-        changed = self.changed
-        if changed is not None:
-            changed.set()
-            # A fresh event per message: waiters of the old one wake, later
-            # waiters wait for the next message.
-            self.changed = asyncio.Event()
-
-    def after(self, last_id: int) -> list[tuple[int, str]] | None:
-        """Messages after *last_id*, or None if some were already dropped."""
-        if not self.ring:
-            return [] if last_id < self.next_id else None
-        first = self.ring[0][0]
-        if last_id < first - 1:
-            return None
-        return [item for item in self.ring if item[0] > last_id]
-
-    def close(self) -> None:
-        self.closing = True
-        if self.changed is not None:
-            self.changed.set()
-
-
-def _sse(message_id: int, data: str, event: str = "update") -> bytes:
-    return f"id: {message_id}\nevent: {event}\ndata: {data}\n\n".encode()
-
-
-# -- security ------------------------------------------------------------------
-
-
-class Guard:
-    """Token check, Host check, control-action rules and security headers.
-
-    * With a token, every request must carry it (``Authorization: Bearer``,
-      ``X-Threadloom-Token``, ``?token=`` or the cookie set when a page was
-      opened with ``?token=``); otherwise 401.
-    * POST (the control actions) needs the token in a header, or, on a
-      loopback bind, an ``Origin`` equal to the dashboard's own (same-origin);
-      a cookie alone never authorises an action.  Other methods than GET,
-      HEAD and POST get 405.
-    * On a loopback bind the Host header must name the loopback address
-      (defeats DNS rebinding).
-    """
-
-    def __init__(self, app: ASGIApp, token: str | None, loopback: bool, port: Callable[[], int]):
-        self.app = app
-        self.token = token
-        self.loopback = loopback
-        self.port = port
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        method = scope["method"]
-        set_cookie = None
-        problem: tuple[int, str] | None = None
-        header_token = headers.get("x-threadloom-token") or _bearer(headers.get("authorization"))
-        if self.loopback and not self._host_ok(headers.get("host", "")):
-            problem = (403, "unexpected Host header for a loopback dashboard")
-        elif method not in ("GET", "HEAD", "POST"):
-            problem = (405, f"method {method} not allowed")
-        elif self.token is not None:
-            query_token = (query.get("token") or [None])[0]
-            cookie_token = _cookie(headers.get("cookie", ""), TOKEN_COOKIE)
-            offered = header_token or query_token or cookie_token
-            if not _same(offered, self.token):
-                problem = (401, "a valid token is required")
-            elif query_token is not None and _same(query_token, self.token):
-                set_cookie = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-        if problem is None and method == "POST" and not _same(header_token, self.token):
-            origin = headers.get("origin")
-            if not (self.loopback and origin is not None and self._origin_ok(origin)):
-                problem = (
-                    403,
-                    "control actions need the token in a header, or a same-origin "
-                    "request to a loopback dashboard",
-                )
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                extra = [
-                    (b"content-security-policy", CSP.encode()),
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                if set_cookie is not None:
-                    extra.append((b"set-cookie", set_cookie.encode()))
-                message["headers"] = list(message.get("headers", [])) + extra
-            await send(message)
-
-        if problem is not None:
-            status, text = problem
-            response = JSONResponse({"error": text}, status_code=status)
-            if status == 401:
-                response.headers["www-authenticate"] = 'Bearer realm="threadloom"'
-            await response(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
-
-    def _host_ok(self, host: str) -> bool:
-        name = host[1 : host.find("]")] if host.startswith("[") else host.partition(":")[0]
-        name = name.lower()
-        return name in ("localhost", "::1") or name.startswith("127.")
-
-    def _origin_ok(self, origin: str) -> bool:
-        for host in ("127.0.0.1", "localhost", "[::1]"):
-            if origin == f"http://{host}:{self.port()}":
-                return True
-        return False
-
-
-def _same(offered: str | None, token: str | None) -> bool:
-    if offered is None or token is None:
-        return False
-    return hmac.compare_digest(offered.encode(), token.encode())
-
-
-def _bearer(value: str | None) -> str | None:
-    if value and value.lower().startswith("bearer "):
-        return value[7:].strip()
-    return None
-
-
-def _cookie(header: str, name: str) -> str | None:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return None
-
-
-# -- helpers -------------------------------------------------------------------
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer, not {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ApiError(400, f"{name} must be between {lo} and {hi}, not {value}")
-    return value
-
-
-def _float_param(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a number, not {raw!r}") from None
-    if not math.isfinite(value):
-        raise ApiError(400, f"{name} must be finite")
-    return value
-
-
-def _statuses(raw: str | None) -> list[TaskStatus] | None:
-    if not raw:
-        return None
-    out = []
-    for part in raw.split(","):
-        try:
-            out.append(TaskStatus(part.strip()))
-        except ValueError:
-            known = ", ".join(s.value for s in TaskStatus)
-            raise ApiError(400, f"unknown status {part!r} (use {known})") from None
-    return out
-
-
-def _priority_name(priority: int) -> str:
-    try:
-        return TaskPriority(priority).name
-    except ValueError:
-        return str(priority)
-
-
-def _error_text(error: BaseException | None) -> tuple[str, str]:
-    if error is None:
-        return "", ""
-    return type(error).__qualname__, str(error)
 
 
 # -- the app -------------------------------------------------------------------
@@ -429,7 +187,7 @@ class DashboardApp:
                 total=m["worker_count"],
                 target=m["target_workers"],
                 max=m["max_workers"],
-                queue={_priority_name(p): n for p, n in m["queue_size_by_priority"].items()},
+                queue={priority_name(p): n for p, n in m["queue_size_by_priority"].items()},
                 queue_total=m["queue_size"],
                 throughput=rate,
                 wait_p50=m["wait_time_p50"],
@@ -482,9 +240,9 @@ class DashboardApp:
             "uptime",
             "running",
         )
-        out = {k: _finite(m[k]) for k in keys}
+        out = {k: finite(m[k]) for k in keys}
         out["queue_size_by_priority"] = {
-            _priority_name(p): n for p, n in m["queue_size_by_priority"].items()
+            priority_name(p): n for p, n in m["queue_size_by_priority"].items()
         }
         return out
 
@@ -560,10 +318,10 @@ class DashboardApp:
             if last_id is not None:
                 missed = broadcaster.after(last_id)
                 if missed is None:
-                    yield _sse(broadcaster.next_id - 1, "{}", "reset")
+                    yield sse(broadcaster.next_id - 1, "{}", "reset")
                 else:
                     for message_id, data in missed:
-                        yield _sse(message_id, data)
+                        yield sse(message_id, data)
                     if missed:
                         # Sent: the loop below must not send them again.
                         last_id = missed[-1][0]
@@ -574,12 +332,12 @@ class DashboardApp:
                 assert changed is not None
                 fresh = broadcaster.after(last_id)
                 if fresh is None:
-                    yield _sse(broadcaster.next_id - 1, "{}", "reset")
+                    yield sse(broadcaster.next_id - 1, "{}", "reset")
                     last_id = broadcaster.next_id - 1
                     continue
                 if fresh:
                     for message_id, data in fresh:
-                        yield _sse(message_id, data)
+                        yield sse(message_id, data)
                     last_id = fresh[-1][0]
                     continue
                 try:
@@ -648,8 +406,8 @@ class DashboardApp:
                 name=q.get("name") or None,
                 sort=q.get("sort") or "queued_at",
                 descending=(q.get("order") or "desc") != "asc",
-                limit=_int_param(request, "limit", 100, 1, 1000),
-                offset=_int_param(request, "offset", 0, 0, 10**9),
+                limit=int_param(request, "limit", 100, 1, 1000),
+                offset=int_param(request, "offset", 0, 0, 10**9),
             )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
@@ -666,7 +424,7 @@ class DashboardApp:
                 info = None
             if info is not None:
                 if detail is None:
-                    error_type, message = _error_text(info.error)
+                    error_type, message = error_text(info.error)
                     detail = {
                         "task_id": info.task_id,
                         "name": info.name,
@@ -697,18 +455,18 @@ class DashboardApp:
 
     def stream(self, request: Request) -> dict[str, Any]:
         now = time.time()
-        t1 = _float_param(request, "t1") or now
-        t0 = _float_param(request, "t0") or (t1 - 60.0)
+        t1 = float_param(request, "t1") or now
+        t0 = float_param(request, "t0") or (t1 - 60.0)
         if t0 >= t1:
             raise ApiError(400, "t0 must be before t1")
-        width = _int_param(request, "width", 1000, 10, 4000)
+        width = int_param(request, "width", 1000, 10, 4000)
         return self.state.stream(t0, t1, width)
 
     def executions(self, request: Request) -> dict[str, Any]:
         history = self._need("history")
-        limit = _int_param(request, "limit", 50, 1, 500)
+        limit = int_param(request, "limit", 50, 1, 500)
         records = history.query_executions(limit=limit)
-        return {"executions": [_execution_json(r) for r in records]}
+        return {"executions": [execution_json(r) for r in records]}
 
     def execution(self, request: Request) -> dict[str, Any]:
         execution_id = request.path_params["execution_id"]
@@ -733,8 +491,8 @@ class DashboardApp:
                     "status": run.status.value,
                     "attempts": run.attempts,
                     "duration": run.duration,
-                    "error_type": _error_text(run.error)[0],
-                    "message": _error_text(run.error)[1],
+                    "error_type": error_text(run.error)[0],
+                    "message": error_text(run.error)[1],
                 }
                 for task_id, run in info.tasks.items()
             }
@@ -837,7 +595,7 @@ class DashboardApp:
                     "job_id": info.job_id,
                     "name": names.get(info.job_id, info.job_id),
                     "schedule": repr(schedule),
-                    "explain": _explain(schedule) or explain_error,
+                    "explain": explain(schedule) or explain_error,
                     "tz": str(schedule.tz),
                     "next_fire_times": [t.isoformat() for t in upcoming],
                     "paused": info.paused,
@@ -864,20 +622,20 @@ class DashboardApp:
 
     def history_runs(self, request: Request) -> dict[str, Any]:
         history = self._need("history")
-        limit = _int_param(request, "limit", 50, 1, 500)
-        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = int_param(request, "limit", 50, 1, 500)
+        offset = int_param(request, "offset", 0, 0, 10**9)
         q = request.query_params
         records = history.query_runs(
             task_id=q.get("task_id") or None,
             execution_id=q.get("execution_id") or None,
-            status=_statuses(q.get("status")),
-            since=_float_param(request, "since"),
-            until=_float_param(request, "until"),
+            status=statuses(q.get("status")),
+            since=float_param(request, "since"),
+            until=float_param(request, "until"),
             limit=limit + 1,
             offset=offset,
         )
         return {
-            "runs": [_run_json(r) for r in records[:limit]],
+            "runs": [run_json(r) for r in records[:limit]],
             "offset": offset,
             "limit": limit,
             "more": len(records) > limit,
@@ -885,17 +643,17 @@ class DashboardApp:
 
     def history_executions(self, request: Request) -> dict[str, Any]:
         history = self._need("history")
-        limit = _int_param(request, "limit", 50, 1, 500)
-        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = int_param(request, "limit", 50, 1, 500)
+        offset = int_param(request, "offset", 0, 0, 10**9)
         records = history.query_executions(
-            status=_statuses(request.query_params.get("status")),
-            since=_float_param(request, "since"),
-            until=_float_param(request, "until"),
+            status=statuses(request.query_params.get("status")),
+            since=float_param(request, "since"),
+            until=float_param(request, "until"),
             limit=limit + 1,
             offset=offset,
         )
         return {
-            "executions": [_execution_json(r) for r in records[:limit]],
+            "executions": [execution_json(r) for r in records[:limit]],
             "offset": offset,
             "limit": limit,
             "more": len(records) > limit,
@@ -923,47 +681,3 @@ class DashboardApp:
                     "speedscope": recorded.speedscope,
                 }
         return {"source": None, "report": None, "speedscope": None}
-
-
-def _explain(schedule: Any) -> str:
-    expr = getattr(schedule, "expr", None)
-    if not isinstance(expr, str):
-        return ""
-    try:
-        from cronsim import CronSim
-
-        return str(CronSim(expr, datetime.now(timezone.utc)).explain())
-    except Exception:
-        return ""
-
-
-def _run_json(r: Any) -> dict[str, Any]:
-    return {
-        "run_id": r.run_id,
-        "execution_id": r.execution_id,
-        "task_id": r.task_id,
-        "task_name": r.task_name,
-        "status": r.status.value,
-        "attempts": r.attempts,
-        "queued_at": r.queued_at,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "duration": r.duration,
-        "error_type": r.error_type or "",
-        "error_message": r.error_message or "",
-    }
-
-
-def _execution_json(r: Any) -> dict[str, Any]:
-    return {
-        "execution_id": r.execution_id,
-        "targets": list(r.targets),
-        "status": r.status.value,
-        "trigger": r.trigger,
-        "task_count": r.task_count,
-        "started_at": r.started_at,
-        "finished_at": r.finished_at,
-        "duration": r.duration,
-        "error_type": r.error_type or "",
-        "error_message": r.error_message or "",
-    }
