@@ -95,6 +95,10 @@ PACKAGE_LAYERS: dict[str, list[str]] = {
         "_app",
         "designer",
     ],
+    # Cluster specs and connecting; what a worker runs; the client-side pieces
+    # the executor and the graph runner share; the executor; the graph runner;
+    # the backend the task manager uses, on the runner.
+    "threadloom.distributed": ["cluster", "worker", "shared", "executor", "graph", "backend"],
 }
 
 # Imports of a private module (``_name``) of another package from outside that
