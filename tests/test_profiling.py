@@ -706,3 +706,21 @@ def test_each_profiled_attempt_is_an_event() -> None:
         assert event.name == "spin" and event.attempt == 1 and event.failed == ""
         assert event.cpu_time > 0 and event.wall_time > 0
         assert 0.0 <= event.off_cpu_share <= 1.0
+
+
+def test_a_thread_that_exits_between_open_and_read_has_no_schedstat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The kernel answers ESRCH when the thread is gone by the read: the
+    # profiler's sampling thread must get None, not die of the error.
+    from threadloom.profiling import schedstat
+
+    if not schedstat.SCHEDSTAT:
+        pytest.skip("no /proc schedstat here")
+    assert schedstat.read_schedstat(threading.get_native_id()) is not None
+
+    def gone(fd: int, size: int) -> bytes:
+        raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(os, "read", gone)
+    assert schedstat.read_schedstat(threading.get_native_id()) is None

@@ -29,6 +29,8 @@ def read_schedstat(native_id: int) -> tuple[int, int] | None:
         return None  # the thread exited
     try:
         fields = os.read(fd, 128).split()
+    except OSError:
+        return None  # it exited after the open (ESRCH)
     finally:
         os.close(fd)
     return int(fields[0]), int(fields[1])
