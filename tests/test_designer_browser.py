@@ -128,9 +128,16 @@ def steps_module(tmp_path: Path) -> str:
 
 
 def centre(locator: Any) -> tuple[float, float]:
-    box = locator.bounding_box()
-    assert box is not None
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # The designer redraws a layer by replacing its elements (after a connect,
+    # for one): an element found just before a redraw is gone when measured,
+    # and bounding_box() gives None.  So measure the element there now, a few
+    # times over, each after it is visible.
+    for _ in range(20):
+        expect(locator).to_be_visible()
+        box = locator.bounding_box()
+        if box is not None:
+            return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    raise AssertionError(f"{locator} is never still long enough to be measured")
 
 
 def mouse_drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
